@@ -1,0 +1,1 @@
+# otalink device agent: runs on each ECU (MicroPython); also importable on CPython for tooling.

@@ -1,0 +1,1 @@
+"""otalink host agent: runs on the telematics gateway (CPython)."""
