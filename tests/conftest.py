@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 MPY_TREE = ROOT / "build" / "mpy"
 
-pytest_plugins = ["tests.mpyrun"]
+pytest_plugins = ["tests.mpyrun", "tests.hilplugin"]
 
 
 def micropython_exe() -> str:

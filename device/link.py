@@ -1,0 +1,142 @@
+# Link adapters: the byte pipe between the session and the host, one small class per port.
+#
+# Every adapter offers the same calls, each bounded in time so the agent's loop never blocks
+# forever on a dead line:
+#   wait(timeout_ms) -> bool        True when bytes are ready to read (False after timeout_ms)
+#   readinto(buf, n) -> count       never blocks: reads what is buffered, up to n (0 = nothing);
+#                                   the shape FrameParser.readinto_from(stream, n) expects
+#   write(buf, n, timeout_ms=T)     sends buf[:n] or raises OSError(ETIMEDOUT) after timeout_ms
+# The hot path (one ACK per DATA frame) allocates nothing: poll via ipoll (reuses its result
+# tuple), stream write(buf, off, len) instead of memoryview slices.
+#   close()
+# - UartLink: machine.UART on boards (baud, rxbuf, pins from the board profile).
+# - PtyLink: unix port (no machine.UART): a pseudo-terminal slave path opened raw with termios.
+#   VMIN=0/VTIME=0 makes read() return what is buffered instead of waiting for a full buffer, and
+#   select.poll supplies the timeout, so readinto never blocks.
+import time
+
+try:
+    from micropython import const
+except ImportError:  # CPython (tooling only)
+
+    def const(x):
+        return x
+
+
+_VTIME = const(5)  # termios c_cc indices on Linux
+_VMIN = const(6)
+_WCHUNK = const(256)  # pty writes in chunks, each after POLLOUT: a stalled reader cannot wedge us
+_ETIMEDOUT = const(110)
+
+
+class PtyLink:
+    def __init__(self, path):
+        import select
+        import termios
+
+        self._f = open(path, "r+b", buffering=0)
+        fd = self._f.fileno()
+        termios.setraw(fd)
+        attr = termios.tcgetattr(fd)
+        attr[6][_VMIN] = 0
+        attr[6][_VTIME] = 0
+        termios.tcsetattr(fd, termios.TCSANOW, attr)
+        self._rp = select.poll()
+        self._rp.register(fd, select.POLLIN)
+        self._wp = select.poll()
+        self._wp.register(fd, select.POLLOUT)
+        self._pollin = select.POLLIN
+        self._pollout = select.POLLOUT
+
+    def wait(self, timeout_ms):
+        for _fd, ev in self._rp.ipoll(timeout_ms):
+            if ev & self._pollin:
+                return True
+            # POLLHUP/POLLERR: no host on the other end (master closed); wait a little instead of
+            # spinning, the runner keeps the pty pair across our restarts.
+            time.sleep_ms(timeout_ms if timeout_ms < 50 else 50)
+        return False
+
+    def readinto(self, buf, n):
+        try:
+            return self._f.readinto(buf, n) or 0
+        except OSError:
+            return 0  # EIO while the master side is closed: same as "nothing yet"
+
+    def write(self, buf, n, timeout_ms=2000):
+        pos = 0
+        deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
+        while pos < n:
+            left = time.ticks_diff(deadline, time.ticks_ms())
+            ready = False
+            if left > 0:
+                for _ in self._wp.ipoll(left):
+                    ready = True
+            if not ready:
+                raise OSError(_ETIMEDOUT)
+            step = n - pos
+            if step > _WCHUNK:
+                step = _WCHUNK
+            w = self._f.write(buf, pos, step)
+            pos += w or 0
+
+    def close(self):
+        try:
+            self._f.close()
+        except OSError:
+            pass
+
+
+class UartLink:
+    def __init__(self, uart_id, baud, rxbuf, tx=None, rx=None):
+        import machine
+
+        kw = {"baudrate": baud, "rxbuf": rxbuf, "timeout": 0}
+        if tx is not None:
+            kw["tx"] = tx
+        if rx is not None:
+            kw["rx"] = rx
+        self._u = machine.UART(uart_id, **kw)
+        self._baud = baud
+
+    def wait(self, timeout_ms):
+        u = self._u
+        deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
+        while not u.any():
+            if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
+                return False
+            time.sleep_ms(1)
+        return True
+
+    def readinto(self, buf, n):
+        if not self._u.any():
+            return 0
+        return self._u.readinto(buf, n) or 0
+
+    def write(self, buf, n, timeout_ms=2000):
+        pos = 0
+        deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
+        while pos < n:
+            if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
+                raise OSError(_ETIMEDOUT)
+            w = self._u.write(buf, pos, n - pos)
+            pos += w or 0
+
+    def close(self):
+        try:
+            self._u.deinit()
+        except Exception:
+            pass
+
+
+def open_link(line):
+    """The adapter for a config's "line" section: {"path": pty} or {"uart": id, "baud": ...}."""
+    if "path" in line:
+        return PtyLink(line["path"])
+    return UartLink(
+        line.get("uart", 1),
+        line.get("baud", 115200),
+        line.get("rxbuf", 2048),
+        line.get("tx"),
+        line.get("rx"),
+    )

@@ -1,0 +1,128 @@
+# Entry point of the ECU agent:
+#   micropython -X heapsize=64k -m otalink.device.main CONFIG.json
+# 1. load the ECU config (+ board profile); 2. open flash, Slots, apply the boot decision table
+# and boot the chosen slot's bundle (device-storage's code); 3. serve the line until REBOOT.
+#
+# Exit statuses on the unix port (the ECU runner, host/ecusim, acts on them):
+#   0   EXIT_STOP    stopped on purpose (config "run_ms" elapsed): do not restart
+#   64  EXIT_RESET   the host sent REBOOT: restart on the same flash file and line (a board's reset)
+#   65  EXIT_CONFIG  the config is unusable (ConfigError): do not restart
+#   1   uncaught exception (MicroPython's own status): a crash; the runner may restart it like a
+#       watchdog reset. A power cut from the flash emulator is SIGKILL (-9), not an exit status.
+# On boards REBOOT is machine.reset().
+import sys
+
+try:
+    from micropython import const
+except ImportError:  # CPython (tooling only)
+
+    def const(x):
+        return x
+
+
+EXIT_STOP = const(0)
+EXIT_RESET = const(64)
+EXIT_CONFIG = const(65)
+
+
+def _reset():
+    if sys.platform == "linux" or sys.platform == "darwin":
+        sys.exit(EXIT_RESET)
+    import machine
+
+    machine.reset()
+
+
+def _open_bdev(cfg):
+    # unix port: the file-backed NOR emulator; boards: device-storage's adapter when present
+    from otalink.device import flash
+
+    if cfg.geom.get("device", "nor-file") == "nor-file":
+        return flash.open_flash(cfg.geom)
+    opener = getattr(flash, "open_board_flash", None)
+    if opener is None:
+        raise OSError(19)  # ENODEV: this port has no flash adapter yet
+    return opener(cfg.geom)
+
+
+def _boot(slots, cfg):
+    # Boot decision (Slots.boot) and the bundle run live in device-storage's modules; import
+    # lazily so the agent still serves the line when a board has no bundle support.
+    try:
+        from otalink.device import bundle
+    except ImportError:
+        slots.boot()
+        return
+    bundle.boot(slots, cfg)
+
+
+def main(argv):
+    import gc
+
+    from otalink.device import config
+    from otalink.device.link import open_link
+    from otalink.device.session import RUN_RESET, Session
+    from otalink.device.slots import Slots
+
+    if len(argv) < 2:
+        print("usage: micropython -m otalink.device.main CONFIG.json")
+        return EXIT_CONFIG
+    try:
+        cfg = config.load(argv[1])
+    except (config.ConfigError, OSError, ValueError) as e:
+        print("otalink: config:", e)
+        return EXIT_CONFIG
+    memtrace = cfg.raw.get("memtrace") or _env("OTALINK_MEMTRACE")
+    # The line first: opening it raw flushes stale input, and bytes the host sends while the
+    # bundle boots then wait in the line's buffer instead of being lost.
+    link = open_link(cfg.line)
+    slots = Slots(_open_bdev(cfg), cfg.geom)
+    _boot(slots, cfg)
+    # start-up only code leaves the heap (see _forget)
+    _forget("otalink.device", ("config", "bundle", "boot"))
+    gc.collect()
+    sess = Session(cfg, slots, link, cfg.idle_ms)
+    if memtrace:
+        gc.collect()
+        sess.memtrace = [gc.mem_alloc()]
+        sys.stderr.write("mem %d at start %s\n" % (sess.memtrace[0], list(sys.modules)))
+    r = sess.run(cfg.run_ms)
+    link.close()
+    if memtrace:
+        _mem_report(sess.memtrace[0])
+    if r == RUN_RESET:
+        _reset()
+    return EXIT_STOP
+
+
+def _forget(pkg_name, names):
+    # Drop modules from sys.modules and their package so the GC can free their code: on the
+    # unix port loaded .mpy code lives in the heap (boards freeze it into flash instead).
+    pkg = sys.modules.get(pkg_name)
+    for n in names:
+        sys.modules.pop(pkg_name + "." + n, None)
+        if pkg is not None and n in pkg.__dict__:
+            delattr(pkg, n)
+
+
+def _env(name):
+    try:
+        import os
+
+        return os.getenv(name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def _mem_report(peak_live):
+    # Bench hook: one line on stderr. peak_live = highest live heap (after a collection) seen
+    # after each handled message; heap = the -X heapsize the agent runs under.
+    import gc
+
+    gc.collect()
+    heap = gc.mem_alloc() + gc.mem_free()
+    sys.stderr.write("otalink-mem peak_live=%d heap=%d\n" % (peak_live, heap))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,384 @@
+# The device side of the otalink protocol (docs/protocol.md; device behaviour in docs/device.md
+# "Session"): one single-threaded, bounded loop serving one line.
+#
+#   Session(cfg, slots, link, idle_ms=None)
+#   .run(max_ms=-1) -> RUN_RESET (host sent REBOOT) | RUN_STOP (max_ms elapsed)
+#   .poll(timeout_ms)  one bounded step: wait for bytes, handle every complete frame
+#
+# States: IDLE (no transfer session on this line) and RECEIVING (after an accepted BEGIN).
+# What is durable (slot states, transfer offset) lives in Slots; the session only keeps what a
+# reconnect may lose. Replies:
+#   HELLO -> INFO; STATUS_REQ -> STATUS (both signed by the ECU key over the exact body bytes)
+#   BEGIN -> ACK(resume offset, window, PH_RECEIVING) | ERROR(code)    (verification first)
+#   DATA  -> ACK(expected, window, PH_RECEIVING) for accept/duplicate/gap | ERROR E_OUT_OF_WINDOW
+#   END, ACTIVATE, REBOOT, CONFIRM, REVERT, ABORT -> RESULT(type, code, detail)
+#   a message the current state does not allow -> ERROR(E_BAD_STATE, type)
+#   a malformed payload -> ERROR(code from the parser, detail)
+# The per-DATA-frame path allocates nothing: link.readinto into the FrameParser's buffer,
+# DataView over the payload, slots.write, ACK encoded into the FrameWriter's preallocated buffer.
+#
+# Heap: the crypto modules (auth, ed25519, sha512: ~15 KB of loaded code on the unix port) are
+# imported only for HELLO / STATUS_REQ / BEGIN and dropped again afterwards (_crypto /
+# _drop_crypto), so a transfer runs without them.
+import sys
+import time
+
+from otalink.device.errors import DeviceError
+from otalink.protocol import cbor, codes, messages
+from otalink.protocol.errors import ProtocolError
+from otalink.protocol.frame import FrameParser, FrameWriter, frame
+from otalink.protocol.transfer import ACCEPT, OUT_OF_WINDOW, RxWindow
+
+try:
+    import hashlib
+except ImportError:  # pragma: no cover
+    import uhashlib as hashlib
+
+try:
+    from micropython import const
+except ImportError:  # CPython (tooling only)
+
+    def const(x):
+        return x
+
+
+IDLE = const(0)
+RECEIVING = const(1)
+
+RUN_STOP = const(0)
+RUN_RESET = const(1)
+
+_POLL_MS = const(100)  # one loop step; bounds how late an idle timeout is noticed
+_OUT_PAYLOAD = const(64)  # ACK / RESULT / ERROR / PROGRESS fit easily
+
+
+_CRYPTO = ("auth", "ed25519", "sha512")
+
+
+def _crypto():
+    from otalink.device import auth
+
+    return auth
+
+
+def _drop_crypto():
+    # Forget the modules so the GC can free their code; the next use imports them again.
+    pkg = sys.modules.get("otalink.device")
+    for name in _CRYPTO:
+        sys.modules.pop("otalink.device." + name, None)
+        if pkg is not None and name in pkg.__dict__:
+            delattr(pkg, name)
+
+
+class Session:
+    def __init__(self, cfg, slots, link, idle_ms=None):
+        self.cfg = cfg
+        self.slots = slots
+        self.link = link
+        # Slots.caps() -> (window, slot_size, erase_size, write_size, deflate_wbits)
+        _w, self.slot_size, es, ws, wbits = slots.caps()
+        self.caps = (es, ws, wbits, 0)  # flags: none defined yet
+        self.max_payload = cfg.max_payload
+        self.payload = cfg.max_payload  # negotiated in HELLO
+        self.window = cfg.window
+        self.idle_ms = codes.T_IDLE_MS if idle_ms is None else idle_ms
+        self.parser = FrameParser(cfg.max_payload)
+        self.out = FrameWriter(_OUT_PAYLOAD)
+        self.dv = messages.DataView()
+        self.rx = RxWindow(self.window)
+        self.state = IDLE
+        self.instr = None  # exact BEGIN instruction bytes of the active transfer session
+        self.wire_len = 0
+        self.last_rx = time.ticks_ms()
+        self.reset_requested = False
+        self.memtrace = None  # list [peak] when the bench's memory hook is on
+        # counters for diagnosis (and the tests)
+        self.frames_in = 0
+        self.errors_out = 0
+
+    # ---- output ---------------------------------------------------------------------------
+    def _send_view(self, view):
+        try:
+            self.link.write(view, len(view), codes.T_REPLY_MS)
+        except OSError:
+            pass  # dead line: the host re-asks; nothing here may block on it
+
+    def _ack(self):
+        w = self.out
+        end = messages.ack_into(w.buf, w.PAYLOAD, self.rx.expected, self.window, codes.PH_RECEIVING)
+        self._send_view(w.seal(end))
+
+    def _small(self, t, a, b, c=-1):
+        # RESULT / ERROR / PROGRESS: a few uints, encoded into the preallocated writer.
+        w = self.out
+        buf = w.buf
+        p = w.PAYLOAD
+        n = 3 if c < 0 else 4
+        buf[p] = 0x80 | n
+        buf[p + 1] = t
+        p = cbor._put_head(0, a, buf, p + 2)
+        p = cbor._put_head(0, b, buf, p)
+        if c >= 0:
+            p = cbor._put_head(0, c, buf, p)
+        self._send_view(w.seal(p))
+
+    def _error(self, code, detail=0):
+        self.errors_out += 1
+        self._small(codes.MSG_ERROR, code, detail & 0xFFFFFFFF)
+
+    def _result(self, req, code, detail=0):
+        self._small(codes.MSG_RESULT, req, code, detail & 0xFFFFFFFF)
+
+    def _erase_progress(self, done, total):
+        # Slots.begin calls this per erased sector; every 8th (and the last) goes on the wire so
+        # the host sees the device alive during a long erase without a frame per sector.
+        if done == total or not done & 7:
+            self._small(codes.MSG_PROGRESS, codes.PH_ERASING, done, total)
+
+    # ---- reports ----------------------------------------------------------------------------
+    def report_body(self, nonce):
+        s = self.slots
+        active, boot_state, last_error, slots_list, trial_boots = s.report()
+        erase_size, write_size, wbits, flags = self.caps
+        caps = (self.payload, self.window, self.slot_size, erase_size, write_size, wbits, flags)
+        phase, off, wire_len, image_len = s.transfer()
+        if self.state == RECEIVING and phase == codes.PH_RECEIVING:
+            off = self.rx.expected
+        return messages.encode_report(
+            self.cfg.ecu_id,
+            self.cfg.hw_id,
+            bytes(nonce),
+            active,
+            boot_state,
+            last_error,
+            slots_list,
+            caps,
+            (phase, off, wire_len, image_len),
+            s.release_floor,
+            s.trusted_time,
+            trial_boots,
+        )
+
+    def _report(self, mtype, nonce):
+        body = self.report_body(nonce)
+        auth = _crypto()
+        sig = auth.Reporter(self.cfg.ecu_seed).sign(body)
+        auth = None
+        _drop_crypto()
+        if mtype == codes.MSG_INFO:
+            p = messages.info(body, sig)
+        else:
+            p = messages.status(body, sig)
+        self._send_view(memoryview(frame(p)))
+
+    # ---- input ------------------------------------------------------------------------------
+    def poll(self, timeout_ms=_POLL_MS):
+        """Wait up to timeout_ms for bytes, then handle every complete frame. Returns the number
+        of frames handled."""
+        n = 0
+        if self.link.wait(timeout_ms):
+            parser = self.parser
+            # Drain what the line has now; readinto never blocks, and each pass handles frames
+            # as soon as they are complete so the parser buffer never fills up.
+            while True:
+                got = parser.readinto_from(self.link)
+                p = parser.next()
+                while p is not None:
+                    n += 1
+                    self._handle(p)
+                    if self.reset_requested:
+                        return n
+                    p = parser.next()
+                if not got:
+                    break
+        if n:
+            self.last_rx = time.ticks_ms()
+        elif (
+            self.state == RECEIVING
+            and time.ticks_diff(time.ticks_ms(), self.last_rx) > self.idle_ms
+        ):
+            # Idle transfer: back to IDLE; the durable offset stays in Slots for a resume.
+            self.state = IDLE
+        return n
+
+    def run(self, max_ms=-1):
+        start = time.ticks_ms()
+        while True:
+            self.poll(_POLL_MS)
+            if self.reset_requested:
+                return RUN_RESET
+            if max_ms >= 0 and time.ticks_diff(time.ticks_ms(), start) >= max_ms:
+                return RUN_STOP
+
+    def _handle(self, p):
+        self.frames_in += 1
+        try:
+            if self.dv.parse(p):
+                self._on_data()
+            else:
+                self._on_message(messages.parse(p))
+        except ProtocolError as e:
+            self._error(e.code, e.detail)
+        except DeviceError as e:
+            self._error(e.code, e.detail)
+        except Exception as e:  # a bug must not take the ECU's line down: report and go on
+            if hasattr(sys, "print_exception"):
+                sys.print_exception(e)
+            self.state = IDLE
+            self._error(codes.E_INTERNAL)
+        mt = self.memtrace
+        if mt is not None:
+            import gc
+
+            gc.collect()
+            a = gc.mem_alloc()
+            if a > mt[0]:
+                mt[0] = a
+                sys.stderr.write("mem %d after type %d\n" % (a, p[1]))
+
+    # ---- DATA: the hot path -------------------------------------------------------------------
+    def _on_data(self):
+        if self.state != RECEIVING:
+            self._error(codes.E_BAD_STATE, codes.MSG_DATA)
+            return
+        dv = self.dv
+        off = dv.offset
+        data = dv.data
+        c = self.rx.classify(off, len(data))
+        if c == ACCEPT:
+            try:
+                self.rx.expected = self.slots.write(off, data)
+            except DeviceError as e:
+                # The transfer cannot continue (flash, decompression, too long): the host must
+                # ABORT or BEGIN again; the active slot is untouched.
+                self.state = IDLE
+                self._error(e.code, e.detail)
+                return
+        elif c == OUT_OF_WINDOW:
+            self._error(codes.E_OUT_OF_WINDOW, self.rx.expected)
+            return
+        # DUP and GAP: dropped, the ACK tells the host where to continue
+        self._ack()
+
+    # ---- everything else ----------------------------------------------------------------------
+    def _on_message(self, m):
+        t = m[0]
+        if t == codes.MSG_HELLO:
+            self._on_hello(m)
+        elif t == codes.MSG_STATUS_REQ:
+            self._report(codes.MSG_STATUS, m[1])
+        elif t == codes.MSG_BEGIN:
+            self._on_begin(m)
+        elif t == codes.MSG_END:
+            self._on_end(m)
+        elif t == codes.MSG_ACTIVATE:
+            self._simple(t, self.slots.activate)
+        elif t == codes.MSG_CONFIRM:
+            self._simple(t, self.slots.confirm)
+        elif t == codes.MSG_REVERT:
+            self._simple(t, self.slots.revert)
+        elif t == codes.MSG_ABORT:
+            self.state = IDLE
+            self.instr = None
+            self._result(t, self._code(self.slots.abort))
+        elif t == codes.MSG_REBOOT:
+            if self.state == RECEIVING:
+                self.state = IDLE  # the durable offset survives the reset
+            self._result(t, codes.OK)
+            self.reset_requested = True
+        elif t == codes.MSG_ERROR:
+            # The host gave up on this exchange: drop the session, keep durable state.
+            self.state = IDLE
+        else:
+            # Device->host types (INFO, ACK, STATUS, PROGRESS, RESULT) are not requests.
+            self._error(codes.E_BAD_STATE, t)
+
+    def _code(self, fn):
+        try:
+            return fn()
+        except DeviceError as e:
+            return e.code
+
+    def _simple(self, t, fn):
+        if self.state == RECEIVING:
+            self._error(codes.E_BAD_STATE, t)
+            return
+        self._result(t, self._code(fn))
+
+    def _on_hello(self, m):
+        if m[1] != codes.PROTOCOL_VERSION:
+            self._error(codes.E_VERSION, codes.PROTOCOL_VERSION)
+            return
+        hp = m[3]
+        self.payload = hp if hp < self.max_payload else self.max_payload
+        self._report(codes.MSG_INFO, m[2])
+
+    def _on_begin(self, m):
+        instr = bytes(m[1])
+        if self.state == RECEIVING and instr != self.instr:
+            self._error(codes.E_BUSY)
+            return
+        image_len = m[3]
+        sha = bytes(m[4])
+        comp = m[5]
+        wire_len = m[6]
+        s = self.slots
+        trusted = s.trusted_time
+        tf = self.cfg.time_floor
+        auth = _crypto()
+        try:
+            ins = auth.check_begin(
+                auth.Trust(self.cfg.director_keys, self.cfg.threshold),
+                instr,
+                m[2],
+                self.cfg.ecu_id,
+                self.cfg.hw_id,
+                image_len,
+                sha,
+                self.slot_size,
+                s.release_floor,
+                trusted if trusted > tf else tf,
+            )
+        except auth.AuthError as e:
+            # nothing was written: the active slot (and any other slot) is untouched
+            self.state = IDLE
+            self._error(e.code, e.detail)
+            return
+        finally:
+            auth = None
+            _drop_crypto()
+        if comp == codes.COMP_NONE and wire_len != image_len:
+            self._error(codes.E_WIRE_LENGTH, wire_len)
+            return
+        if ins.issued > trusted:
+            s.note_time(ins.issued)
+        resume = s.begin(
+            hashlib.sha256(instr).digest(),
+            image_len,
+            sha,
+            wire_len,
+            comp,
+            ins.version,
+            ins.release_counter,
+            ins.kind,
+            self._erase_progress,
+        )
+        self.instr = instr
+        self.wire_len = wire_len
+        rx = self.rx
+        rx.window = self.window
+        rx.wire_len = wire_len
+        rx.resume(resume)
+        self.state = RECEIVING
+        self._ack()
+
+    def _on_end(self, m):
+        if self.state != RECEIVING:
+            self._error(codes.E_BAD_STATE, codes.MSG_END)
+            return
+        if m[1] != self.wire_len or self.rx.expected != self.wire_len:
+            self._result(codes.MSG_END, codes.E_WIRE_LENGTH, self.rx.expected)
+            return
+        self.state = IDLE
+        self.instr = None
+        self._result(codes.MSG_END, self._code(self.slots.finish))

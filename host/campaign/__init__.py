@@ -1,0 +1,1 @@
+"""The update campaign: state machine, persistence, preconditions, scheduler, fleet, reports."""

@@ -1,0 +1,131 @@
+"""Append-only event log with monotonically increasing ids (SSE replay after reconnect).
+
+Events are kept in memory (bounded ring) and appended to ``events.jsonl`` in the state dir, so
+ids keep increasing across agent restarts and a client reconnecting with ``Last-Event-ID`` gets
+what it missed. Progress events are frequent and not fsynced; state events are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+RING = 2000  # events kept in memory for replay
+FILE_MAX = 4 * 1024 * 1024  # events.jsonl is truncated to its tail beyond this
+
+
+class Subscription:
+    """A live queue of events after ``since_id``; iterate it or call ``get``."""
+
+    def __init__(self, log: EventLog, backlog: list[dict[str, Any]]) -> None:
+        self._log = log
+        self._q: queue.Queue[dict[str, Any]] = queue.Queue()
+        for ev in backlog:
+            self._q.put(ev)
+        self.closed = False
+
+    def _push(self, ev: dict[str, Any]) -> None:
+        self._q.put(ev)
+
+    def get(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """The next event, or None after ``timeout`` seconds without one."""
+        try:
+            return self._q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        while not self.closed:
+            ev = self.get(timeout=0.5)
+            if ev is not None:
+                yield ev
+
+    def close(self) -> None:
+        """Stop receiving events."""
+        self.closed = True
+        self._log._unsubscribe(self)
+
+
+class EventLog:
+    """Thread-safe append-only log: ``{id, ts, type, data}`` records."""
+
+    def __init__(self, path: Path | None, clock_now: Callable[[], float]) -> None:
+        self._path = path
+        self._now = clock_now
+        self._lock = threading.Lock()
+        self._ring: deque[dict[str, Any]] = deque(maxlen=RING)
+        self._subs: list[Subscription] = []
+        self._last_id = 0
+        if path is not None and path.exists():
+            self._load(path)
+
+    def _load(self, path: Path) -> None:
+        with path.open("rb") as f:
+            for raw in f:
+                try:
+                    ev = json.loads(raw)
+                except ValueError:
+                    continue  # torn last line after a crash
+                if isinstance(ev, dict) and isinstance(ev.get("id"), int):
+                    self._ring.append(ev)
+                    self._last_id = max(self._last_id, ev["id"])
+        if path.stat().st_size > FILE_MAX:
+            tmp = path.with_suffix(".tmp")
+            with tmp.open("w") as f:
+                for ev in self._ring:
+                    f.write(json.dumps(ev, separators=(",", ":")) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+
+    @property
+    def last_id(self) -> int:
+        with self._lock:
+            return self._last_id
+
+    def append(self, type_: str, data: dict[str, Any] | None = None, durable: bool = True) -> int:
+        """Record an event; returns its id."""
+        with self._lock:
+            self._last_id += 1
+            new_id = self._last_id
+            ev: dict[str, Any] = {
+                "id": self._last_id,
+                "ts": self._now(),
+                "type": type_,
+                "data": data or {},
+            }
+            self._ring.append(ev)
+            if self._path is not None:
+                with self._path.open("a") as f:
+                    f.write(json.dumps(ev, separators=(",", ":"), default=str) + "\n")
+                    if durable:
+                        f.flush()
+                        os.fsync(f.fileno())
+            subs = list(self._subs)
+        for s in subs:
+            s._push(ev)
+        return new_id
+
+    def since(self, since_id: int = 0) -> list[dict[str, Any]]:
+        """Events with id > ``since_id`` still held in memory."""
+        with self._lock:
+            return [ev for ev in self._ring if ev["id"] > since_id]
+
+    def subscribe(self, since_id: int = 0) -> Subscription:
+        """Replay the events after ``since_id``, then every new one."""
+        with self._lock:
+            backlog = [ev for ev in self._ring if ev["id"] > since_id]
+            sub = Subscription(self, backlog)
+            self._subs.append(sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            if sub in self._subs:
+                self._subs.remove(sub)

@@ -1,0 +1,298 @@
+"""``otalink repo ...``: keys, Image/Director repositories, assignments, signing, publish."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from otalink.host.repo import keys as keymod
+from otalink.host.repo.api import DirectorRepo, ImageRepo, RepoError, _Repo
+from otalink.host.repo.quick import create_repos
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 4
+
+
+def _kv(items: list[str] | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in items or []:
+        role, _, value = item.partition("=")
+        if not value:
+            raise argparse.ArgumentTypeError(f"expected ROLE=N, got {item!r}")
+        out[role] = int(value)
+    return out
+
+
+def _keys(paths: list[str] | None) -> list[keymod.KeyPair]:
+    return [keymod.load(p) for p in paths or []]
+
+
+def _abs(paths: list[str] | None) -> list[str]:
+    return [str(Path(p if p.endswith(".key") else p + ".key").resolve()) for p in paths or []]
+
+
+def _open(path: str) -> _Repo:
+    kind = json.loads((Path(path) / "repo.json").read_text())["kind"]
+    return DirectorRepo.open(path) if kind == "director" else ImageRepo.open(path)
+
+
+def cmd_keygen(a: argparse.Namespace) -> int:
+    for name in a.names:
+        pair = keymod.generate(Path(a.dir), name, overwrite=a.force)
+        print(f"{name}: keyid {pair.keyid} ed25519 {pair.public_raw.hex()}")
+    return EXIT_OK
+
+
+def cmd_init(a: argparse.Namespace) -> int:
+    common: dict[str, Any] = {
+        "root_keys": _keys(a.root_key),
+        "targets_keys": _keys(a.targets_key),
+        "snapshot_keys": _keys(a.snapshot_key),
+        "timestamp_keys": _keys(a.timestamp_key),
+        "thresholds": _kv(a.threshold),
+        "expiry": _kv(a.expiry) or None,
+    }
+    files = {
+        "targets": _abs(a.targets_key),
+        "snapshot": _abs(a.snapshot_key),
+        "timestamp": _abs(a.timestamp_key),
+    }
+    if not common["root_keys"]:
+        print("at least one --root-key", file=sys.stderr)
+        return EXIT_USAGE
+    if a.kind == "director":
+        if not a.vehicle or not a.instruction_key:
+            print("director needs --vehicle and --instruction-key", file=sys.stderr)
+            return EXIT_USAGE
+        files["instruction"] = _abs(a.instruction_key)
+        repo: _Repo = DirectorRepo.create(
+            a.repo,
+            vehicle_id=a.vehicle,
+            instruction_keys=_keys(a.instruction_key),
+            key_files=files,
+            **common,
+        )
+    else:
+        repo = ImageRepo.create(a.repo, key_files=files, **common)
+    problems = repo.check()
+    needs = f" (needs: {'; '.join(problems)})" if problems else ""
+    print(f"{a.kind} repository in {a.repo}{needs}")
+    return EXIT_OK
+
+
+def cmd_add_image(a: argparse.Namespace) -> int:
+    repo = ImageRepo.open(a.repo)
+    img = repo.add_image(
+        a.name or Path(a.file).name,
+        Path(a.file),
+        hardware_ids=a.hw,
+        version=a.version,
+        release_counter=a.release_counter,
+        title=a.title or "",
+        release_notes=a.notes or "",
+        est_install_s=a.est_install_s,
+        unavailable_functions=a.unavailable or [],
+        kind=a.kind,
+        deflate_wbits=a.deflate_wbits,
+    )
+    print(f"{img.name}: {img.length} bytes sha256 {img.sha256} release {img.release_counter}")
+    return EXIT_OK
+
+
+def cmd_assign(a: argparse.Namespace) -> int:
+    director = DirectorRepo.open(a.repo)
+    image = ImageRepo.open(a.image_repo).image(a.target)
+    data = director.assign(a.ecu, a.hw, image)
+    print(f"{director.vehicle_id}/{a.ecu} -> {a.target}; instruction {len(data)} bytes signed")
+    return EXIT_OK
+
+
+def cmd_unassign(a: argparse.Namespace) -> int:
+    DirectorRepo.open(a.repo).unassign(a.ecu)
+    return EXIT_OK
+
+
+def cmd_sign(a: argparse.Namespace) -> int:
+    repo = _open(a.repo)
+    for key in _keys(a.key):
+        repo.sign(a.role, key)
+    problems = repo.check()
+    print("ok" if not problems else "still needed: " + "; ".join(problems))
+    return EXIT_OK
+
+
+def cmd_rotate(a: argparse.Namespace) -> int:
+    repo = _open(a.repo)
+    new = _keys(a.new_key)
+    root_keys = _keys(a.root_key)
+    if a.role == "root":
+        old = list(repo.root().signed.roles["root"].keyids)
+        new_ids = {k.keyid for k in new}
+        remove = [] if a.keep_old else [k for k in old if k not in new_ids]
+        version = repo.rotate_root(
+            [*root_keys, *new],
+            add={"root": new},
+            remove={"root": remove},
+            thresholds={"root": a.threshold} if a.threshold else None,
+        )
+    elif a.role == "instruction":
+        if not isinstance(repo, DirectorRepo):
+            print("instruction keys belong to a Director repository", file=sys.stderr)
+            return EXIT_USAGE
+        repo.set_online_keys("instruction", new, _abs(a.new_key))
+        print("instruction key replaced: re-run `assign` and provision ECUs with the new key")
+        return EXIT_OK
+    else:
+        version = repo.rotate_online_key(a.role, new, _abs(a.new_key), root_keys, a.threshold)
+    problems = repo.check()
+    print(f"root v{version}" + (f"; still needed: {'; '.join(problems)}" if problems else ""))
+    return EXIT_OK
+
+
+def cmd_publish(a: argparse.Namespace) -> int:
+    repo = _open(a.repo)
+    out = repo.publish_into_server(a.server_root) if a.server_root else repo.publish(a.out)
+    print(f"published to {out}")
+    return EXIT_OK
+
+
+def cmd_refresh(a: argparse.Namespace) -> int:
+    repo = _open(a.repo)
+    for role in a.role or ["timestamp"]:
+        repo.resign(role)
+    return EXIT_OK
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    repo = _open(a.repo)
+    doc: dict[str, Any] = {"kind": repo.config["kind"], "roles": {}, "problems": repo.check()}
+    root = repo.root().signed
+    for role in ("root", "targets", "snapshot", "timestamp"):
+        md = repo.load(role)
+        doc["roles"][role] = {
+            "version": md.signed.version,
+            "expires": md.signed.expires.isoformat(),
+            "threshold": root.roles[role].threshold,
+            "keys": len(root.roles[role].keyids),
+            "signatures": len(md.signatures),
+        }
+    if isinstance(repo, DirectorRepo):
+        doc["vehicle"] = repo.vehicle_id
+        doc["assignments"] = {k: v["image"] for k, v in repo.assignments().items()}
+    elif isinstance(repo, ImageRepo):
+        doc["images"] = [i.name for i in repo.images()]
+    print(json.dumps(doc, indent=1))
+    return EXIT_OK
+
+
+def cmd_quickstart(a: argparse.Namespace) -> int:
+    rs = create_repos(a.workdir, a.vehicle)
+    if a.server_root:
+        rs.publish(a.server_root)
+    print(f"keys in {rs.key_dir}; image repo {rs.image.path}; directors: {', '.join(rs.directors)}")
+    return EXIT_OK
+
+
+def _run(func: Any) -> Any:
+    def wrapped(a: argparse.Namespace) -> int:
+        try:
+            return int(func(a))
+        except (FileNotFoundError, KeyError) as exc:
+            print(f"not found: {exc}", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        except (RepoError, FileExistsError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+
+    return wrapped
+
+
+def register(subparsers: Any) -> None:
+    """Add ``otalink repo``."""
+    p = subparsers.add_parser("repo", help="TUF Image/Director repositories (keys, sign, publish)")
+    sub = p.add_subparsers(dest="repo_command", metavar="ACTION", required=True)
+
+    s = sub.add_parser("keygen", help="create ed25519 key files NAME.key/NAME.pub")
+    s.add_argument("--dir", required=True)
+    s.add_argument("--force", action="store_true", help="overwrite existing keys")
+    s.add_argument("names", nargs="+")
+    s.set_defaults(func=_run(cmd_keygen))
+
+    s = sub.add_parser("init", help="create an Image or a Director repository")
+    s.add_argument("kind", choices=("image", "director"))
+    s.add_argument("--repo", required=True, help="working directory of the repository")
+    s.add_argument("--vehicle", help="vehicle id (director)")
+    for role in ("root", "targets", "snapshot", "timestamp", "instruction"):
+        s.add_argument(f"--{role}-key", action="append", metavar="KEYFILE")
+    s.add_argument("--threshold", action="append", metavar="ROLE=N")
+    s.add_argument("--expiry", action="append", metavar="ROLE=SECONDS")
+    s.set_defaults(func=_run(cmd_init))
+
+    s = sub.add_parser("add-image", help="add an image to the Image repository")
+    s.add_argument("--repo", required=True)
+    s.add_argument("--file", required=True)
+    s.add_argument("--name", help="target name (default: file name)")
+    s.add_argument("--hw", action="append", required=True, help="hardware id (repeatable)")
+    s.add_argument("--version", required=True)
+    s.add_argument("--release-counter", type=int, required=True)
+    s.add_argument("--title")
+    s.add_argument("--notes", help="release notes")
+    s.add_argument("--est-install-s", type=int, default=60)
+    s.add_argument("--unavailable", action="append", help="function unavailable while installing")
+    s.add_argument("--kind", choices=("bundle", "firmware"), default="firmware")
+    s.add_argument("--deflate-wbits", type=int, help="also publish a raw-deflate form (9..15)")
+    s.set_defaults(func=_run(cmd_add_image))
+
+    s = sub.add_parser("assign", help="assign an image to one ECU of the Director's vehicle")
+    s.add_argument("--repo", required=True, help="Director repository")
+    s.add_argument("--image-repo", required=True)
+    s.add_argument("--ecu", required=True)
+    s.add_argument("--hw", required=True)
+    s.add_argument("--target", required=True)
+    s.set_defaults(func=_run(cmd_assign))
+
+    s = sub.add_parser("unassign", help="drop the assignment of one ECU (default: all)")
+    s.add_argument("--repo", required=True)
+    s.add_argument("--ecu")
+    s.set_defaults(func=_run(cmd_unassign))
+
+    s = sub.add_parser("sign", help="add signatures to a role (threshold signing)")
+    s.add_argument("--repo", required=True)
+    s.add_argument("--role", required=True, choices=("root", "targets", "snapshot", "timestamp"))
+    s.add_argument("--key", action="append", required=True)
+    s.set_defaults(func=_run(cmd_sign))
+
+    s = sub.add_parser("rotate", help="rotate the keys of a role (new root version)")
+    s.add_argument("--repo", required=True)
+    s.add_argument(
+        "--role", required=True, choices=("root", "targets", "snapshot", "timestamp", "instruction")
+    )
+    s.add_argument("--new-key", action="append", required=True)
+    s.add_argument("--root-key", action="append", help="current root key(s) that sign")
+    s.add_argument("--threshold", type=int)
+    s.add_argument("--keep-old", action="store_true", help="root: add keys, keep the old ones")
+    s.set_defaults(func=_run(cmd_rotate))
+
+    s = sub.add_parser("publish", help="write the servable TUF layout")
+    s.add_argument("--repo", required=True)
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--out", help="output directory (metadata/, targets/)")
+    g.add_argument("--server-root", help="`otalink server` root (image/, director/VIN/)")
+    s.set_defaults(func=_run(cmd_publish))
+
+    s = sub.add_parser("refresh", help="re-sign online roles with fresh expiry (cron job)")
+    s.add_argument("--repo", required=True)
+    s.add_argument("--role", action="append", choices=("targets", "snapshot", "timestamp"))
+    s.set_defaults(func=_run(cmd_refresh))
+
+    s = sub.add_parser("status", help="versions, expiry, thresholds, problems (JSON)")
+    s.add_argument("--repo", required=True)
+    s.set_defaults(func=_run(cmd_status))
+
+    s = sub.add_parser("quickstart", help="keys + Image repo + one Director per vehicle")
+    s.add_argument("--workdir", required=True)
+    s.add_argument("--vehicle", action="append", default=[])
+    s.add_argument("--server-root")
+    s.set_defaults(func=_run(cmd_quickstart))

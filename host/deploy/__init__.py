@@ -1,0 +1,1 @@
+"""Board profiles, deployment of the ECU agent with mpremote, provisioning and device info."""

@@ -1,0 +1,51 @@
+"""mpy-cross staging of protocol/ + device/ for one board architecture.
+
+Public interface (stable):
+    compile_tree(arch: str, out: Path | None = None) -> dict[str, bytes]
+        relative path on the board under the lib dir ("otalink/device/main.mpy") -> .mpy bytes
+    mpy_header(data: bytes) -> tuple[int, int, int]   (version, sub-version, arch code)
+    MPY_CROSS_VERSION: int = 6
+
+Compilation is delegated to the protocol engineer's ``tools/build_mpy.py --out DIR --arch ARCH``
+(the same staging as ``make mpy``), into ``build/deploy/<arch>``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from otalink.host.deploy.errors import CompileError
+
+MPY_CROSS_VERSION = 6
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def mpy_header(data: bytes) -> tuple[int, int, int]:
+    """(version, sub-version, arch code) from a .mpy header: b"M", ver, flags, small-int bits."""
+    if len(data) < 4 or data[0:1] != b"M":
+        raise CompileError("not an .mpy file")
+    return data[1], data[2] & 3, data[2] >> 2
+
+
+def compile_tree(arch: str, out: Path | None = None) -> dict[str, bytes]:
+    """Compile the agent for ``arch``; every .mpy keyed by its path under the board's lib dir."""
+    tool = ROOT / "tools" / "build_mpy.py"
+    if not tool.is_file():
+        raise CompileError(f"{tool} is missing (deploy runs from a source checkout)")
+    dest = out or ROOT / "build" / "deploy" / arch
+    proc = subprocess.run(
+        [sys.executable, str(tool), "--out", str(dest), "--arch", arch],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise CompileError(f"mpy-cross failed for {arch}:\n{proc.stdout}{proc.stderr}")
+    files: dict[str, bytes] = {}
+    for path in sorted((dest / "otalink").rglob("*.mpy")):
+        files[path.relative_to(dest).as_posix()] = path.read_bytes()
+    if not any(p.startswith("otalink/device/") for p in files):
+        raise CompileError(f"nothing compiled under {dest}/otalink/device")
+    return files

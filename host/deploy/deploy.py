@@ -1,0 +1,325 @@
+"""``otalink device deploy``: put the ECU agent on a MicroPython board and prove it answers.
+
+Public interface (stable):
+    DeployOptions(board: Board, port: str, ecu_id: str, hw_id: str, ecu_seed: bytes,
+                  director_keys: list[bytes], line_port: str | None = None,
+                  start: bool = True, hello: bool = True, repl_timeout: float = 5.0,
+                  hello_timeout: float = 20.0, time_floor: int = 0)
+    deploy(opts, log: Callable[[str], None] = ...) -> DeployReport
+    DeployReport: .to_dict() -> {"board", "port", "micropython", "mpy", "written", "skipped",
+                  "removed", "started", "hello": {...} | None, "seconds"}
+    check_compat(board: Board, mpy_word: int | None, version: tuple[int, ...],
+                 headers: Iterable[tuple[int, int, int]]) -> None    (MpyMismatchError)
+    ecu_config(opts, wiring) -> dict    the ECU config JSON written to the board (otalink.json)
+    BOOT_GLUE: Path                     boards/main.py, copied to the board as main.py
+
+Steps: open the REPL (mpremote) -> probe MicroPython version, .mpy ABI and file hashes -> refuse
+an incompatible board -> compile with mpy-cross for the board's arch -> write only what changed
+(sha256 on the board vs here; temp + rename) and remove stale agent files -> write board.json,
+otalink.json (ECU id, hardware id, line), the key files the profile names (ECU seed, Director
+public keys) and main.py -> reset the board so
+main.py starts the agent -> HELLO over the agent's line (EcuClient) and check the signed INFO.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from otalink.host.deploy.compile import MPY_CROSS_VERSION, compile_tree, mpy_header
+from otalink.host.deploy.errors import (
+    BoardExecError,
+    DeployError,
+    HelloError,
+    MpyMismatchError,
+)
+from otalink.host.deploy.profile import MPY_ARCHES, Board, boards_dir
+from otalink.host.deploy.repl import BoardRepl
+
+BOOT_GLUE_NAME = "main.py"
+PROFILE_NAME = "board.json"
+WIRING_NAME = "board_wiring.json"  # written by the unix-port board emulator only
+
+
+def boot_glue_path() -> Path:
+    return boards_dir() / "main.py"
+
+
+@dataclass
+class DeployOptions:
+    board: Board
+    port: str
+    ecu_id: str
+    hw_id: str
+    ecu_seed: bytes
+    director_keys: list[bytes]
+    line_port: str | None = None
+    start: bool = True
+    hello: bool = True
+    repl_timeout: float = 5.0
+    hello_timeout: float = 20.0
+    time_floor: int = 0
+
+
+@dataclass
+class DeployReport:
+    board: str
+    port: str
+    micropython: str = ""
+    mpy: int | None = None
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    started: bool = False
+    hello: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "board": self.board,
+            "port": self.port,
+            "micropython": self.micropython,
+            "mpy": self.mpy,
+            "written": self.written,
+            "skipped": self.skipped,
+            "removed": self.removed,
+            "started": self.started,
+            "hello": self.hello,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+# Runs on the board: versions, ABI word and sha256 of every file deploy manages.
+_PROBE = """
+import sys, os, binascii
+try:
+    import hashlib
+except ImportError:
+    hashlib = None
+def _h(p):
+    if hashlib is None:
+        return ''
+    try:
+        f = open(p, 'rb')
+    except OSError:
+        return None
+    h = hashlib.sha256()
+    b = bytearray(512)
+    mv = memoryview(b)
+    while True:
+        n = f.readinto(b)
+        if not n:
+            break
+        h.update(mv[:n])
+    f.close()
+    return binascii.hexlify(h.digest()).decode()
+def _walk(d, out):
+    try:
+        it = list(os.ilistdir(d))
+    except OSError:
+        return
+    for e in it:
+        p = d + '/' + e[0]
+        if e[1] & 0x4000:
+            _walk(p, out)
+        else:
+            out[p] = _h(p)
+_f = {}
+_walk(%(lib)r + '/otalink', _f)
+for _p in %(extra)r:
+    _f[_p] = _h(_p)
+try:
+    _w = open(%(wiring)r).read()
+except OSError:
+    _w = None
+print(repr({'mpy': getattr(sys.implementation, '_mpy', None),
+ 'version': tuple(sys.implementation.version[:3]), 'platform': sys.platform,
+ 'files': _f, 'wiring': _w}))
+"""
+
+
+def check_compat(
+    board: Board,
+    mpy_word: int | None,
+    version: tuple[int, ...],
+    headers: Iterable[tuple[int, int, int]] = (),
+) -> None:
+    """Refuse a board whose MicroPython cannot run this agent (MpyMismatchError)."""
+    need = board.min_version
+    have = ".".join(str(x) for x in version)
+    if mpy_word is None:
+        raise MpyMismatchError(
+            f"MicroPython {have} is too old: no sys.implementation._mpy; "
+            f"board {board.name} needs >= {board.micropython.min_version}"
+        )
+    ver, sub, arch = mpy_word & 0xFF, (mpy_word >> 8) & 3, mpy_word >> 10
+    if ver != MPY_CROSS_VERSION:
+        raise MpyMismatchError(
+            f"board runs MicroPython {have} with .mpy v{ver}; this agent is compiled to "
+            f".mpy v{MPY_CROSS_VERSION} (MicroPython 1.19+): "
+            + ("upgrade the board's firmware" if ver < MPY_CROSS_VERSION else "upgrade mpy-cross")
+        )
+    if tuple(version[:3]) < need:
+        raise MpyMismatchError(
+            f"MicroPython {have} is too old for board profile {board.name} "
+            f"(needs >= {board.micropython.min_version}): upgrade the board's firmware"
+        )
+    want_arch = MPY_ARCHES[board.micropython.arch]
+    if arch != want_arch:
+        names = {v: k for k, v in MPY_ARCHES.items()}
+        raise MpyMismatchError(
+            f"board reports native arch {names.get(arch, arch)!r} but profile {board.name} is "
+            f"{board.micropython.arch!r}: wrong --board for this port?"
+        )
+    for fver, fsub, farch in headers:
+        if fver != ver or (farch and (farch != arch or fsub != sub)):
+            raise MpyMismatchError(
+                f"compiled .mpy v{fver}.{fsub} arch {farch} cannot load on v{ver}.{sub} arch {arch}"
+            )
+
+
+def ecu_config(opts: DeployOptions, wiring: dict[str, str] | None) -> dict[str, Any]:
+    """The ECU config JSON for the board (schema: docs/device.md "ECU configuration")."""
+    # The keys are not in here: they go to the files the profile's "keys" section names.
+    cfg: dict[str, Any] = {
+        "ecu_id": opts.ecu_id,
+        "hw_id": opts.hw_id,
+        "board_path": PROFILE_NAME,
+        "director_threshold": 1,
+        "time_floor": opts.time_floor,
+    }
+    if opts.board.port == "unix" and wiring:
+        cfg["line"] = {"path": wiring["uart_device"]}
+    return cfg
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
+
+
+def _reset_code(board: Board) -> str:
+    # unix port: the emulated board boots again when the process exits (docs/hil.md).
+    if board.port == "unix":
+        return "import sys\nsys.exit(0)\n"
+    return "import machine\nmachine.soft_reset()\n"
+
+
+def deploy(opts: DeployOptions, log: Callable[[str], None] = lambda s: None) -> DeployReport:
+    """Deploy the agent to the board on ``opts.port``; see the module docstring for the steps."""
+    t0 = time.monotonic()
+    board = opts.board
+    report = DeployReport(board=board.name, port=opts.port)
+    if not opts.director_keys:
+        raise DeployError("at least one Director public key (--director-key) is required")
+    lib = board.deploy.lib_dir
+    managed = [
+        BOOT_GLUE_NAME,
+        PROFILE_NAME,
+        board.deploy.config,
+        board.keys.ecu_key,
+        board.keys.director_keys,
+    ]
+    repl = BoardRepl.open(
+        opts.port,
+        baud=board.deploy.repl_baud,
+        soft_reset=board.deploy.soft_reset,
+        timeout=opts.repl_timeout,
+    )
+    try:
+        probe = repl.eval_probe(_PROBE % {"lib": lib, "extra": managed, "wiring": WIRING_NAME})
+        version = tuple(int(x) for x in probe.get("version", (0, 0, 0)))
+        report.micropython = ".".join(str(x) for x in version)
+        report.mpy = probe.get("mpy")
+        log(f"board: MicroPython {report.micropython} ({probe.get('platform')}), mpy {report.mpy}")
+        check_compat(board, report.mpy, version)
+        files = compile_tree(board.micropython.arch)
+        check_compat(board, report.mpy, version, (mpy_header(b) for b in files.values()))
+        wiring = json.loads(probe["wiring"]) if probe.get("wiring") else None
+        wanted: dict[str, bytes] = {f"{lib}/{rel}": data for rel, data in files.items()}
+        wanted[PROFILE_NAME] = _json_bytes(board.raw)
+        wanted[board.deploy.config] = _json_bytes(ecu_config(opts, wiring))
+        wanted[board.keys.ecu_key] = opts.ecu_seed
+        wanted[board.keys.director_keys] = b"".join(opts.director_keys)
+        wanted[BOOT_GLUE_NAME] = boot_glue_path().read_bytes()
+        have: dict[str, str | None] = probe.get("files", {})
+        dirs = sorted({p.rsplit("/", 1)[0] for p in wanted if "/" in p})
+        for d in dirs:
+            repl.mkdirs(d)
+        for path, data in wanted.items():
+            if have.get(path) == _sha(data):
+                report.skipped.append(path)
+                continue
+            repl.write_file(path, data)
+            report.written.append(path)
+            log(f"wrote {path} ({len(data)} bytes)")
+        for path in sorted(have):
+            if path.startswith(f"{lib}/otalink/") and path not in wanted:
+                repl.remove(path)
+                report.removed.append(path)
+        log(f"{len(report.written)} written, {len(report.skipped)} unchanged")
+        line_port = opts.line_port or (wiring or {}).get("uart_host")
+        if opts.start:
+            repl.start(_reset_code(board))
+            report.started = True
+            log("agent started (board reset)")
+    finally:
+        repl.close()
+    if opts.start and opts.hello:
+        if not line_port:
+            raise HelloError("no --line-port given: cannot check the agent with HELLO")
+        from otalink.host.keys import public_key
+
+        info = hello_check(
+            line_port, board.uart.baud, opts.hello_timeout, public_key(opts.ecu_seed)
+        )
+        _check_identity(info, opts)
+        report.hello = info
+        log(f"HELLO ok: {info['ecu_id']} / {info['hw_id']} on {line_port}")
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def _check_identity(info: dict[str, Any], opts: DeployOptions) -> None:
+    if info.get("ecu_id") != opts.ecu_id or info.get("hw_id") != opts.hw_id:
+        raise HelloError(
+            f"agent answered as {info.get('ecu_id')}/{info.get('hw_id')}, "
+            f"expected {opts.ecu_id}/{opts.hw_id}"
+        )
+
+
+def hello_check(
+    url: str, baud: int | None, timeout: float, verify_key: bytes | None = None
+) -> dict[str, Any]:
+    """HELLO the agent on ``url`` until it answers (it may still be booting) -> INFO as dict."""
+    from otalink.host.deploy.info import hello_info
+
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            return hello_info(url, baud=baud, timeout=1.0, verify_key=verify_key)
+        except HelloError as exc:
+            if "not signed" in exc.message:
+                raise
+            last = exc
+            time.sleep(0.2)
+    raise HelloError(f"agent did not answer HELLO on {url} within {timeout:g} s: {last}")
+
+
+__all__ = [
+    "BoardExecError",
+    "DeployOptions",
+    "DeployReport",
+    "check_compat",
+    "deploy",
+    "ecu_config",
+]

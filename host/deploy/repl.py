@@ -1,0 +1,144 @@
+"""A MicroPython board's raw REPL over a serial port, through mpremote's SerialTransport.
+
+Public interface (stable):
+    BoardRepl.open(port: str, *, baud: int = 115200, soft_reset: bool = True,
+                   timeout: float = 5.0) -> BoardRepl        (PortNotFoundError / BoardBusyError)
+      .exec(code: str) -> str              stdout of ``code``; BoardExecError with the traceback
+      .eval(expr: str) -> object           a Python literal printed by repr() on the board
+      .eval_probe(code: str) -> dict       last printed line of ``code``, a repr()'d dict
+      .write_file(path: str, data: bytes)  atomic on the board (temp + rename)
+      .remove(path: str), .mkdirs(path: str)
+      .start(code: str)                    run ``code`` without waiting (e.g. a reset), then close
+      .close()
+mpremote is used as a library (SerialTransport): enter_raw_repl / exec / fs_writefile, the same
+code path as the ``mpremote`` command.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+from typing import Any
+
+from otalink.host.deploy.errors import BoardBusyError, BoardExecError, PortNotFoundError
+
+_CHUNK = 1024  # bytes per raw-REPL write (mpremote's raw-paste mode does the flow control)
+
+
+class BoardRepl:
+    """One open raw-REPL session with a board."""
+
+    def __init__(self, transport: Any, port: str) -> None:
+        self._t = transport
+        self.port = port
+
+    @classmethod
+    def open(
+        cls, port: str, *, baud: int = 115200, soft_reset: bool = True, timeout: float = 5.0
+    ) -> BoardRepl:
+        """Open ``port`` and get a raw REPL (Ctrl-C, Ctrl-A; optionally a soft reset)."""
+        from mpremote.transport import TransportError
+        from mpremote.transport_serial import SerialTransport
+
+        try:
+            # A read timeout: on a pty mpremote's reads would otherwise block forever.
+            t = SerialTransport(port, baudrate=baud, timeout=min(1.0, timeout))
+        except (TransportError, OSError, ValueError) as exc:
+            raise PortNotFoundError(f"cannot open serial port {port}: {exc}") from exc
+        except Exception as exc:  # serial.SerialException
+            raise PortNotFoundError(f"cannot open serial port {port}: {exc}") from exc
+        try:
+            with contextlib.redirect_stdout(None):  # mpremote prints what it got on failure
+                t.enter_raw_repl(soft_reset=soft_reset, timeout_overall=timeout)
+        except (TransportError, OSError) as exc:
+            _close(t)
+            raise BoardBusyError(
+                f"{port}: no MicroPython REPL answered within {timeout:g} s (board busy with "
+                "code that ignores Ctrl-C, not MicroPython, or wrong baud rate)"
+            ) from exc
+        return cls(t, port)
+
+    def exec(self, code: str) -> str:
+        """Run ``code`` on the board; its stdout, or BoardExecError with the board's traceback."""
+        from mpremote.transport import TransportError, TransportExecError
+
+        try:
+            out: bytes = self._t.exec(code)
+        except TransportExecError as exc:
+            raise BoardExecError(f"{self.port}: board raised:\n{exc.error_output}") from exc
+        except (TransportError, OSError) as exc:
+            raise BoardBusyError(f"{self.port}: REPL stopped answering: {exc}") from exc
+        return out.decode("utf-8", "replace")
+
+    def eval(self, expr: str) -> Any:
+        """The value of ``expr`` on the board (it must repr() as a Python literal)."""
+        text = self.exec(f"print(repr({expr}))").strip()
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError) as exc:
+            raise BoardExecError(f"{self.port}: unexpected answer {text[:200]!r}") from exc
+
+    def eval_probe(self, code: str) -> dict[str, Any]:
+        """Run ``code`` that prints one repr()'d dict as its last line; that dict."""
+        text = self.exec(code).strip().rsplit("\n", 1)[-1]
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError) as exc:
+            raise BoardExecError(f"{self.port}: unexpected answer {text[:200]!r}") from exc
+        if not isinstance(value, dict):
+            raise BoardExecError(f"{self.port}: unexpected answer {text[:200]!r}")
+        return value
+
+    def mkdirs(self, path: str) -> None:
+        """Create ``path`` and its parents on the board (existing ones are fine)."""
+        self.exec(
+            "import os\n"
+            f"p=''\nfor d in {path!r}.split('/'):\n"
+            " p=p+'/'+d if p else d\n"
+            " try:\n  os.mkdir(p)\n except OSError:\n  pass\n"
+        )
+
+    def write_file(self, path: str, data: bytes) -> None:
+        """Write ``data`` to ``path``: to a temp name first, then rename (no torn files)."""
+        from mpremote.transport import TransportError
+
+        tmp = path + ".part"
+        try:
+            self._t.fs_writefile(tmp, data, chunk_size=_CHUNK)
+        except (TransportError, OSError) as exc:
+            raise BoardExecError(f"{self.port}: writing {path} failed: {exc}") from exc
+        self.exec(
+            "import os\n"
+            f"try:\n os.remove({path!r})\nexcept OSError:\n pass\n"
+            f"os.rename({tmp!r},{path!r})\n"
+        )
+
+    def remove(self, path: str) -> None:
+        self.exec(f"import os\ntry:\n os.remove({path!r})\nexcept OSError:\n pass\n")
+
+    def start(self, code: str) -> None:
+        """Send ``code`` and return at once (it may reset the board), then close the port."""
+        from mpremote.transport import TransportError
+
+        try:
+            self._t.exec_raw_no_follow(code)
+        except (TransportError, OSError) as exc:
+            raise BoardBusyError(f"{self.port}: could not start: {exc}") from exc
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._t is not None:
+            _close(self._t)
+            self._t = None
+
+    def __enter__(self) -> BoardRepl:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _close(t: Any) -> None:
+    with contextlib.suppress(Exception):
+        t.close()

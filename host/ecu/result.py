@@ -1,0 +1,44 @@
+"""Figures of one image transfer.
+
+Public interface (stable):
+    TransferResult(image_bytes, wire_bytes, compression, tx_bytes, rx_bytes, seconds, baud,
+                   resumed_from, retransmitted_bytes, reconnects, frames, sha256)
+      .ratio -> float | None   goodput / line rate: image_bytes / seconds / (baud / 10)
+      .to_dict() -> dict       JSON-able (what ``otalink flash --json`` prints)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """What one ``EcuClient.install`` moved and how long it took (BEGIN to verified)."""
+
+    image_bytes: int
+    wire_bytes: int  # length of the stream sent (deflated or raw)
+    compression: int  # codes.COMP_*
+    tx_bytes: int  # bytes the host wrote, framing and retransmissions included
+    rx_bytes: int  # bytes the host read
+    seconds: float  # from BEGIN written to the verified RESULT read
+    baud: int | None
+    resumed_from: int  # wire offset the device granted at the first BEGIN
+    retransmitted_bytes: int
+    reconnects: int  # link recoveries (re-HELLO + BEGIN)
+    frames: int  # DATA frames written
+    sha256: bytes
+
+    @property
+    def ratio(self) -> float | None:
+        """Image bytes per second over the line's byte rate (8N1: baud / 10)."""
+        if not self.baud or self.seconds <= 0:
+            return None
+        return self.image_bytes / self.seconds / (self.baud / 10.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["sha256"] = self.sha256.hex()
+        d["ratio"] = self.ratio
+        return d

@@ -1,0 +1,1 @@
+"""TUF repositories (Image + per-vehicle Director) and the tool behind ``otalink repo``."""

@@ -1,0 +1,161 @@
+"""HTTP transport shared by metadata fetches and target downloads (urllib3, no hidden retries).
+
+Every response body is read through ``BodyReader``: bounded by the trusted length and watched
+by the minimum-throughput watchdog. Network failures are classified into the update error
+families (``ConnectivityError`` reason ``no_connection``/``unstable``, ``SlowRetrievalError``,
+``HttpStatusError``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import urllib3
+from otalink.host.update.errors import (
+    ConnectivityError,
+    DownloadError,
+    EndlessDataError,
+    HttpStatusError,
+    SlowRetrievalError,
+    UpdateError,
+)
+from otalink.host.update.types import DownloadPolicy
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
+
+USER_AGENT = "otalink-host/0.1"
+
+
+@dataclass
+class Response:
+    """An open response: status, headers and a body reader."""
+
+    status: int
+    headers: Mapping[str, str]
+    raw: urllib3.BaseHTTPResponse
+
+    def close(self) -> None:
+        self.raw.release_conn()
+        self.raw.close()
+
+
+def classify(exc: BaseException) -> UpdateError:
+    """Map a urllib3/socket failure to the update error family."""
+    if isinstance(exc, UpdateError):
+        return exc
+    reason: BaseException = exc
+    if isinstance(exc, MaxRetryError) and exc.reason is not None:
+        reason = exc.reason
+    if isinstance(reason, NewConnectionError | NameResolutionError | ConnectTimeoutError):
+        return ConnectivityError(
+            f"cannot reach the update server: {reason}", reason="no_connection"
+        )
+    if isinstance(reason, ReadTimeoutError | TimeoutError):
+        return SlowRetrievalError(f"no data received in time: {reason}", reason="slow")
+    if isinstance(reason, ProtocolError | HTTPError | ConnectionError | OSError):
+        return ConnectivityError(f"connection broke: {reason}", reason="unstable")
+    return DownloadError(f"download failed: {reason!r}")
+
+
+class Transport:
+    """One urllib3 pool with explicit timeouts; retries are the caller's business."""
+
+    def __init__(self, policy: DownloadPolicy | None = None) -> None:
+        self.policy = policy or DownloadPolicy()
+        self._pool = urllib3.PoolManager(
+            num_pools=4,
+            headers={"User-Agent": USER_AGENT},
+            retries=urllib3.Retry(
+                total=5, connect=0, read=0, status=0, other=0, redirect=3, raise_on_redirect=True
+            ),
+            timeout=urllib3.Timeout(
+                connect=self.policy.connect_timeout_s, read=self.policy.read_timeout_s
+            ),
+        )
+
+    def open(
+        self, url: str, headers: Mapping[str, str] | None = None, method: str = "GET"
+    ) -> Response:
+        """Send a request; raises the classified error on failure (HTTP >= 400 included)."""
+        try:
+            raw = self._pool.request(
+                method,
+                url,
+                headers=dict(headers or {}),
+                preload_content=False,
+                decode_content=False,
+            )
+        except Exception as exc:
+            raise classify(exc) from exc
+        hdrs = {k.lower(): v for k, v in raw.headers.items()}
+        resp = Response(status=raw.status, headers=hdrs, raw=raw)
+        if raw.status >= 400 and raw.status != 416:
+            resp.close()
+            raise HttpStatusError(f"HTTP {raw.status} for {url}", raw.status)
+        return resp
+
+    def close(self) -> None:
+        self._pool.clear()
+
+
+class BodyReader:
+    """Reads a response body in chunks, never past ``limit`` bytes, with the throughput watchdog.
+
+    ``limit`` is the number of bytes the caller still trusts; a server sending more raises
+    ``EndlessDataError`` (checked against Content-Length first, then by reading one byte past).
+    """
+
+    def __init__(self, resp: Response, limit: int, policy: DownloadPolicy) -> None:
+        self.resp = resp
+        self.limit = limit
+        self.policy = policy
+        self.received = 0
+
+    def chunks(self) -> Iterator[bytes]:
+        clen = self.resp.headers.get("content-length")
+        if clen is not None and clen.isdigit() and int(clen) > self.limit:
+            raise EndlessDataError(
+                f"server announces {clen} bytes, only {self.limit} are trusted",
+                reason="endless_data",
+            )
+        window_start = time.monotonic()
+        window_bytes = 0
+        cs = self.policy.chunk_size
+        try:
+            while self.received < self.limit:
+                data = self.resp.raw.read1(min(cs, self.limit - self.received))
+                if not data:
+                    return  # EOF before the limit: the caller decides (resume or short file)
+                self.received += len(data)
+                window_bytes += len(data)
+                yield data
+                now = time.monotonic()
+                elapsed = now - window_start
+                if elapsed >= self.policy.throughput_window_s:
+                    if window_bytes < self.policy.min_throughput_bps * elapsed:
+                        raise SlowRetrievalError(
+                            f"{window_bytes / elapsed:.0f} B/s is below the minimum "
+                            f"{self.policy.min_throughput_bps} B/s",
+                            reason="slow",
+                        )
+                    window_start, window_bytes = now, 0
+            extra = self.resp.raw.read1(1)
+            if extra:
+                raise EndlessDataError(
+                    f"server sent more than the {self.limit} trusted bytes", reason="endless_data"
+                )
+        except UpdateError:
+            raise
+        except Exception as exc:
+            raise classify(exc) from exc
+        finally:
+            self.resp.close()

@@ -1,0 +1,1 @@
+"""Vehicle signals (COVESA VSS paths) the campaign's preconditions read."""

@@ -1,0 +1,272 @@
+# Compact CBOR (RFC 8949) codec for exactly the otalink profile (docs/protocol.md, "CBOR profile"):
+#   major 0/1 integers within [-2**32, 2**32-1], shortest form only;
+#   major 2 byte strings and major 3 UTF-8 text strings up to MAX_STR bytes;
+#   major 4 arrays up to MAX_ITEMS items, nesting depth up to MAX_DEPTH;
+#   simple values false/true/null.
+# Everything else (maps, tags, floats, undefined, indefinite lengths, non-shortest heads) raises
+# ProtocolError(E_BAD_MESSAGE); a declared length over its bound raises ProtocolError(E_TOO_LARGE)
+# before anything is allocated; truncated input is E_BAD_MESSAGE. No other exception escapes.
+#
+# Byte strings: decode(mv, pos) returns memoryview slices of the input (zero-copy) on both runtimes.
+# loads(data) returns bytes on CPython (convenient, hashable) and memoryview slices on MicroPython
+# (zero-copy; call bytes() where a copy is needed). Pass copy=True/False to loads to force either.
+# Arrays decode as lists. Tuples encode as arrays.
+import sys
+
+from otalink.protocol import codes
+from otalink.protocol.errors import ProtocolError
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+MAX_ITEMS = const(16)
+MAX_DEPTH = const(4)
+MAX_STR = const(8192)  # = codes.MAX_PAYLOAD_ABS: no string can be longer than a frame
+MAX_UINT = const(0xFFFFFFFF)
+
+_E_BAD = codes.E_BAD_MESSAGE
+_E_BIG = codes.E_TOO_LARGE
+_COPY_DEFAULT = sys.implementation.name != "micropython"
+
+
+def _bad(detail):
+    raise ProtocolError(_E_BAD, detail)
+
+
+def _big(detail):
+    raise ProtocolError(_E_BIG, detail)
+
+
+# ---- decoding ------------------------------------------------------------------------------
+
+
+def _dec(mv, pos, end, depth, copy):
+    if pos >= end:
+        _bad(pos)  # truncated
+    ib = mv[pos]
+    start = pos
+    pos += 1
+    major = ib >> 5
+    ai = ib & 31
+    if major == 7:
+        if ai == 20:
+            return False, pos
+        if ai == 21:
+            return True, pos
+        if ai == 22:
+            return None, pos
+        _bad(start)  # floats, undefined, other simple values, break
+    if ai < 24:
+        val = ai
+    elif ai == 24:
+        if pos + 1 > end:
+            _bad(start)
+        val = mv[pos]
+        pos += 1
+        if val < 24:
+            _bad(start)  # not the shortest form
+    elif ai == 25:
+        if pos + 2 > end:
+            _bad(start)
+        val = (mv[pos] << 8) | mv[pos + 1]
+        pos += 2
+        if val < 0x100:
+            _bad(start)
+    elif ai == 26:
+        if pos + 4 > end:
+            _bad(start)
+        val = (mv[pos] << 24) | (mv[pos + 1] << 16) | (mv[pos + 2] << 8) | mv[pos + 3]
+        pos += 4
+        if val < 0x10000:
+            _bad(start)
+    elif ai == 27:
+        _big(start)  # 64-bit argument: shortest form means >= 2**32, over every bound
+    else:
+        _bad(start)  # reserved (28..30) or indefinite length (31)
+    if major == 0:
+        return val, pos
+    if major == 1:
+        return -1 - val, pos
+    if major == 2 or major == 3:
+        if val > MAX_STR:
+            _big(start)
+        if val > end - pos:
+            _bad(start)  # truncated: checked before slicing, nothing sized by val is allocated
+        if major == 2:
+            v = mv[pos : pos + val]
+            if copy:
+                v = bytes(v)
+            return v, pos + val
+        try:
+            s = str(mv[pos : pos + val], "utf-8")
+        except UnicodeError:
+            _bad(start)
+        return s, pos + val
+    if major == 4:
+        if val > MAX_ITEMS:
+            _big(start)
+        if depth >= MAX_DEPTH:
+            _big(start)
+        if val > end - pos:
+            _bad(start)  # every item takes at least one byte
+        out = []
+        for _ in range(val):
+            item, pos = _dec(mv, pos, end, depth + 1, copy)
+            out.append(item)
+        return out, pos
+    _bad(start)  # maps (5) and tags (6) are outside the profile
+
+
+def decode(mv, pos=0, end=-1, copy=False):
+    """Decode one item from mv[pos:end]; returns (obj, newpos). Byte strings are views of mv."""
+    if not isinstance(mv, memoryview):
+        mv = memoryview(mv)
+    if end < 0:
+        end = len(mv)
+    return _dec(mv, pos, end, 0, copy)
+
+
+def loads(data, copy=None):
+    """Decode data, which must hold exactly one item (trailing bytes are E_BAD_MESSAGE)."""
+    if copy is None:
+        copy = _COPY_DEFAULT
+    mv = data if isinstance(data, memoryview) else memoryview(data)
+    end = len(mv)
+    obj, pos = _dec(mv, 0, end, 0, copy)
+    if pos != end:
+        _bad(pos)
+    return obj
+
+
+# ---- encoding ------------------------------------------------------------------------------
+
+
+def _head_len(val):
+    if val < 24:
+        return 1
+    if val < 0x100:
+        return 2
+    if val < 0x10000:
+        return 3
+    if val <= MAX_UINT:
+        return 5
+    _big(0)
+
+
+def _size(obj, depth):
+    if obj is None or obj is True or obj is False:
+        return 1
+    if isinstance(obj, int):
+        return _head_len(obj if obj >= 0 else -1 - obj)
+    if isinstance(obj, str):
+        n = len(obj.encode("utf-8"))
+        if n > MAX_STR:
+            _big(n)
+        return _head_len(n) + n
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        n = len(obj)
+        if n > MAX_STR:
+            _big(n)
+        return _head_len(n) + n
+    if isinstance(obj, (list, tuple)):
+        if len(obj) > MAX_ITEMS or depth >= MAX_DEPTH:
+            _big(len(obj))
+        n = 1
+        for item in obj:
+            n += _size(item, depth + 1)
+        return n
+    _bad(0)
+
+
+def _put_head(major, val, buf, pos):
+    # Writes a head in shortest form; the caller has checked the space.
+    mt = major << 5
+    if val < 24:
+        buf[pos] = mt | val
+        return pos + 1
+    if val < 0x100:
+        buf[pos] = mt | 24
+        buf[pos + 1] = val
+        return pos + 2
+    if val < 0x10000:
+        buf[pos] = mt | 25
+        buf[pos + 1] = val >> 8
+        buf[pos + 2] = val & 0xFF
+        return pos + 3
+    if val > MAX_UINT:
+        _big(pos)
+    buf[pos] = mt | 26
+    buf[pos + 1] = val >> 24
+    buf[pos + 2] = (val >> 16) & 0xFF
+    buf[pos + 3] = (val >> 8) & 0xFF
+    buf[pos + 4] = val & 0xFF
+    return pos + 5
+
+
+def _room(buf, pos, n):
+    if pos + n > len(buf):
+        _big(pos)
+
+
+def _enc(obj, buf, pos, depth):
+    if obj is None:
+        _room(buf, pos, 1)
+        buf[pos] = 0xF6
+        return pos + 1
+    if obj is True:
+        _room(buf, pos, 1)
+        buf[pos] = 0xF5
+        return pos + 1
+    if obj is False:
+        _room(buf, pos, 1)
+        buf[pos] = 0xF4
+        return pos + 1
+    if isinstance(obj, int):
+        if obj >= 0:
+            major = 0
+            val = obj
+        else:
+            major = 1
+            val = -1 - obj
+        _room(buf, pos, _head_len(val))
+        return _put_head(major, val, buf, pos)
+    if isinstance(obj, str):
+        obj = obj.encode("utf-8")
+        major = 3
+    elif isinstance(obj, (bytes, bytearray, memoryview)):
+        major = 2
+    elif isinstance(obj, (list, tuple)):
+        n = len(obj)
+        if n > MAX_ITEMS or depth >= MAX_DEPTH:
+            _big(pos)
+        _room(buf, pos, 1)
+        pos = _put_head(4, n, buf, pos)
+        for item in obj:
+            pos = _enc(item, buf, pos, depth + 1)
+        return pos
+    else:
+        _bad(pos)
+    n = len(obj)
+    if n > MAX_STR:
+        _big(pos)
+    _room(buf, pos, _head_len(n) + n)
+    pos = _put_head(major, n, buf, pos)
+    buf[pos : pos + n] = obj
+    return pos + n
+
+
+def encode_into(obj, buf, pos=0):
+    """Encode obj into buf at pos; returns the new position. E_TOO_LARGE if it does not fit."""
+    return _enc(obj, buf, pos, 0)
+
+
+def dumps(obj):
+    """Encode obj to bytes (shortest-form heads, definite lengths)."""
+    buf = bytearray(_size(obj, 0))
+    _enc(obj, buf, 0, 0)
+    return bytes(buf)

@@ -1,0 +1,103 @@
+"""Shared steps of the boards tests: deploy the agent to a board, then update it over its line.
+
+Used by the always-on tests (a UnixBoard emulator) and the hardware tests (a real board given
+with --board/--port), so both prove the same path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+from otalink.host.deploy.deploy import DeployOptions, DeployReport, deploy
+from otalink.host.deploy.profile import Board
+from otalink.host.ecu.client import EcuClient
+from otalink.host.ecusim.bundle import build_bundle
+from otalink.host.keys import KeyPair
+from otalink.host.repo.instruction import Instruction, encode_instruction, sign_instruction
+from otalink.protocol import codes
+
+
+@dataclass
+class Deployed:
+    board: Board
+    port: str
+    line_port: str | None
+    ecu_id: str
+    hw_id: str
+    ecu: KeyPair
+    director: KeyPair
+    report: DeployReport
+
+
+def deploy_agent(
+    board: Board,
+    port: str,
+    line_port: str | None = None,
+    ecu_id: str = "bench-ecu",
+    hw_id: str = "bench-hw",
+    ecu: KeyPair | None = None,
+    director: KeyPair | None = None,
+) -> Deployed:
+    ecu = ecu or KeyPair.generate()
+    director = director or KeyPair.generate()
+    opts = DeployOptions(
+        board=board,
+        port=port,
+        ecu_id=ecu_id,
+        hw_id=hw_id,
+        ecu_seed=ecu.seed,
+        director_keys=[director.public],
+        line_port=line_port,
+        hello_timeout=20.0,
+    )
+    report = deploy(opts)
+    return Deployed(board, port, line_port, ecu_id, hw_id, ecu, director, report)
+
+
+def app_bundle(version: str) -> bytes:
+    """A two-module application whose self-test passes and which records its version."""
+    app = f"VERSION = {version!r}\nprint('app', VERSION)\n".encode()
+    check = b"def selftest():\n    import app\n    return bool(app.VERSION)\n"
+    return build_bundle({"app.py": app, "check.py": check}, "app", "check.selftest")
+
+
+def update(d: Deployed, url: str, version: str, release: int) -> dict[str, object]:
+    """Install a bundle, activate, reboot into it, confirm; the signed INFO afterwards."""
+    image = app_bundle(version)
+    now = int(time.time())
+    ins = Instruction(
+        ecu_id=d.ecu_id,
+        hw_id=d.hw_id,
+        version=version,
+        release_counter=release,
+        image_len=len(image),
+        sha256=hashlib.sha256(image).digest(),
+        issued=now,
+        expires=now + 3600,
+        target=f"app-{version}.otb",
+        kind=0,
+    )
+    instr = encode_instruction(ins)
+    sig = sign_instruction(instr, d.director.seed)
+    with EcuClient(url, baud=d.board.uart.baud, verify_key=d.ecu.public) as c:
+        c.hello()
+        c.install(instr, [sig], image)
+        c.activate()
+        c.reboot()
+    # The board resets; the agent boots the new slot on trial and answers again.
+    deadline = time.monotonic() + 8
+    while True:
+        try:
+            with EcuClient(url, baud=d.board.uart.baud, verify_key=d.ecu.public) as c:
+                info = c.hello()
+                if info.boot_state == codes.BOOT_TRIAL:
+                    c.confirm()
+                info = c.hello()
+                info.verify(d.ecu.public)
+                return info.to_dict()
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)

@@ -1,0 +1,178 @@
+"""`otalink device deploy` end to end against the MicroPython unix port as a board: mpremote over
+a pseudo-terminal raw REPL, real micropython processes, the real agent answering HELLO, then an
+update over its line. No mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from otalink.host.deploy.deploy import check_compat
+from otalink.host.deploy.errors import BoardBusyError, MpyMismatchError, PortNotFoundError
+from otalink.host.deploy.profile import load_board
+from otalink.host.deploy.repl import BoardRepl
+from otalink.host.deploy.unixboard import UnixBoard
+from otalink.host.keys import KeyPair, save_seed
+from otalink.protocol import codes
+from tests.boards import _flow
+
+OTALINK = str(Path(sys.executable).parent / "otalink")
+
+
+def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [OTALINK, "device", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_deploy_update_and_redeploy(unixboard: UnixBoard) -> None:
+    board = load_board("unix")
+    d = _flow.deploy_agent(board, unixboard.port)
+    hello = d.report.hello
+    assert hello is not None
+    assert (hello["ecu_id"], hello["hw_id"], hello["signature"]) == ("bench-ecu", "bench-hw", "valid")
+    root = unixboard.root
+    # What deploy put on the board's filesystem: the agent as .mpy, profile, config, keys.
+    assert (root / "lib/otalink/device/main.mpy").read_bytes()[:2] == b"M\x06"
+    assert (root / "keys/ecu_key.bin").read_bytes() == d.ecu.seed
+    assert (root / "keys/director_keys.bin").read_bytes() == d.director.public
+    cfg = json.loads((root / "otalink.json").read_text())
+    assert cfg["ecu_id"] == "bench-ecu" and cfg["line"] == {"path": unixboard.uart_device}
+    assert "ecu_seed" not in cfg  # the secret lives only in the key file the profile names
+    assert json.loads((root / "board.json").read_text())["name"] == "unix"
+    assert "lib/otalink/device/main.mpy" in d.report.written
+
+    info = _flow.update(d, unixboard.uart_host, "2.0.0", 5)
+    active = info["slots"][info["active_slot"]]  # type: ignore[index]
+    assert active["version"] == "2.0.0" and active["state"] == codes.SLOT_CONFIRMED
+    assert info["release_floor"] == 5
+    assert b"app 2.0.0" in unixboard.output()  # the bundle booted on the board
+
+    # Deploying the same agent again stops the running agent (Ctrl-C), writes nothing,
+    # and the agent comes back with the installed application untouched.
+    again = _flow.deploy_agent(board, unixboard.port, ecu=d.ecu, director=d.director)
+    assert again.report.written == [] and again.report.removed == []
+    assert len(again.report.skipped) == len(d.report.written)
+    h2 = again.report.hello
+    assert h2 is not None
+    assert h2["slots"][h2["active_slot"]]["version"] == "2.0.0"
+
+
+def test_deploy_removes_stale_agent_files(unixboard: UnixBoard) -> None:
+    stale = unixboard.root / "lib/otalink/device/old_module.mpy"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"M\x06\x00\x1f")
+    d = _flow.deploy_agent(load_board("unix"), unixboard.port)
+    assert d.report.removed == ["lib/otalink/device/old_module.mpy"]
+    assert not stale.exists()
+
+
+def test_cli_provision_deploy_info(unixboard: UnixBoard, tmp_path: Path) -> None:
+    keys, registry = tmp_path / "keys", tmp_path / "director"
+    director = KeyPair.generate()
+    save_seed(tmp_path / "director.seed", director.seed)
+    p = _cli("provision", "--ecu-id", "bms-1", "--hardware-id", "bms-hw", "--board", "unix",
+             "--keys-dir", str(keys), "--registry", str(registry), "--json")
+    assert p.returncode == 0, p.stderr
+    rec = json.loads(p.stdout)
+    on_disk = json.loads((registry / "ecus" / "bms-1.json").read_text())
+    assert on_disk["public_key"] == rec["public_key"] and on_disk["format"] == "otalink-ecu/1"
+    assert (keys / "bms-1.seed").stat().st_mode & 0o077 == 0
+
+    p = _cli("deploy", "--board", "unix", "--port", unixboard.port, "--ecu-id", "bms-1",
+             "--hardware-id", "bms-hw", "--director-seed", str(tmp_path / "director.seed"),
+             "--keys-dir", str(keys), "--registry", str(registry), "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["ok"] and out["hello"]["ecu_id"] == "bms-1" and out["hello"]["signature"] == "valid"
+    # The board got exactly the provisioned key; the Director record still matches it.
+    seed = bytes.fromhex((keys / "bms-1.seed").read_text().strip())
+    assert (unixboard.root / "keys/ecu_key.bin").read_bytes() == seed
+
+    p = _cli("info", "--port", unixboard.uart_host, "--registry", str(registry), "--json")
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    assert info["ecu_id"] == "bms-1" and info["signature"] == "valid"
+    p = _cli("info", "--port", unixboard.uart_host)
+    assert p.returncode == 0 and "ECU bms-1" in p.stdout and "slot 0" in p.stdout
+
+    # A second provision with another key for the same ECU is refused without --force.
+    (keys / "bms-1.seed").unlink()
+    p = _cli("provision", "--ecu-id", "bms-1", "--hardware-id", "bms-hw",
+             "--keys-dir", str(keys), "--registry", str(registry))
+    assert p.returncode == 3 and "ecu_exists" in p.stderr
+
+
+def test_wrong_port_is_a_link_error(tmp_path: Path) -> None:
+    with pytest.raises(PortNotFoundError):
+        BoardRepl.open(str(tmp_path / "ttyNOPE"), timeout=1)
+    p = _cli("deploy", "--board", "unix", "--port", str(tmp_path / "ttyNOPE"),
+             "--director-key", "11" * 32, "--keys-dir", str(tmp_path / "k"))
+    assert p.returncode == 5 and "[port_not_found]" in p.stderr
+
+
+def test_busy_board_is_refused(tmp_path: Path) -> None:
+    # Firmware that ignores Ctrl-C and never offers a REPL: deploy must give up with a clear code.
+    root = tmp_path / "flash"
+    root.mkdir()
+    (root / "main.py").write_text(
+        "import micropython, time\nmicropython.kbd_intr(-1)\nwhile True:\n    time.sleep(0.05)\n"
+    )
+    with UnixBoard(root) as board:
+        assert board.wait_boots(1, 10)
+        with pytest.raises(BoardBusyError):
+            BoardRepl.open(board.port, soft_reset=False, timeout=1.5)
+        p = _cli("deploy", "--board", "unix", "--port", board.port, "--timeout", "1.5",
+                 "--director-key", "11" * 32, "--keys-dir", str(tmp_path / "k"), "--json")
+        assert p.returncode == 5
+        assert json.loads(p.stdout)["error"]["code"] == "board_busy"
+        assert board.boots == 1 and board.pid is not None  # left running, untouched
+
+
+def test_wrong_architecture_is_refused(unixboard: UnixBoard, tmp_path: Path) -> None:
+    # A profile for an xtensawin board pointed at an x64 MicroPython: refused before any write.
+    raw = json.loads(load_board("unix").path.read_text())  # type: ignore[union-attr]
+    raw["name"] = "fake"
+    raw["micropython"]["arch"] = "xtensawin"
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake" / "board.json").write_text(json.dumps(raw))
+    p = _cli("deploy", "--board", str(tmp_path / "fake" / "board.json"), "--port", unixboard.port,
+             "--director-key", "11" * 32, "--keys-dir", str(tmp_path / "k"))
+    assert p.returncode == 3 and "[mpy_mismatch]" in p.stderr and "x64" in p.stderr
+    assert not (unixboard.root / "lib").exists()
+
+
+@pytest.mark.parametrize(
+    ("mpy", "version", "message"),
+    [
+        (None, (1, 11, 0), "too old"),
+        (5 | (2 << 10), (1, 18, 0), "upgrade the board's firmware"),
+        (6 | (2 << 8) | (2 << 10), (1, 20, 0), "too old for board profile unix"),
+        (6 | (3 << 8) | (10 << 10), (1, 29, 0), "native arch 'xtensawin'"),
+        (7 | (2 << 10), (2, 0, 0), "upgrade mpy-cross"),
+    ],
+)
+def test_check_compat_refuses(mpy: int | None, version: tuple[int, int, int], message: str) -> None:
+    with pytest.raises(MpyMismatchError, match=message):
+        check_compat(load_board("unix"), mpy, version)
+
+
+def test_check_compat_accepts_matching_board_and_native_headers() -> None:
+    board = load_board("unix")
+    word = 6 | (3 << 8) | (2 << 10)
+    check_compat(board, word, (1, 29, 0), [(6, 0, 0), (6, 3, 2)])
+    with pytest.raises(MpyMismatchError):  # native code for another sub-version
+        check_compat(board, word, (1, 29, 0), [(6, 2, 2)])
+
+
+def test_boards_command_lists_profiles() -> None:
+    p = _cli("boards", "--json")
+    assert p.returncode == 0
+    names = {b["name"] for b in json.loads(p.stdout)["boards"] if b["ok"]}
+    assert {"unix", "esp32", "rp2", "stm32"} <= names
+    assert os.path.isfile(json.loads(p.stdout)["boards_dir"] + "/esp32/board.json")

@@ -1,0 +1,146 @@
+"""Crash sweep: SIGKILL the host agent at >= 30 points of campaigns, restart it each time.
+
+The ECUs (real device agents under MicroPython, on paced pty lines) keep running; the host
+process dies without any cleanup. After every restart the agent must continue from its persisted
+state: in the end every ECU runs the new image (confirmed), no ECU received its image twice (each
+transfer resumes at or near the offset the previous one reached; nothing is transferred again
+once verified), and each campaign is reported exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.campaign.vehicle import Vehicle
+
+ROOT = Path(__file__).resolve().parents[2]
+KILLS_PER_CAMPAIGN = 16  # x 2 campaigns = 32 kill points
+PAD = 24 * 1024  # ~24 KiB bundles at 115200 baud: transfers long enough to cut in the middle
+DELAYS = (0.0, 0.01, 0.03, 0.0, 0.06, 0.02, 0.1, 0.0)  # after the run's first progress event
+IGNORED = {"agent_started", "inventory", "ecu_unreachable", "agent_error"}
+WINDOW_SLACK = 8192  # the device's durable offset trails what it ACKed by at most a window
+
+
+@pytest.fixture
+def vehicle(tmp_path: Path, mpy_tree: Path) -> Iterator[Vehicle]:
+    v = Vehicle(tmp_path, ecu_ids=("bms", "adas"), baud=115200)
+    try:
+        yield v
+    finally:
+        v.stop()
+
+
+def _events(path: Path) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if not path.exists():
+        return out
+    for raw in path.read_text().splitlines():
+        try:
+            out.append(json.loads(raw))
+        except ValueError:
+            pass  # a line torn by the kill
+    return out
+
+
+def _spawn(config: Path, version: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.campaign.driver", str(config), version],
+        cwd=str(ROOT),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _sweep(v: Vehicle, version: str, rng: random.Random) -> tuple[str, list[str]]:
+    """Run one campaign to its end, killing the host KILLS_PER_CAMPAIGN times on the way."""
+    evpath = v.root / "state" / "events.jsonl"
+    killed_in: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        start_count = len(_events(evpath))
+        proc = _spawn(v.config_path, version)
+        if len(killed_in) >= KILLS_PER_CAMPAIGN:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err.decode()[-3000:]
+            return out.decode().strip(), killed_in
+        delay = DELAYS[len(killed_in) % len(DELAYS)] + rng.uniform(0, 0.01)
+        while proc.poll() is None:
+            evs = _events(evpath)[start_count:]
+            if any(e["type"] not in IGNORED for e in evs):
+                time.sleep(delay)
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                rec = json.loads((v.root / "state" / "campaign.json").read_text())
+                killed_in.append(rec["state"])
+                break
+            time.sleep(0.005)
+        else:
+            out, err = proc.communicate()
+            assert proc.returncode == 0, err.decode()[-3000:]
+            return out.decode().strip(), killed_in
+    raise AssertionError("campaign did not end")
+
+
+def _check_no_double_flash(evs: list[dict[str, Any]], ecu: str) -> None:
+    mine = [x for x in evs if x["data"].get("ecu_id") == ecu]
+    done = [i for i, x in enumerate(mine) if x["type"] == "ecu_transfer_done"]
+    assert len(done) <= 1, ecu
+    if done:  # once verified, never transferred again
+        assert not [x for x in mine[done[0] :] if x["type"] == "ecu_transfer_start"], ecu
+    reached = 0
+    fresh = 0
+    total = 0
+    for x in mine:
+        if x["type"] == "ecu_transfer_start":
+            total = int(x["data"]["total"])  # wire bytes (the client may deflate)
+            off = int(x["data"]["offset"])
+            fresh += off == 0
+            assert off >= reached - WINDOW_SLACK, (ecu, off, reached)  # no progress lost
+            reached = max(reached, off)
+        elif x["type"] == "install_progress" and "offset" in x["data"]:
+            reached = max(reached, int(x["data"]["offset"]))
+    assert reached >= total - WINDOW_SLACK, (ecu, reached, total)
+    assert fresh <= 2, (ecu, fresh)  # a kill before the first durable write may restart at 0
+
+
+def test_kill_host_at_32_points_across_two_campaigns(vehicle: Vehicle) -> None:
+    rng = random.Random(4)
+    evpath = vehicle.root / "state" / "events.jsonl"
+    all_kills: list[str] = []
+    for version, counter in (("1.0", 1), ("2.0", 2)):
+        first = len(_events(evpath))
+        images = vehicle.release(version, counter, pad=PAD)
+        finished, killed_in = _sweep(vehicle, version, rng)
+        assert finished == "succeeded", (version, finished, killed_in)
+        assert len(killed_in) == KILLS_PER_CAMPAIGN
+        all_kills += killed_in
+        ecus = json.loads((vehicle.root / "state" / "ecus.json").read_text())
+        evs = _events(evpath)[first:]
+        for e in vehicle.ecu_ids:
+            assert ecus[e]["version"] == version and ecus[e]["active_state"] == 5, ecus[e]
+            assert len(images[e]) > PAD
+            _check_no_double_flash(evs, e)
+            confirms = [x for x in evs if x["type"] == "ecu_confirm" and x["data"]["ecu_id"] == e]
+            assert 1 <= len(confirms) <= 2, (e, confirms)
+    assert len(all_kills) >= 30
+    # the kills landed before and after the point of no return
+    seen = set(all_kills)
+    assert "installing" in seen, all_kills
+    assert seen & {"installing_committed", "restarting", "verifying"}, all_kills
+    # each campaign reported exactly once (queued on disk, then sent)
+    reports = sorted(p.name for p in (vehicle.root / "state" / "reports").rglob("*.json"))
+    assert len(reports) == 2, reports
+    assert all(p.endswith("-succeeded.json") for p in reports)

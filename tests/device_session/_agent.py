@@ -1,0 +1,244 @@
+"""Test harness: a real MicroPython ECU agent on a real pty, driven with the protocol encoder.
+
+``Ecu`` writes an ECU config (board profile boards/unix, flash file and keys under tmp_path),
+opens a pty pair (the agent gets the slave path; the test keeps both fds so the line survives
+agent restarts, as the ECU runner does) and starts ``micropython -m otalink.device.main``.
+``Ecu.request`` frames a payload onto the master side and returns the next decoded message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import select
+import subprocess
+import time
+import tty
+from pathlib import Path
+from typing import Any
+
+from otalink.host.keys import KeyPair
+from otalink.protocol import codes, messages
+from otalink.protocol.frame import FrameParser, frame
+
+ROOT = Path(__file__).resolve().parents[2]
+BOARD = ROOT / "boards" / "unix" / "board.json"
+ECU_ID = "bms-1"
+HW_ID = "unix-x64-r1"
+NOW = 1_780_000_000  # a fixed "now" for instructions (unix s)
+
+
+class Ecu:
+    def __init__(
+        self,
+        tmp: Path,
+        micropython: str,
+        mpy_tree: Path,
+        heap: str = "64k",
+        director: list[KeyPair] | None = None,
+        threshold: int = 1,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.tmp = tmp
+        self.micropython = micropython
+        self.mpy_tree = mpy_tree
+        self.heap = heap
+        self.ecu_key = KeyPair.generate()
+        self.director = director or [KeyPair.generate()]
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)  # no echo/cooking even before the agent opens it
+        tty.setraw(self.master)
+        self.parser = FrameParser(codes.MAX_PAYLOAD_ABS)
+        self.inbox: list[list[Any]] = []
+        self.progress: list[list[Any]] = []
+        self.cfg_path = tmp / "ecu.json"
+        cfg: dict[str, Any] = {
+            "ecu_id": ECU_ID,
+            "hw_id": HW_ID,
+            "ecu_seed": self.ecu_key.seed_hex,
+            "director_keys": [k.public_hex for k in self.director],
+            "director_threshold": threshold,
+            "board_path": str(BOARD),
+            "flash": {"path": str(tmp / "flash.bin")},
+            "line": {"path": os.ttyname(self.slave)},
+        }
+        cfg.update(extra or {})
+        self.cfg_path.write_text(json.dumps(cfg))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stderr = b""
+
+    # ---- process ----------------------------------------------------------------------------
+    def start(self, env: dict[str, str] | None = None) -> None:
+        e = dict(os.environ, MICROPYPATH=str(self.mpy_tree))
+        e.update(env or {})
+        self.proc = subprocess.Popen(
+            [
+                self.micropython,
+                "-X",
+                f"heapsize={self.heap}",
+                "-m",
+                "otalink.device.main",
+                str(self.cfg_path),
+            ],
+            cwd=self.tmp,
+            env=e,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    def wait_exit(self, timeout: float = 10) -> int:
+        assert self.proc is not None
+        out, err = self.proc.communicate(timeout=timeout)
+        self.stderr = out + err
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate(timeout=10)
+
+    def close(self) -> None:
+        self.kill()
+        for fd in (self.master, self.slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    # ---- line -------------------------------------------------------------------------------
+    def write(self, raw: bytes) -> None:
+        os.write(self.master, raw)
+
+    def send(self, payload: bytes) -> None:
+        self.write(frame(payload))
+
+    def recv(self, timeout: float = 5.0) -> list[Any]:
+        """The next message from the device (decoded), or AssertionError after timeout."""
+        deadline = time.monotonic() + timeout
+        while not self.inbox:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                alive = self.proc is not None and self.proc.poll() is None
+                raise AssertionError(f"no reply within {timeout}s (agent alive: {alive})")
+            r, _, _ = select.select([self.master], [], [], left)
+            if r:
+                for p in self.parser.feed_all(os.read(self.master, 65536)):
+                    m = messages.parse(p, copy=True)
+                    if m[0] == codes.MSG_PROGRESS:
+                        self.progress.append(m)  # unsolicited: kept aside
+                    else:
+                        self.inbox.append(m)
+        return self.inbox.pop(0)
+
+    def request(self, payload: bytes, timeout: float = 5.0) -> list[Any]:
+        self.send(payload)
+        return self.recv(timeout)
+
+    def quiet(self, seconds: float = 0.3) -> list[list[Any]]:
+        """Everything the device says within ``seconds`` (expected: nothing)."""
+        out = list(self.inbox)
+        self.inbox.clear()
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return out
+            r, _, _ = select.select([self.master], [], [], left)
+            if r:
+                for p in self.parser.feed_all(os.read(self.master, 65536)):
+                    out.append(messages.parse(p, copy=True))
+
+    # ---- protocol helpers -------------------------------------------------------------------
+    def hello(self, nonce: bytes | None = None, max_payload: int = 4096) -> list[Any]:
+        """HELLO until INFO (the agent flushes its line when it opens it, as a board's boot
+        loses what arrives before its UART is up): retried every second for 20 s."""
+        nonce = nonce or os.urandom(16)
+        for _ in range(20):
+            self.send(messages.hello(nonce, max_payload))
+            try:
+                m = self.recv(1.0)
+            except AssertionError:
+                assert self.proc is not None and self.proc.poll() is None, self.proc_output()
+                continue
+            assert m[0] == codes.MSG_INFO, m
+            self.inbox.extend(self.quiet(0.05))  # a late INFO for an earlier HELLO
+            self.inbox = [x for x in self.inbox if x[0] != codes.MSG_INFO]
+            return m
+        raise AssertionError("no INFO")
+
+    def proc_output(self) -> str:
+        if self.proc is None:
+            return ""
+        try:
+            out, err = self.proc.communicate(timeout=5)
+        except (subprocess.TimeoutExpired, ValueError):
+            return ""
+        return (out + err).decode(errors="replace")
+
+    def status(self, nonce: bytes | None = None) -> tuple[list[Any], bytes, bytes]:
+        nonce = nonce or os.urandom(16)
+        m = self.request(messages.status_req(nonce))
+        assert m[0] == codes.MSG_STATUS, m
+        return messages.decode_report(m[1]), m[1], m[2]
+
+    def instruction(self, image: bytes, **over: Any) -> bytes:
+        f: dict[str, Any] = {
+            "ecu_id": ECU_ID,
+            "hw_id": HW_ID,
+            "version": "2.0.0",
+            "release_counter": 2,
+            "image_len": len(image),
+            "sha256": hashlib.sha256(image).digest(),
+            "issued": NOW,
+            "expires": NOW + 86400,
+            "target": "bms-app-2.0.0.bin",
+            "kind": 0,
+        }
+        f.update(over)
+        return bytes(messages.encode_instruction(**f))
+
+    def begin(
+        self,
+        image: bytes,
+        instr: bytes | None = None,
+        sigs: list[list[bytes]] | None = None,
+        image_len: int | None = None,
+        sha256: bytes | None = None,
+        wire_len: int | None = None,
+        compression: int = codes.COMP_NONE,
+        timeout: float = 30,
+    ) -> list[Any]:
+        instr = instr if instr is not None else self.instruction(image)
+        if sigs is None:
+            sigs = [k.signature_entry(instr) for k in self.director]
+        m = messages.begin(
+            instr,
+            sigs,
+            len(image) if image_len is None else image_len,
+            hashlib.sha256(image).digest() if sha256 is None else sha256,
+            compression,
+            len(image) if wire_len is None else wire_len,
+        )
+        return self.request(m, timeout=timeout)
+
+    def send_data(self, wire: bytes, start: int, chunk: int = 2048, window: int = 8192) -> int:
+        """Stop-and-wait-free windowed send from ``start`` until every byte is ACKed; returns
+        the final ACK offset. Asserts every reply is an ACK."""
+        acked = start
+        nxt = start
+        inflight = 0
+        while acked < len(wire):
+            while nxt < len(wire) and nxt + min(chunk, len(wire) - nxt) <= acked + window:
+                n = min(chunk, len(wire) - nxt)
+                self.send(messages.data(nxt, wire[nxt : nxt + n]))
+                nxt += n
+                inflight += 1
+            m = self.recv(10)
+            assert m[0] == codes.MSG_ACK, m
+            inflight -= 1
+            if m[1] > acked:
+                acked = m[1]
+            elif inflight == 0 and nxt > acked:
+                nxt = acked  # device asked to go back
+        return acked

@@ -1,0 +1,199 @@
+# MicroPython tests of the flash emulator and the Slots hot path (run by tests/mpyrun.py).
+# mpy-heapsize: 2m
+import hashlib
+import os
+
+import micropython
+
+from otalink.device.errors import DeviceError
+from otalink.device.flash import FlashViolation, NorFlash, Region
+from otalink.device.slots import Slots
+from otalink.protocol import codes as C
+
+GEOM = {
+    "size": 131072,
+    "erase_size": 4096,
+    "write_size": 256,
+    "state_offset": 0,
+    "state_sectors": 2,
+    "slot_size": 57344,
+    "slot_offsets": [8192, 65536],
+    "max_data": 2048,
+}
+
+
+def _path():
+    return "/tmp/otalink-mptest-%s.bin" % "".join("%02x" % b for b in os.urandom(6))
+
+
+def _flash(g=GEOM):
+    p = _path()
+    return p, NorFlash(p, g["size"], g["erase_size"], g["write_size"], -1, False, "raise")
+
+
+def _done(p, f):
+    f.close()
+    os.remove(p)
+
+
+def test_erase_and_program_semantics():
+    p, f = _flash()
+    try:
+        buf = bytearray(256)
+        f.readblocks(3, buf, 0)
+        assert buf == b"\xff" * 256  # a new chip is erased
+        f.writeblocks(3, b"\x0f" * 256, 256)
+        f.writeblocks(3, b"\x05" * 256, 256)  # clearing more bits is fine
+        f.readblocks(3, buf, 256)
+        assert buf == b"\x05" * 256
+        assert (f.erases, f.programs, f.ops) == (0, 2, 2)
+        f.ioctl(6, 3)
+        f.readblocks(3, buf, 256)
+        assert buf == b"\xff" * 256 and f.erases == 1
+        assert f.ioctl(4, 0) == 32 and f.ioctl(5, 0) == 4096
+    finally:
+        _done(p, f)
+
+
+def test_program_one_over_zero_is_caught():
+    p, f = _flash()
+    try:
+        f.writeblocks(2, b"\x00" * 256, 0)
+        caught = False
+        try:
+            f.writeblocks(2, b"\x01" + b"\x00" * 255, 0)
+        except FlashViolation:
+            caught = True
+        assert caught
+        buf = bytearray(256)
+        f.readblocks(2, buf, 0)
+        assert buf == b"\x00" * 256  # nothing was written
+    finally:
+        _done(p, f)
+
+
+def test_misaligned_program_is_caught():
+    p, f = _flash()
+    try:
+        for off, n in ((16, 256), (0, 100)):
+            caught = False
+            try:
+                f.writeblocks(1, bytes(n), off)
+            except FlashViolation:
+                caught = True
+            assert caught
+    finally:
+        _done(p, f)
+
+
+def test_torn_program_writes_a_prefix_then_dies():
+    p, f = _flash()
+    f.cut_after = 1
+    f.tear = True
+    f.writeblocks(0, b"\x11" * 256, 0)
+    died = False
+    try:
+        f.writeblocks(0, b"\x22" * 256, 256)
+    except BaseException:
+        died = True
+    assert died and f.dead
+    g = NorFlash(p, GEOM["size"], 4096, 256)
+    buf = bytearray(512)
+    g.readblocks(0, buf, 0)
+    assert buf[:256] == b"\x11" * 256
+    assert buf[256:384] == b"\x22" * 128 and buf[385:] == b"\xff" * 127
+    _done(p, g)
+
+
+def _stored_deflate(data):
+    # raw deflate made of stored blocks (MicroPython's deflate cannot compress)
+    out = bytearray()
+    n = len(data)
+    i = 0
+    while i < n:
+        k = min(4000, n - i)
+        final = 1 if i + k == n else 0
+        out.append(final)
+        out += k.to_bytes(2, "little") + (k ^ 0xFFFF).to_bytes(2, "little")
+        out += data[i : i + k]
+        i += k
+    return bytes(out)
+
+
+def _steady_state_no_alloc(comp):
+    p, f = _flash()
+    try:
+        s = Slots(f, GEOM)
+        img = bytes((i * 31 + (i >> 8)) & 0xFF for i in range(50000))
+        wire = _stored_deflate(img) if comp else img
+        sha = hashlib.sha256(img).digest()
+        s.begin(b"i" * 32, len(img), sha, len(wire), comp, "1", 1, 0)
+        mv = memoryview(wire)
+        step = 1024
+        offs = list(range(0, len(wire), step))
+        parts = [mv[o : o + step] for o in offs]
+        last = len(parts) - 1
+        r = 0
+        i = 0
+        locked = False
+        try:
+            while i < last:
+                if i == 3:
+                    micropython.heap_lock()  # after warm-up: deflate state, scratch buffers
+                    locked = True
+                r = s.write(offs[i], parts[i])
+                i += 1
+        finally:
+            if locked:
+                micropython.heap_unlock()
+        assert i == last and r == offs[last]
+        assert s.t_img >= 40000  # many chunks and several checkpoint records under the lock
+        s.write(offs[last], parts[last])
+        assert s.finish() == C.OK
+    finally:
+        _done(p, f)
+
+
+def test_write_steady_state_allocates_nothing():
+    _steady_state_no_alloc(C.COMP_NONE)
+
+
+def test_write_deflate_steady_state_allocates_nothing():
+    _steady_state_no_alloc(C.COMP_DEFLATE)
+
+
+def test_bad_offset_and_too_large():
+    p, f = _flash()
+    try:
+        s = Slots(f, GEOM)
+        code = 0
+        try:
+            s.begin(b"i" * 32, GEOM["slot_size"] + 1, bytes(32), GEOM["slot_size"] + 1, 0, "1", 1, 0)
+        except DeviceError as e:
+            code = e.code
+        assert code == C.E_IMAGE_TOO_LARGE
+        assert s.begin(b"i" * 32, 1000, bytes(32), 1000, 0, "1", 1, 0) == 0
+        code = 0
+        try:
+            s.write(10, b"x" * 10)
+        except DeviceError as e:
+            code = e.code
+        assert code == C.E_BAD_OFFSET
+        s.write(0, b"x" * 1000)
+        assert s.finish() == C.E_HASH_MISMATCH
+        assert s.report()[3][1][0] == C.SLOT_EMPTY
+    finally:
+        _done(p, f)
+
+
+def test_region_maps_addresses():
+    p, f = _flash()
+    try:
+        r = Region(f, 8192, 8192, 4096)
+        r.erase(1)
+        r.program(4096 + 512, b"\xab" * 256)
+        buf = bytearray(256)
+        f.readblocks(3, buf, 512)
+        assert buf == b"\xab" * 256
+    finally:
+        _done(p, f)

@@ -1,0 +1,167 @@
+"""Message builders/parsers, instruction and report bodies, DataView."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cbor2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from otalink.protocol import codes, messages
+from otalink.protocol.errors import ProtocolError
+
+SHA = bytes(range(32))
+
+
+def instr(**kw: Any) -> bytes:
+    args: dict[str, Any] = dict(
+        ecu_id="bms-1",
+        hw_id="bms-rev-c",
+        version="1.4.2",
+        release_counter=7,
+        image_len=131072,
+        sha256=SHA,
+        issued=1_790_000_000,
+        expires=1_790_086_400,
+        target="bms/app-1.4.2.bin",
+        kind=messages.KIND_APP,
+    )
+    args.update(kw)
+    return messages.encode_instruction(**args)
+
+
+def report(**kw: Any) -> bytes:
+    args: dict[str, Any] = dict(
+        ecu_id="bms-1",
+        hw_id="bms-rev-c",
+        nonce=bytes(16),
+        active_slot=0,
+        boot_state=codes.BOOT_NORMAL,
+        last_error=codes.OK,
+        slots=[[codes.SLOT_CONFIRMED, "1.4.1", 6, 1000, SHA], [codes.SLOT_EMPTY, "", 0, 0, b""]],
+        caps=[4096, 16384, 262144, 4096, 256, 10, 0],
+        transfer=[codes.PH_IDLE, 0, 0, 0],
+        release_floor=6,
+        trusted_time=1_790_000_000,
+        trial_boots=0,
+    )
+    args.update(kw)
+    return messages.encode_report(**args)
+
+
+def test_instruction_roundtrip_layout() -> None:
+    data = instr()
+    ref = cbor2.loads(data)
+    assert ref[messages.I_FMT] == 1 and ref[messages.I_SHA256] == SHA
+    v = messages.decode_instruction(data)
+    assert v == ref
+    assert v[messages.I_TARGET] == "bms/app-1.4.2.bin"
+
+
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        (dict(ecu_id="x" * 33), messages.I_ECU_ID),
+        (dict(version=""), messages.I_ECU_ID),
+        (dict(sha256=bytes(31)), messages.I_SHA256),
+        (dict(kind=2), messages.I_KIND),
+        (dict(release_counter=-1), messages.I_RELEASE),
+        (dict(target="t" * 65), messages.I_TARGET),
+    ],
+)
+def test_instruction_rejects(kw: dict[str, Any], field: int) -> None:
+    with pytest.raises(ProtocolError) as ei:
+        instr(**kw)
+    assert ei.value.code == codes.E_BAD_INSTRUCTION
+    assert ei.value.detail == field
+
+
+def test_instruction_rejects_wrong_shapes() -> None:
+    good = cbor2.loads(instr())
+    for bad in (good[:-1], [2, *good[1:]], {"a": 1}, [*good, 0]):
+        with pytest.raises(ProtocolError) as ei:
+            messages.decode_instruction(cbor2.dumps(bad))
+        assert ei.value.code == codes.E_BAD_INSTRUCTION
+    with pytest.raises(ProtocolError):
+        messages.decode_instruction(bytes(600))
+
+
+def test_report_roundtrip_and_rejects() -> None:
+    v = messages.decode_report(report())
+    assert v[messages.R_ECU_ID] == "bms-1"
+    assert v[messages.R_CAPS][messages.C_WINDOW] == 16384
+    assert v[messages.R_SLOTS][1][messages.S_SHA256] == b""
+    for kw in (
+        dict(active_slot=2),
+        dict(nonce=bytes(15)),
+        dict(slots=[[codes.SLOT_EMPTY, "", 0, 0, b""]]),
+        dict(caps=[1, 2, 3]),
+        dict(transfer=[0, 0, 0, -1]),
+        dict(slots=[[codes.SLOT_EMPTY, "", 0, 0, bytes(5)]] * 2),
+    ):
+        with pytest.raises(ProtocolError) as ei:
+            report(**kw)
+        assert ei.value.code in (codes.E_BAD_MESSAGE, codes.E_TOO_LARGE), kw
+
+
+def test_info_carries_report_and_parses() -> None:
+    body = report()
+    msg = messages.parse(messages.info(body, bytes(64)))
+    assert msg == [codes.MSG_INFO, body, bytes(64)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.binary(min_size=1, max_size=messages.MAX_DATA))
+def test_dataview_agrees_with_parse(offset: int, chunk: bytes) -> None:
+    payload = messages.data(offset, chunk)
+    dv = messages.DataView()
+    mv = memoryview(payload)
+    assert dv.parse(mv)
+    assert (dv.offset, bytes(dv.data)) == (offset, chunk)
+    assert messages.parse(payload) == [codes.MSG_DATA, offset, chunk]
+    first = dv.data
+    assert dv.parse(mv) and dv.data is first  # cached view reused for the same frame shape
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(min_size=0, max_size=40))
+def test_dataview_never_raises_other_errors(data: bytes) -> None:
+    payload = b"\x83\x04" + data
+    dv = messages.DataView()
+    try:
+        ok = dv.parse(memoryview(payload))
+    except ProtocolError as e:
+        with pytest.raises(ProtocolError):
+            messages.parse(payload)
+        assert e.code in (codes.E_BAD_MESSAGE, codes.E_TOO_LARGE)
+        return
+    assert ok
+    assert messages.parse(payload) == [codes.MSG_DATA, dv.offset, bytes(dv.data)]
+
+
+def test_dataview_declines_other_types() -> None:
+    assert not messages.DataView().parse(memoryview(messages.ack(1, 2, 3)))
+    assert not messages.DataView().parse(memoryview(messages.abort()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=80))
+def test_parse_random_payloads(data: bytes) -> None:
+    try:
+        msg = messages.parse(data)
+    except ProtocolError as e:
+        assert e.code in (codes.E_BAD_MESSAGE, codes.E_TOO_LARGE, codes.E_UNKNOWN_TYPE)
+        return
+    assert msg[0] in messages.SPECS
+
+
+def test_data_into_bounds() -> None:
+    with pytest.raises(ProtocolError) as ei:
+        messages.data_into(bytearray(20), 0, 0, bytes(20))
+    assert ei.value.code == codes.E_TOO_LARGE
+    with pytest.raises(ProtocolError):
+        messages.data_into(bytearray(9000), 0, 0, bytes(messages.MAX_DATA + 1))
+    buf = bytearray(4096)
+    n = messages.data_into(buf, 0, 2**32 - 1, bytes(4096 - messages.DATA_OVERHEAD))
+    assert n <= 4096
