@@ -4,7 +4,6 @@
 # the files the profile's "keys" section names). The agent itself is in /lib/otalink (.mpy) or
 # frozen into the firmware (boards/manifest.py). Ctrl-C on the REPL port stops it (deploy does
 # that to update it). If the agent returns (config error, stop), the board stays in the REPL.
-import sys
 
 try:
     from otalink.device import main as _agent

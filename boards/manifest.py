@@ -1,10 +1,10 @@
 # MicroPython freeze manifest: the otalink ECU agent frozen into a custom firmware build, so its
 # bytecode runs from flash (no RAM for module code, nothing to copy with mpremote):
 #
-#   cd micropython/ports/rp2   && make BOARD=RPI_PICO FROZEN_MANIFEST=/abs/path/otalink/boards/manifest.py
+#   cd micropython/ports/rp2 && make BOARD=RPI_PICO FROZEN_MANIFEST=$OTALINK/boards/manifest.py
 #   cd micropython/ports/esp32 && make BOARD=ESP32_GENERIC BOARD_VARIANT=OTA \
-#                                       FROZEN_MANIFEST=/abs/path/otalink/boards/manifest.py
-#   cd micropython/ports/stm32 && make BOARD=PYBV11 FROZEN_MANIFEST=/abs/path/otalink/boards/manifest.py
+#                                       FROZEN_MANIFEST=$OTALINK/boards/manifest.py
+#   cd micropython/ports/stm32 && make BOARD=PYBV11 FROZEN_MANIFEST=$OTALINK/boards/manifest.py
 #
 # Then `otalink device deploy --frozen ...` writes only the config, keys and main.py.
 # The manifest runs with its own folder (boards/) as the working directory (MicroPython's

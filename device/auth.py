@@ -41,7 +41,7 @@ _MAX_SIGS = const(4)
 
 class AuthError(Exception):
     def __init__(self, code, detail=0):
-        Exception.__init__(self, code, detail)
+        super().__init__(code, detail)
         self.code = code
         self.detail = detail
 

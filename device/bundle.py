@@ -133,6 +133,16 @@ def extract(reg, image_len, sha_hex, folder, buf):
 
 def boot(slots, cfg):
     # entry point used by device/main.py
+    import sys
+
     from otalink.device import boot as _boot
 
-    return _boot.run(slots, cfg)
+    r = _boot.run(slots, cfg)
+    # boot code is needed once: drop it so the GC can reclaim its bytecode (~8 KB)
+    import otalink.device as pkg
+
+    for name in ("boot", "bundle"):
+        sys.modules.pop("otalink.device." + name, None)
+        if name in pkg.__dict__:
+            delattr(pkg, name)
+    return r

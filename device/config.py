@@ -129,6 +129,13 @@ class Config:
         self.line = self._line(raw, b)
         self.geom = self._geometry(raw, b, base)
 
+    def slim(self):
+        # After start-up: drop the parsed JSON (config + board profile) from the heap; the
+        # session needs only the validated attributes.
+        self.raw = None
+        self.board = None
+        self.geom = None
+
     def _line(self, raw, b):
         if "line" in raw:
             return raw["line"]

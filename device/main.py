@@ -78,6 +78,7 @@ def main(argv):
     link = open_link(cfg.line)
     slots = Slots(_open_bdev(cfg), cfg.geom)
     _boot(slots, cfg)
+    cfg.slim()
     # start-up only code leaves the heap (see _forget)
     _forget("otalink.device", ("config", "bundle", "boot"))
     gc.collect()
@@ -85,7 +86,7 @@ def main(argv):
     if memtrace:
         gc.collect()
         sess.memtrace = [gc.mem_alloc()]
-        sys.stderr.write("mem %d at start %s\n" % (sess.memtrace[0], list(sys.modules)))
+        sys.stderr.write("otalink-mem start=%d\n" % sess.memtrace[0])
     r = sess.run(cfg.run_ms)
     link.close()
     if memtrace:

@@ -49,7 +49,8 @@ RUN_STOP = const(0)
 RUN_RESET = const(1)
 
 _POLL_MS = const(100)  # one loop step; bounds how late an idle timeout is noticed
-_OUT_PAYLOAD = const(64)  # ACK / RESULT / ERROR / PROGRESS fit easily
+_OUT_PAYLOAD = const(64)
+_MAX_READS = const(64)  # reads per poll(): a line that never goes quiet still returns to run()  # ACK / RESULT / ERROR / PROGRESS fit easily
 
 
 _CRYPTO = ("auth", "ed25519", "sha512")
@@ -161,10 +162,10 @@ class Session:
 
     def _report(self, mtype, nonce):
         body = self.report_body(nonce)
-        auth = _crypto()
-        sig = auth.Reporter(self.cfg.ecu_seed).sign(body)
-        auth = None
-        _drop_crypto()
+        try:
+            sig = _crypto().Reporter(self.cfg.ecu_seed).sign(body)
+        finally:
+            _drop_crypto()
         if mtype == codes.MSG_INFO:
             p = messages.info(body, sig)
         else:
@@ -180,7 +181,9 @@ class Session:
             parser = self.parser
             # Drain what the line has now; readinto never blocks, and each pass handles frames
             # as soon as they are complete so the parser buffer never fills up.
-            while True:
+            reads = 0
+            while reads < _MAX_READS:
+                reads += 1
                 got = parser.readinto_from(self.link)
                 p = parser.next()
                 while p is not None:
@@ -221,11 +224,17 @@ class Session:
             self._error(e.code, e.detail)
         except DeviceError as e:
             self._error(e.code, e.detail)
-        except Exception as e:  # a bug must not take the ECU's line down: report and go on
-            if hasattr(sys, "print_exception"):
+        except Exception as e:  # a bug (or MemoryError) must not take the line down
+            import gc
+
+            if not isinstance(e, MemoryError) and hasattr(sys, "print_exception"):
                 sys.print_exception(e)
+            gc.collect()
             self.state = IDLE
-            self._error(codes.E_INTERNAL)
+            try:
+                self._error(codes.E_INTERNAL)
+            except MemoryError:
+                pass  # the host times out and asks again
         mt = self.memtrace
         if mt is not None:
             import gc
@@ -234,7 +243,7 @@ class Session:
             a = gc.mem_alloc()
             if a > mt[0]:
                 mt[0] = a
-                sys.stderr.write("mem %d after type %d\n" % (a, p[1]))
+                sys.stderr.write("otalink-mem live=%d after type %d\n" % (a, p[1]))
 
     # ---- DATA: the hot path -------------------------------------------------------------------
     def _on_data(self):
@@ -249,9 +258,12 @@ class Session:
             try:
                 self.rx.expected = self.slots.write(off, data)
             except DeviceError as e:
-                # The transfer cannot continue (flash, decompression, too long): the host must
-                # ABORT or BEGIN again; the active slot is untouched.
+                # The transfer cannot continue (flash, decompression, too long): it ends here
+                # (docs/protocol.md section 5); the host starts over with BEGIN. The active slot
+                # is untouched.
                 self.state = IDLE
+                self.instr = None
+                self._code(self.slots.abort)
                 self._error(e.code, e.detail)
                 return
         elif c == OUT_OF_WINDOW:
@@ -325,8 +337,9 @@ class Session:
         s = self.slots
         trusted = s.trusted_time
         tf = self.cfg.time_floor
-        auth = _crypto()
+        auth = None
         try:
+            auth = _crypto()
             ins = auth.check_begin(
                 auth.Trust(self.cfg.director_keys, self.cfg.threshold),
                 instr,
@@ -339,7 +352,9 @@ class Session:
                 s.release_floor,
                 trusted if trusted > tf else tf,
             )
-        except auth.AuthError as e:
+        except Exception as e:
+            if auth is None or not isinstance(e, auth.AuthError):
+                raise
             # nothing was written: the active slot (and any other slot) is untouched
             self.state = IDLE
             self._error(e.code, e.detail)

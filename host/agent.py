@@ -115,6 +115,7 @@ class Agent:
         self._threads: list[threading.Thread] = []
         self._plan_cache: tuple[str, UpdatePlan] | None = None
         self._dl: dict[str, Any] = {"bytes": 0, "total": 0, "rate": 0.0, "eta_s": None}
+        self._dl_active = False
         self._inst: dict[str, dict[str, Any]] = dict(self.machine.get("install") or {})
         self._last_check = 0.0
         self._last_flush = 0.0
@@ -259,6 +260,7 @@ class Agent:
         ecus = {i: dict(v) for i, v in list(self._inst.items())}
         overall = self._overall()
         dl = dict(self._dl)
+        dl["active"] = self._dl_active
         total = dl.get("total") or 0
         dl["percent"] = round(100.0 * dl["bytes"] / total, 1) if total else None
         sched = rec.get("schedule")
@@ -706,7 +708,10 @@ class Agent:
                     self._discard.clear()
                     self._discard_files()
                 if self.machine.state == S.DOWNLOADING:
-                    self._download_once()
+                    try:
+                        self._download_once()
+                    finally:
+                        self._dl_active = False
             except Exception as exc:
                 self.events.append("agent_error", {"where": "downloader", "error": repr(exc)})
                 self._fire(Ev.CONNECTION_LOST, "server_unreachable", history={})
@@ -741,6 +746,7 @@ class Agent:
                 "rate": round(rate, 1),
                 "eta_s": round(left / rate, 1) if rate > 0 else None,
                 "target": p.target,
+                "resumed_from": p.resumed_from,
             }
             self.events.append("download_progress", dict(self._dl), durable=False)
 
@@ -749,6 +755,7 @@ class Agent:
                 return True
             return self.machine.state != S.DOWNLOADING
 
+        self._dl_active = True
         try:
             paths = self.source.download(
                 plan,
@@ -758,6 +765,7 @@ class Agent:
                 allow_metered=allowed,
             )
         except uerr.DownloadInterrupted:
+            self._dl_active = False
             if self._stop.is_set() or self.machine.state != S.DOWNLOADING:
                 return
             self._gate_link()

@@ -260,6 +260,13 @@ def _enc(obj, buf, pos, depth):
     return pos + n
 
 
+# Public names for hand-built hot-path payloads (device ACK/RESULT/ERROR): write one head in
+# shortest form at pos (caller checked the room; values over 2**32-1 raise E_TOO_LARGE) and the
+# size such a head takes.
+put_head = _put_head
+head_len = _head_len
+
+
 def encode_into(obj, buf, pos=0):
     """Encode obj into buf at pos; returns the new position. E_TOO_LARGE if it does not fit."""
     return _enc(obj, buf, pos, 0)

@@ -24,9 +24,9 @@ MIN_PAYLOAD = const(256)
 # ---- message types (first element of every CBOR array) ----------------------
 # Host -> device
 MSG_HELLO = const(0x01)  # [1, proto_ver, nonce(bstr16), host_max_payload]
-MSG_BEGIN = const(
-    0x03
-)  # [3, instr(bstr), sig(bstr64), image_len, sha256(bstr32), compression, wire_len]
+# [3, instr(bstr), sigs([[keyid(bstr8), sig(bstr64)], ..<=4]), image_len, sha256(bstr32),
+#  compression, wire_len]
+MSG_BEGIN = const(0x03)
 MSG_DATA = const(0x04)  # [4, offset, bytes]
 MSG_END = const(0x08)  # [8, wire_len]
 MSG_ACTIVATE = const(0x0A)  # [10]

@@ -123,7 +123,9 @@ class FrameParser:
         b = self._buf
         ln = b[s + 2] | (b[s + 3] << 8)
         if b[s] != _SOF0 or b[s + 1] != _SOF1 or ln == 0 or ln > self.max_payload:
-            return 1  # garbage at start: next() will resync, read little
+            # Garbage at the start: next() resynchronises; read in bulk meanwhile rather than
+            # byte by byte (frames after it get moved to index 0 by next()).
+            return self._cap - self._end
         need = ln + _OVH - avail
         return need if need > 0 else 0
 

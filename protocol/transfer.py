@@ -4,6 +4,9 @@
 # transfer restarts at the offset the device reports. TxWindow (host) decides what to send next
 # from the ACKs; RxWindow (device) classifies each DATA frame with integer compares only
 # (no allocation on the per-frame path).
+from otalink.protocol import codes
+from otalink.protocol.errors import ProtocolError
+
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -47,7 +50,7 @@ class TxWindow:
     def resume(self, offset, window):
         """Restart at the device's offset (an ACK answering BEGIN, or after reconnect)."""
         if offset < 0 or offset > self.wire_len:
-            raise ValueError("offset")
+            raise ProtocolError(codes.E_BAD_OFFSET, offset if offset > 0 else 0)
         self.acked = offset
         self.window = window
         self.next_offset = offset
@@ -55,9 +58,10 @@ class TxWindow:
         self._ignore = 0
 
     def on_ack(self, offset, window):
-        """Account one ACK. Returns True if it made the host go back (a retransmission)."""
+        """Account one ACK. Returns True if it made the host go back (a retransmission).
+        An offset past wire_len is ProtocolError(E_BAD_OFFSET): the device is confused."""
         if offset < 0 or offset > self.wire_len:
-            raise ValueError("offset")
+            raise ProtocolError(codes.E_BAD_OFFSET, offset if offset > 0 else 0)
         if self.in_flight:
             self.in_flight -= 1
         self.window = window

@@ -78,9 +78,22 @@ class MicroPythonTestFailure(Exception):
     """A MicroPython test function raised (or the process died)."""
 
 
+def _is_mp_test(file_path: Path) -> bool:
+    return file_path.suffix == ".py" and file_path.name.startswith("mp_test_")
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if file_path.suffix == ".py" and file_path.name.startswith("mp_test_"):
+    # Files named on the command line are offered to the python plugin too, which then asks
+    # pytest_pycollect_makemodule (below); everything else is collected here.
+    if _is_mp_test(file_path) and not parent.session.isinitpath(file_path):
         return MpyFile.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> Any:
+    if _is_mp_test(module_path):
+        return MpyFile.from_parent(parent, path=module_path)
     return None
 
 

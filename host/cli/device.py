@@ -3,7 +3,8 @@
     otalink device deploy --board NAME --port PORT [--ecu-id ID] [--hardware-id HW]
                           [--director-key HEX|FILE ...] [--director-seed FILE ...]
                           [--ecu-key SEEDFILE] [--keys-dir DIR] [--registry DIR]
-                          [--line-port URL] [--no-start] [--no-hello] [--timeout S] [--json]
+                          [--line-port URL] [--no-start] [--no-hello] [--frozen]
+                          [--timeout S] [--json]
     otalink device provision --ecu-id ID --hardware-id HW [--board NAME] [--keys-dir DIR]
                              [--registry DIR] [--force] [--json]
     otalink device info --port URL [--baud N] [--timeout S] [--ecu-pub HEX] [--json]
@@ -55,6 +56,9 @@ def register(subparsers: Any) -> None:
     _keys_args(d)
     d.add_argument("--line-port", default=None, help="host end of the agent's UART for HELLO")
     d.add_argument("--no-start", action="store_true", help="copy only; do not reset the board")
+    d.add_argument(
+        "--frozen", action="store_true", help="the firmware has the agent frozen in: no .mpy copy"
+    )
     d.add_argument("--no-hello", action="store_true", help="do not check the agent with HELLO")
     d.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the REPL")
     d.add_argument("--hello-timeout", type=float, default=20.0)
@@ -164,6 +168,7 @@ def _deploy(args: argparse.Namespace) -> int:
             repl_timeout=args.timeout,
             hello_timeout=args.hello_timeout,
             time_floor=created,
+            frozen=args.frozen,
         )
         log = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr))
         report = deploy(opts, log=log)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,8 +80,7 @@ def build_release(
     vehicle_id: str,
     *,
     ecus: Sequence[tuple[str, str]],
-    old_version: str,
-    new_version: str,
+    version: str,
     image_size: int,
     title: str,
     release_notes: str,
@@ -89,24 +89,25 @@ def build_release(
     fail_selftest: str | None,
     bundle_dir: Path,
 ) -> Release:
-    """Keys, repositories and the signed ``new_version`` release for every ECU, published."""
-    del old_version  # ECUs start unprovisioned or on the factory image (see DemoStack)
-    repos = open_repos(repo_dir) if (repo_dir / "image").exists() else None
-    if repos is None:
+    """Keys and repositories (made once), then the signed ``version`` release for every ECU,
+    assigned to the vehicle by its Director and published into ``server_root``."""
+    if (repo_dir / "image").exists():
+        repos = open_repos(repo_dir)
+    else:
         repos = create_repos(repo_dir, [vehicle_id])
     director = repos.director(vehicle_id)
     bundle_dir.mkdir(parents=True, exist_ok=True)
     specs: list[EcuSpec] = []
     for ecu_id, hw_id in ecus:
-        data = _bundle(ecu_id, new_version, image_size, ok=ecu_id != fail_selftest)
-        path = bundle_dir / f"{ecu_id}-{new_version}.otb"
-        path.write_bytes(data)
+        name = f"{ecu_id}-{version}.otb"
+        data = _bundle(ecu_id, version, image_size, ok=ecu_id != fail_selftest)
+        (bundle_dir / name).write_bytes(data)
         image = repos.image.add_image(
-            f"{ecu_id}-{new_version}.otb",
+            name,
             data,
             hardware_ids=[hw_id],
-            version=new_version,
-            release_counter=_counter(new_version),
+            version=version,
+            release_counter=_counter(version),
             title=title,
             release_notes=release_notes,
             est_install_s=est_install_s,
@@ -120,8 +121,9 @@ def build_release(
     roots.mkdir(parents=True, exist_ok=True)
     image_root = roots / "image-root.json"
     director_root = roots / "director-root.json"
-    image_root.write_bytes(repos.image.root_bytes())
-    director_root.write_bytes(director.root_bytes())
+    if not image_root.exists():  # the roots the vehicle was manufactured with
+        image_root.write_bytes(repos.image.root_bytes())
+        director_root.write_bytes(director.root_bytes())
     return Release(
         repos=repos,
         server_root=server_root,
@@ -129,7 +131,7 @@ def build_release(
         instruction_keys=repos.instruction_public_keys(),
         image_root=image_root,
         director_root=director_root,
-        version=new_version,
+        version=version,
     )
 
 
@@ -165,7 +167,12 @@ class Ecu:
 
 
 def start_ecu(
-    spec: EcuSpec, workdir: Path, *, baud: int | None, instruction_keys: Sequence[bytes]
+    spec: EcuSpec,
+    workdir: Path,
+    *,
+    baud: int | None,
+    instruction_keys: Sequence[bytes],
+    heapsize: str | None = None,
 ) -> Ecu:
     """Start the line and the device agent (supervised: a REBOOT restarts it like a board)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -180,7 +187,8 @@ def start_ecu(
             line.device_path,
             bundle_dir=str(workdir / "apps"),
         )
-        proc = EcuProcess(cfg, workdir=workdir, log_path=workdir / "ecu.log")
+        kw: dict[str, Any] = {"heapsize": heapsize} if heapsize else {}
+        proc = EcuProcess(cfg, workdir=workdir, log_path=workdir / "ecu.log", **kw)
         proc.supervise()
     except BaseException:
         line.stop()
@@ -229,3 +237,27 @@ def start_agent(config: AgentConfig, signals: dict[str, Any]) -> Any:
         agent.signals.set(path, value)
     agent.start()
     return agent
+
+
+def _wait(agent: Any, states: tuple[str, ...], timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        st: dict[str, Any] = agent.status()
+        if st["state"] in states:
+            return st
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"factory install: stuck in {st['state']} ({st.get('reason')})")
+        time.sleep(0.05)
+
+
+def factory_install(agent: Any, timeout: float = 120.0) -> None:
+    """Program the factory release into every ECU through the agent (a real campaign)."""
+    agent.check()
+    _wait(agent, ("available",), timeout)
+    agent.download_start()
+    _wait(agent, ("downloaded", "awaiting_confirmation"), timeout)
+    agent.install(confirm=True)
+    st = _wait(agent, ("succeeded", "failed_rolled_back", "failed_needs_service"), timeout)
+    if st["state"] != "succeeded":
+        raise RuntimeError(f"factory install ended {st['state']} ({st.get('reason')})")
+    agent.acknowledge()

@@ -58,14 +58,25 @@ class DemoOptions:
     fail_selftest: str | None = None  # ECU id whose new image fails its self-test
     schedule_in_s: float = 4.0  # scenario "no-connection-then-schedule": install this soon
     est_install_s: int = 90
+    heapsize: str | None = None  # MicroPython heap of each ECU (None: the runner's default)
+    factory: bool = True  # ECUs first get the factory release 1.0.0 (so a rollback has a target)
     signals: dict[str, Any] = field(default_factory=dict)  # overrides of the parked defaults
     policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(restart_timeout_s=30.0))
 
     def with_failing_selftest(self, ecu_id: str) -> DemoOptions:
-        return replace(self, fail_selftest=ecu_id)
+        """The same stack, ``ecu_id``'s new image failing its self-test (factory image first,
+        so there is a version to roll back to)."""
+        return replace(self, fail_selftest=ecu_id, factory=True)
 
 
-FAST = DemoOptions(image_size=12 * 1024, baud=None, server_rate_bps=256 * 1024, est_install_s=20)
+FAST = DemoOptions(
+    image_size=12 * 1024,
+    baud=None,
+    server_rate_bps=256 * 1024,
+    est_install_s=20,
+    heapsize="256k",
+    factory=False,
+)
 
 
 class DemoStack:
@@ -98,24 +109,30 @@ class DemoStack:
             raise
         return self
 
-    def _start(self) -> None:
+    def _release(self, version: str, title: str, notes: str, fail: str | None) -> parts.Release:
         o = self.options
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        release = parts.build_release(
+        return parts.build_release(
             self.workdir / "repos",
             self.workdir / "server-root",
             VEHICLE_ID,
             ecus=o.ecus,
-            old_version=OLD_VERSION,
-            new_version=NEW_VERSION,
+            version=version,
             image_size=o.image_size,
-            title=TITLE,
-            release_notes=RELEASE_NOTES,
+            title=title,
+            release_notes=notes,
             unavailable=UNAVAILABLE,
             est_install_s=o.est_install_s,
-            fail_selftest=o.fail_selftest,
+            fail_selftest=fail,
             bundle_dir=self.workdir / "bundles",
         )
+
+    def _start(self) -> None:
+        o = self.options
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if o.factory:
+            release = self._release(OLD_VERSION, "Factory software", "Factory software.", None)
+        else:
+            release = self._release(NEW_VERSION, TITLE, RELEASE_NOTES, o.fail_selftest)
         self.server = start_server(
             release.server_root, rate_bps=o.server_rate_bps, test_controls=True
         )
@@ -126,6 +143,7 @@ class DemoStack:
                 self.workdir / "ecus" / spec.ecu_id,
                 baud=o.baud,
                 instruction_keys=release.instruction_keys,
+                heapsize=o.heapsize,
             )
             self.ecus.append(ecu)
             self._stoppers.append(ecu.stop)
@@ -140,9 +158,15 @@ class DemoStack:
         )
         self.agent = parts.start_agent(self.config, {**sig.PARKED_DEFAULTS, **o.signals})
         self._stoppers.append(self.agent.stop)
+        if o.factory:
+            self.server.set_rate(None)
+            parts.factory_install(self.agent)
+            self.server.set_rate(o.server_rate_bps)
+            self._release(NEW_VERSION, TITLE, RELEASE_NOTES, o.fail_selftest)
         # "no connection" is real: the update server drops the vehicle's connections while the
         # simulated vehicle has no network (as a tunnel or a dead zone would).
         self.agent.signals.subscribe(self._on_signal)
+        self.agent.check()
         self.api = ApiServer(self.agent, port=o.api_port).start()
         self._stoppers.append(self.api.stop)
 

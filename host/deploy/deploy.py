@@ -4,7 +4,7 @@ Public interface (stable):
     DeployOptions(board: Board, port: str, ecu_id: str, hw_id: str, ecu_seed: bytes,
                   director_keys: list[bytes], line_port: str | None = None,
                   start: bool = True, hello: bool = True, repl_timeout: float = 5.0,
-                  hello_timeout: float = 20.0, time_floor: int = 0)
+                  hello_timeout: float = 20.0, time_floor: int = 0, frozen: bool = False)
     deploy(opts, log: Callable[[str], None] = ...) -> DeployReport
     DeployReport: .to_dict() -> {"board", "port", "micropython", "mpy", "written", "skipped",
                   "removed", "started", "hello": {...} | None, "seconds"}
@@ -64,6 +64,7 @@ class DeployOptions:
     repl_timeout: float = 5.0
     hello_timeout: float = 20.0
     time_floor: int = 0
+    frozen: bool = False  # the firmware has the agent frozen in (boards/manifest.py): no .mpy copy
 
 
 @dataclass
@@ -241,8 +242,17 @@ def deploy(opts: DeployOptions, log: Callable[[str], None] = lambda s: None) -> 
         report.mpy = probe.get("mpy")
         log(f"board: MicroPython {report.micropython} ({probe.get('platform')}), mpy {report.mpy}")
         check_compat(board, report.mpy, version)
-        files = compile_tree(board.micropython.arch)
-        check_compat(board, report.mpy, version, (mpy_header(b) for b in files.values()))
+        if opts.frozen:
+            try:
+                repl.exec("import otalink.device.config")
+            except BoardExecError as exc:
+                raise DeployError(
+                    "--frozen: this firmware has no frozen otalink agent (boards/manifest.py)"
+                ) from exc
+            files: dict[str, bytes] = {}
+        else:
+            files = compile_tree(board.micropython.arch)
+            check_compat(board, report.mpy, version, (mpy_header(b) for b in files.values()))
         wiring = json.loads(probe["wiring"]) if probe.get("wiring") else None
         wanted: dict[str, bytes] = {f"{lib}/{rel}": data for rel, data in files.items()}
         wanted[PROFILE_NAME] = _json_bytes(board.raw)
@@ -268,24 +278,38 @@ def deploy(opts: DeployOptions, log: Callable[[str], None] = lambda s: None) -> 
         log(f"{len(report.written)} written, {len(report.skipped)} unchanged")
         line_port = opts.line_port or (wiring or {}).get("uart_host")
         if opts.start:
-            repl.start(_reset_code(board))
+            # Keep the REPL port open: if the agent fails to start, its traceback is there.
+            repl.start(_reset_code(board), keep_open=True)
             report.started = True
             log("agent started (board reset)")
+        if opts.start and opts.hello:
+            if not line_port:
+                raise HelloError("no --line-port given: cannot check the agent with HELLO")
+            from otalink.host.keys import public_key
+
+            try:
+                info = hello_check(
+                    line_port, board.uart.baud, opts.hello_timeout, public_key(opts.ecu_seed)
+                )
+                _check_identity(info, opts)
+            except HelloError as exc:
+                tail = _tail(repl.output())
+                if tail:
+                    exc.message += "\nboard output:\n" + tail
+                    exc.args = (exc.message,)
+                raise
+            report.hello = info
+            log(f"HELLO ok: {info['ecu_id']} / {info['hw_id']} on {line_port}")
     finally:
         repl.close()
-    if opts.start and opts.hello:
-        if not line_port:
-            raise HelloError("no --line-port given: cannot check the agent with HELLO")
-        from otalink.host.keys import public_key
-
-        info = hello_check(
-            line_port, board.uart.baud, opts.hello_timeout, public_key(opts.ecu_seed)
-        )
-        _check_identity(info, opts)
-        report.hello = info
-        log(f"HELLO ok: {info['ecu_id']} / {info['hw_id']} on {line_port}")
     report.seconds = time.monotonic() - t0
     return report
+
+
+def _tail(text: str, lines: int = 12) -> str:
+    # Drop raw-REPL control bytes; keep the last lines (a traceback, a MemoryError...).
+    clean = "".join(c for c in text if c in "\n\t" or c >= " ")
+    return "\n".join(clean.strip().splitlines()[-lines:])
 
 
 def _check_identity(info: dict[str, Any], opts: DeployOptions) -> None:

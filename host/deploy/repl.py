@@ -8,7 +8,8 @@ Public interface (stable):
       .eval_probe(code: str) -> dict       last printed line of ``code``, a repr()'d dict
       .write_file(path: str, data: bytes)  atomic on the board (temp + rename)
       .remove(path: str), .mkdirs(path: str)
-      .start(code: str)                    run ``code`` without waiting (e.g. a reset), then close
+      .start(code: str, keep_open=False)   run ``code`` without waiting (e.g. a reset)
+      .output() -> str                     what the board printed since (after keep_open)
       .close()
 mpremote is used as a library (SerialTransport): enter_raw_repl / exec / fs_writefile, the same
 code path as the ``mpremote`` command.
@@ -116,16 +117,31 @@ class BoardRepl:
     def remove(self, path: str) -> None:
         self.exec(f"import os\ntry:\n os.remove({path!r})\nexcept OSError:\n pass\n")
 
-    def start(self, code: str) -> None:
-        """Send ``code`` and return at once (it may reset the board), then close the port."""
+    def start(self, code: str, keep_open: bool = False) -> None:
+        """Send ``code`` and return at once (it may reset the board); close the port unless
+        ``keep_open`` (to collect what the board prints next with ``output``)."""
         from mpremote.transport import TransportError
 
         try:
             self._t.exec_raw_no_follow(code)
         except (TransportError, OSError) as exc:
-            raise BoardBusyError(f"{self.port}: could not start: {exc}") from exc
-        finally:
             self.close()
+            raise BoardBusyError(f"{self.port}: could not start: {exc}") from exc
+        if not keep_open:
+            self.close()
+
+    def output(self, limit: int = 4096) -> str:
+        """What the board printed since (non-blocking; the last ``limit`` bytes)."""
+        if self._t is None:
+            return ""
+        try:
+            port = self._t.serial
+            data = b""
+            while port.in_waiting:
+                data += port.read(port.in_waiting)
+        except Exception:
+            return ""
+        return data[-limit:].decode("utf-8", "replace")
 
     def close(self) -> None:
         if self._t is not None:

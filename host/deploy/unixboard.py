@@ -18,11 +18,13 @@ What it emulates, and how:
   on a board; a relay thread copies bytes between that pty and a second one whose slave path is
   the "USB serial port" mpremote opens (mpremote needs a path; a pty master has none).
 - The flash filesystem: ``root`` is the process's cwd; ``lib`` is on sys.path (as /lib on boards).
-- Boot: like a board, each start runs ``main.py`` if it exists and then falls into the REPL
-  (``micropython -i main.py``); without it, the REPL directly.
-- Reset: when the process exits (``machine.reset()`` has no unix equivalent: the agent exits,
-  or ``sys.exit()`` from the REPL), the board boots again on the same filesystem and ports.
-  ``power_cycle()`` kills it first (a power cut).
+- Boot: like a board, each boot runs ``main.py`` if it exists (``micropython main.py``); when
+  it ends, raises or is interrupted with Ctrl-C (exit 0, 1, 130) the board falls into its REPL
+  (a plain ``micropython`` on the same terminal, same boot); without main.py, the REPL directly.
+  (``micropython -i`` is not used: it turns the agent's reset exit into a REPL prompt.)
+- Reset: any other exit is a reset (``machine.reset()`` has no unix equivalent: the agent exits
+  with status 64 on REBOOT, ``sys.exit()`` from the REPL, a crash by signal), and the board boots
+  again on the same filesystem and ports. ``power_cycle()`` kills it first (a power cut).
 - The UART: a LineSim pair (unpaced by default) between ``uart_device`` and ``uart_host``.
 """
 
@@ -48,6 +50,7 @@ from otalink.host.line.sim import LineSim
 
 WIRING_FILE = "board_wiring.json"
 _OUTPUT_KEEP = 1 << 16
+_MAIN_TO_REPL = (0, 1, 130)  # main.py finished, raised, KeyboardInterrupt (Ctrl-C)
 _PENDING_MAX = 1 << 18  # bytes queued toward a side nobody reads (dropped beyond, like a FIFO)
 
 
@@ -87,6 +90,7 @@ class UnixBoard:
         self.extra_env = dict(env or {})
         self.boots = 0
         self.exit_codes: list[int] = []
+        self._in_repl = False
         self._proc: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
@@ -185,12 +189,12 @@ class UnixBoard:
             with contextlib.suppress(ProcessLookupError):
                 p.send_signal(signal.SIGKILL)
 
-    def _argv(self) -> list[str]:
+    def _argv(self, run_main: bool) -> list[str]:
         argv = [self.micropython]
         if self.heapsize:
             argv += ["-X", f"heapsize={self.heapsize}"]
-        if (self.root / "main.py").exists():
-            argv += ["-i", "main.py"]
+        if run_main:
+            argv.append("main.py")
         return argv
 
     def _supervise(self) -> None:
@@ -198,9 +202,10 @@ class UnixBoard:
         # '' = the filesystem root (cwd), 'lib' as /lib on boards.
         env["MICROPYPATH"] = ":.frozen:lib"
         env.update(self.extra_env)
+        run_main = (self.root / "main.py").exists()
         while not self._stopping.is_set():
             proc = subprocess.Popen(
-                self._argv(),
+                self._argv(run_main),
                 stdin=self._a_slave,
                 stdout=self._a_slave,
                 stderr=self._a_slave,
@@ -211,11 +216,22 @@ class UnixBoard:
             )
             with self._booted:
                 self._proc = proc
-                self.boots += 1
+                if run_main or not self._in_repl:
+                    self.boots += 1
+                self._in_repl = not run_main
                 self._booted.notify_all()
             code = proc.wait()
             with self._lock:
                 self.exit_codes.append(code)
+            if run_main and code in _MAIN_TO_REPL:
+                # main.py ended, raised, or was interrupted (Ctrl-C): a board then sits in its
+                # REPL, on the same boot.
+                run_main = False
+                continue
+            # A reset: the agent's REBOOT (exit 64), sys.exit() from the REPL (machine.reset()'s
+            # stand-in), a power cut (SIGKILL). Boot again, running main.py if there is one.
+            self._in_repl = False
+            run_main = (self.root / "main.py").exists()
             # A reset takes a moment on a board too; also keeps a crash loop from spinning.
             self._stopping.wait(0.05)
 

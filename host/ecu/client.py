@@ -38,7 +38,8 @@ from otalink.host.ecu.info import EcuInfo
 from otalink.host.ecu.result import TransferResult
 from otalink.host.ecu.transport import SerialTransport, Transport
 from otalink.host.ecu.wire import Deframer, encode
-from otalink.protocol import codes
+from otalink.protocol import cbor, codes
+from otalink.protocol.errors import ProtocolError
 
 Progress = Callable[[int, int], None]
 
@@ -144,18 +145,26 @@ class EcuClient:
         accept: Callable[[list[Any]], bool],
         timeout: float,
         tries: int = 3,
+        cap: float | None = None,
     ) -> list[Any]:
-        """Send ``msg`` until a reply ``accept`` takes (or an ERROR) arrives; PROGRESS extends."""
+        """Send ``msg`` until a reply ``accept`` takes (or an ERROR) arrives.
+
+        Each try waits ``timeout`` s of silence; a PROGRESS message restarts that wait, up to
+        ``cap`` s in all (a slot erase announces itself with PROGRESS).
+        """
         self._drain()
         for _ in range(tries):
             self._send(msg)
-            deadline = time.monotonic() + timeout
+            start = time.monotonic()
+            deadline = start + timeout
             while True:
                 reply = self._next(deadline)
                 if reply is None:
                     break
                 if reply[0] == codes.MSG_PROGRESS:
                     deadline = time.monotonic() + timeout
+                    if cap is not None:
+                        deadline = min(deadline, start + cap)
                     continue
                 if reply[0] == codes.MSG_ERROR:
                     self._raise_for(reply)
@@ -314,13 +323,18 @@ class EcuClient:
                 continue
 
     def _begin(self, begin: list[Any]) -> tuple[int, int]:
-        """BEGIN -> first ACK (may wait for the slot erase): the device's offset and window."""
-        reply = self._request(
-            begin,
-            lambda m: m[0] in (codes.MSG_ACK, codes.MSG_RESULT),
-            self.first_data_timeout,
-            tries=2,
-        )
+        """BEGIN -> first ACK (after the slot erase): the device's offset and window."""
+        def accept(m: list[Any]) -> bool:
+            return m[0] in (codes.MSG_ACK, codes.MSG_RESULT)
+        try:
+            reply = self._request(begin, accept, self.timeout, 3, self.first_data_timeout)
+        except EcuRejected as exc:
+            if exc.wire_code != codes.E_BUSY:
+                raise
+            # A transfer session with another instruction is open on the device (a host that
+            # went away): tell it we gave up on that exchange (keeps its durable state), retry.
+            self._send([codes.MSG_ERROR, codes.E_ABORTED, 0])
+            reply = self._request(begin, accept, self.timeout, 3, self.first_data_timeout)
         self._raise_for(reply)
         if reply[0] != codes.MSG_ACK or len(reply) < 4:
             raise EcuProtocolError("BEGIN not answered by ACK")
@@ -423,10 +437,8 @@ def _nonce_of(body: Any) -> bytes | None:
     if not isinstance(body, bytes):
         return None
     try:
-        import cbor2
-
-        f = cbor2.loads(body)
-    except Exception:
+        f = cbor.loads(body, True)
+    except ProtocolError:
         return None
     if isinstance(f, list) and len(f) > 3 and isinstance(f[3], bytes):
         return f[3]

@@ -17,11 +17,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import cbor2
 import nacl.exceptions
 import nacl.signing
 from otalink.host.ecu.errors import EcuProtocolError, EcuRejected
+from otalink.host.ecu.wire import decode_report
 from otalink.protocol import codes
+from otalink.protocol.errors import ProtocolError
 
 
 @dataclass(frozen=True)
@@ -99,12 +100,10 @@ class EcuInfo:
     @classmethod
     def from_wire(cls, body: bytes, sig: bytes) -> EcuInfo:
         """Decode a report body (the signature is checked by ``verify``)."""
-        if len(body) > 1024:
-            raise EcuProtocolError("report body too large")
         try:
-            f = cbor2.loads(body)
-        except Exception as exc:
-            raise EcuProtocolError(f"report body is not CBOR: {exc}") from exc
+            f = decode_report(bytes(body))
+        except ProtocolError as exc:
+            raise EcuProtocolError(f"report body invalid: {exc}") from exc
         f = _list(f, 13, "body")
         slots_raw = _list(f[7], 2, "slots")
         slots = []

@@ -1,84 +1,57 @@
-"""Frames and messages on the host side: thin typed layer over ``otalink.protocol``.
+"""Frames and messages on the host side: a thin typed layer over ``otalink.protocol``.
 
 Public interface:
-    encode(msg: list[object]) -> bytes          one framed CBOR message
-    Deframer(max_payload).feed(data) -> list[list[object]]   decoded messages, in order
+    encode(msg: list[Any]) -> bytes             one framed message (protocol cbor + frame)
+    Deframer(max_payload).feed(data) -> list[list[Any]]   validated messages, in order
       .crc_errors / .frame_errors / .bad_messages counters
+    decode_report(body: bytes) -> list[Any]     validated report body (INFO / STATUS)
 """
 
 from __future__ import annotations
 
-import binascii
-import struct
-from typing import Any
+from typing import Any, cast
 
-import cbor2
-from otalink.protocol import codes
-
-_HDR = struct.Struct("<BBHH")
+from otalink.protocol import cbor, codes, messages
+from otalink.protocol.errors import ProtocolError
+from otalink.protocol.frame import FrameParser, frame
 
 
 def encode(msg: list[Any]) -> bytes:
-    """Frame one message (CBOR array) for the wire."""
-    payload = cbor2.dumps(msg)
-    n = len(payload)
-    head = _HDR.pack(codes.SOF0, codes.SOF1, n, n ^ 0xFFFF)
-    crc = binascii.crc32(head[2:] + payload) & 0xFFFFFFFF
-    return head + payload + struct.pack("<I", crc)
+    """Frame one message (CBOR array in the protocol's profile) for the wire."""
+    return cast(bytes, frame(cbor.dumps(msg)))
+
+
+def decode_report(body: bytes) -> list[Any]:
+    """A report body decoded and checked against the protocol's bounds (ProtocolError if not)."""
+    return cast(list[Any], messages.decode_report(body))
 
 
 class Deframer:
-    """Resynchronising frame parser (docs/protocol.md) that yields decoded messages."""
+    """Resynchronising frame parser (protocol.frame) that yields validated messages."""
 
     def __init__(self, max_payload: int = codes.MAX_PAYLOAD_ABS) -> None:
         self.max_payload = max_payload
-        self._buf = bytearray()
-        self.crc_errors = 0
-        self.frame_errors = 0
+        self._parser = FrameParser(max_payload)
         self.bad_messages = 0
 
+    @property
+    def crc_errors(self) -> int:
+        return int(self._parser.crc_errors)
+
+    @property
+    def frame_errors(self) -> int:
+        return int(self._parser.frame_errors)
+
     def reset(self) -> None:
-        self._buf.clear()
+        self._parser = FrameParser(self.max_payload)
 
     def feed(self, data: bytes) -> list[list[Any]]:
-        buf = self._buf
-        buf += data
         out: list[list[Any]] = []
-        while True:
-            start = buf.find(codes.SOF0)
-            if start < 0:
-                if buf:
-                    self.frame_errors += 1
-                buf.clear()
-                break
-            if start:
-                self.frame_errors += 1
-                del buf[:start]
-            if len(buf) < codes.HEADER_LEN:
-                break
-            _sof0, sof1, n, nn = _HDR.unpack_from(buf)
-            if sof1 != codes.SOF1 or n ^ 0xFFFF != nn or n == 0 or n > self.max_payload:
-                self.frame_errors += 1
-                del buf[:1]
-                continue
-            total = codes.HEADER_LEN + n + codes.TRAILER_LEN
-            if len(buf) < total:
-                break
-            crc = binascii.crc32(buf[2 : codes.HEADER_LEN + n]) & 0xFFFFFFFF
-            (want,) = struct.unpack_from("<I", buf, codes.HEADER_LEN + n)
-            if crc != want:
-                self.crc_errors += 1
-                del buf[:1]
-                continue
-            payload = bytes(buf[codes.HEADER_LEN : codes.HEADER_LEN + n])
-            del buf[:total]
+        for payload in self._parser.feed_all(data):
             try:
-                msg = cbor2.loads(payload)
-            except Exception:
+                msg = messages.parse(payload, True)
+            except ProtocolError:
                 self.bad_messages += 1
                 continue
-            if isinstance(msg, list) and msg and isinstance(msg[0], int):
-                out.append(msg)
-            else:
-                self.bad_messages += 1
+            out.append(cast(list[Any], msg))
         return out

@@ -56,13 +56,20 @@ class FlashFile:
         self.path = os.fspath(path)
         self.geom = geom
 
+    def base(self) -> int:
+        """Offset of the otalink region in the device (board "region" / "region_offset")."""
+        r = self.geom.get("region")
+        if isinstance(r, dict):
+            return int(r.get("offset", 0))
+        return int(self.geom.get("region_offset", 0))
+
     def read(self, addr: int, n: int) -> bytes:
         with open(self.path, "rb") as f:
             f.seek(addr)
             return f.read(n)
 
     def slot_bytes(self, slot: int, n: int) -> bytes:
-        return self.read(int(self.geom["slot_offsets"][slot]), n)
+        return self.read(self.base() + int(self.geom["slot_offsets"][slot]), n)
 
     def slot_sha256(self, slot: int, n: int) -> bytes:
         return hashlib.sha256(self.slot_bytes(slot, n)).digest()
@@ -75,7 +82,8 @@ class FlashFile:
         """Decode the newest record with a valid CRC (None on a blank state area)."""
         es = int(self.geom["erase_size"])
         rs = self.record_size()
-        area = self.read(int(self.geom["state_offset"]), int(self.geom["state_sectors"]) * es)
+        start = self.base() + int(self.geom["state_offset"])
+        area = self.read(start, int(self.geom["state_sectors"]) * es)
         best: tuple[int, bytes] | None = None
         for sector in range(len(area) // es):
             for i in range(es // rs):

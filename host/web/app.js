@@ -23,7 +23,11 @@ function esc(v) {
   return String(v == null ? "" : v).replace(/[&<>"']/g, (c) => (
     { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }
-function mb(bytes) { return (Math.max(0, bytes || 0) / 1e6).toFixed(1) + " MB"; }
+function mb(bytes) {
+  const b = Math.max(0, bytes || 0);
+  if (b >= 1e6) return (b / 1e6).toFixed(1) + " MB";
+  return (b / 1e3).toFixed(b >= 1e5 ? 0 : 1) + " kB";
+}
 function duration(s) {
   if (s == null || !isFinite(s)) return "–";
   s = Math.max(0, Math.round(s));
@@ -294,7 +298,7 @@ function downloadingScreen() {
       <span class="lead" id="dl-mb">${esc(mb(d.bytes))} of ${esc(mb(d.total))}</span></div>
     ${bar(p)}
     <div class="row"><span class="muted" id="dl-eta">${esc(eta(d.eta_s))}</span>
-      <span class="muted">${d.rate ? esc((d.rate / 1e6).toFixed(2)) + " MB/s" : ""}</span></div>
+      <span class="muted">${d.rate ? esc(mb(d.rate)) + "/s" : ""}</span></div>
     <p><span class="drivable">The car stays drivable while the update downloads.</span></p>
     <div class="actions">${btn("pause", "Pause", "secondary")}${btn("cancel-download", "Cancel download", "ghost")}</div></section>`;
 }
@@ -328,12 +332,13 @@ function pausedScreen() {
 }
 function confirmScreen(failing) {
   const ok = failing.length === 0 && S.pre.length > 0;
-  return `<section class="card"><h1>Ready to install ${title()}</h1>
+  return `<section class="card split"><div>
+    <h1>Ready to install ${title()}</h1>
     <p class="lead">Installation takes about <b>${esc(duration(update().est_install_s))}</b>.
     The car cannot be driven during the installation.</p>${unavailable()}
-    <h3>Before installing</h3>${checklist(S.pre)}
-    ${failing.length ? `<div class="banner warn" id="not-met">${failing.length === 1 ? "1 condition is" : failing.length + " conditions are"} not met yet. Fix ${failing.length === 1 ? "it" : "them"} to install now, or schedule the installation.</div>` : ""}
-    <div class="actions">${btn("install-now", "Confirm installation", "primary", ok ? "" : " disabled")}${btn("schedule-open", "Schedule", "secondary")}</div></section>`;
+    ${failing.length ? `<div class="banner warn" id="not-met">${failing.length === 1 ? "1 condition is" : failing.length + " conditions are"} not met. Fix ${failing.length === 1 ? "it" : "them"} to install now, or schedule the installation.</div>` : `<div class="banner ok" id="all-met">Everything is ready.</div>`}
+    <div class="actions">${btn("install-now", "Confirm installation", "primary", ok ? "" : " disabled")}${btn("schedule-open", "Schedule", "secondary")}</div>
+    </div><div><h3>Before installing</h3>${checklist(S.pre)}</div></section>`;
 }
 function countdownScreen() {
   return `<section class="card"><h1>Installation starts in</h1>
@@ -343,12 +348,12 @@ function countdownScreen() {
 }
 function scheduledScreen() {
   const sc = S.status.schedule || {};
-  return `<section class="card"><span class="icon">⏰</span><h1>Installation scheduled for ${esc(hhmm(sc.at))}</h1>
+  return `<section class="card split"><div><span class="icon">⏰</span><h1 id="scheduled-title">Installation scheduled for ${esc(hhmm(sc.at))}</h1>
     <p class="lead">${title()}</p>
     <p>Leave the car in Park, charged or plugged in, and connected. It installs by itself;
     the car cannot be driven for about ${esc(duration(update().est_install_s))}.</p>
-    <h3>Conditions right now</h3>${checklist(S.pre)}
-    <div class="actions">${btn("schedule-open", "Change time", "secondary")}${btn("unschedule", "Cancel schedule", "ghost")}${btn("install-now", "Install now instead", "ghost", S.pre.length && S.pre.every((p) => p.ok) ? "" : " disabled")}</div></section>`;
+    <div class="actions">${btn("schedule-open", "Change time", "secondary")}${btn("unschedule", "Cancel schedule", "ghost")}${btn("install-now", "Install now instead", "ghost", S.pre.length && S.pre.every((p) => p.ok) ? "" : " disabled")}</div>
+    </div><div><h3>Conditions right now</h3>${checklist(S.pre)}</div></section>`;
 }
 function missedScreen(key) {
   const st = S.status, sc = st.schedule || {};
@@ -383,18 +388,19 @@ function installingScreen() {
     <div class="row"><span class="big-number" id="inst-percent">${pct(ins.overall_percent)} %</span>
     <span class="muted">about ${esc(duration(update().est_install_s))} in total</span></div>${bar(ins.overall_percent)}
     <ul class="ecus">${rows}</ul>
-    ${ponr
-      ? `<div class="banner info" id="ponr">The installation can no longer be stopped: ${esc(REASONS.point_of_no_return)}</div>`
-      : `<div class="actions">${btn("cancel-install", "Stop installation", "danger")}</div>`}
+    ${ponr ? ponrBanner() : `<div class="actions">${btn("cancel-install", "Stop installation", "danger")}</div>`}
   </section>`;
+}
+function ponrBanner() {
+  return `<div class="banner info" id="ponr">The installation can no longer be stopped: ${esc(REASONS.point_of_no_return)}</div>`;
 }
 function restartingScreen() {
   return `<section class="card"><span class="icon">↻</span><h1>Restarting vehicle systems…</h1>
-    <p class="lead"><span class="dnd">DO NOT DRIVE</span> The screen may go dark for a moment.</p>${bar(S.status.install && S.status.install.overall_percent)}</section>`;
+    <p class="lead"><span class="dnd">DO NOT DRIVE</span> The screen may go dark for a moment.</p>${bar(S.status.install && S.status.install.overall_percent)}${ponrBanner()}</section>`;
 }
 function verifyingScreen() {
   return `<section class="card"><span class="icon">✓</span><h1>Checking the new software…</h1>
-    <p class="lead"><span class="dnd">DO NOT DRIVE</span> Almost done.</p></section>`;
+    <p class="lead"><span class="dnd">DO NOT DRIVE</span> Almost done.</p>${ponrBanner()}</section>`;
 }
 function completeScreen(key) {
   return `<section class="card"><span class="icon ok">✓</span><h1>Update complete</h1>
@@ -426,7 +432,7 @@ function render() {
 }
 function renderChip() {
   const st = S.status, chip = $("#chip");
-  const at = st && st.state === "scheduled" && st.schedule && st.schedule.at;
+  const at = st && st.schedule && st.schedule.at && !["installing", "installing_committed", "restarting", "verifying"].includes(st.state) && st.schedule.at;
   chip.hidden = !at;
   if (at) $("#chip-text").textContent = "Scheduled for " + hhmm(at);
 }

@@ -7,6 +7,7 @@ with --board/--port), so both prove the same path.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass
 
@@ -56,16 +57,22 @@ def deploy_agent(
     return Deployed(board, port, line_port, ecu_id, hw_id, ecu, director, report)
 
 
-def app_bundle(version: str) -> bytes:
-    """A two-module application whose self-test passes and which records its version."""
+def app_bundle(version: str, payload: int = 0) -> bytes:
+    """A two-module application whose self-test passes and which records its version; with
+    ``payload``, plus a data module of that many incompressible bytes."""
     app = f"VERSION = {version!r}\nprint('app', VERSION)\n".encode()
     check = b"def selftest():\n    import app\n    return bool(app.VERSION)\n"
-    return build_bundle({"app.py": app, "check.py": check}, "app", "check.selftest")
+    files = {"app.py": app, "check.py": check}
+    if payload:
+        files["blob.py"] = b"# " + os.urandom(payload // 2).hex().encode()[: payload - 3] + b"\n"
+    return build_bundle(files, "app", "check.selftest")
 
 
-def update(d: Deployed, url: str, version: str, release: int) -> dict[str, object]:
+def update(
+    d: Deployed, url: str, version: str, release: int, payload: int = 0
+) -> dict[str, object]:
     """Install a bundle, activate, reboot into it, confirm; the signed INFO afterwards."""
-    image = app_bundle(version)
+    image = app_bundle(version, payload)
     now = int(time.time())
     ins = Instruction(
         ecu_id=d.ecu_id,
@@ -87,7 +94,7 @@ def update(d: Deployed, url: str, version: str, release: int) -> dict[str, objec
         c.activate()
         c.reboot()
     # The board resets; the agent boots the new slot on trial and answers again.
-    deadline = time.monotonic() + 8
+    deadline = time.monotonic() + 30
     while True:
         try:
             with EcuClient(url, baud=d.board.uart.baud, verify_key=d.ecu.public) as c:

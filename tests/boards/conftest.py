@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from otalink.host.deploy.profile import Board, load_board
 from otalink.host.deploy.unixboard import UnixBoard
 

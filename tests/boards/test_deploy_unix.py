@@ -11,14 +11,19 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from otalink.host.deploy.deploy import check_compat
-from otalink.host.deploy.errors import BoardBusyError, MpyMismatchError, PortNotFoundError
+from otalink.host.deploy.deploy import DeployOptions, check_compat, deploy
+from otalink.host.deploy.errors import (
+    BoardBusyError,
+    HelloError,
+    MpyMismatchError,
+    PortNotFoundError,
+)
 from otalink.host.deploy.profile import load_board
 from otalink.host.deploy.repl import BoardRepl
 from otalink.host.deploy.unixboard import UnixBoard
 from otalink.host.keys import KeyPair, save_seed
 from otalink.protocol import codes
+
 from tests.boards import _flow
 
 OTALINK = str(Path(sys.executable).parent / "otalink")
@@ -35,7 +40,11 @@ def test_deploy_update_and_redeploy(unixboard: UnixBoard) -> None:
     d = _flow.deploy_agent(board, unixboard.port)
     hello = d.report.hello
     assert hello is not None
-    assert (hello["ecu_id"], hello["hw_id"], hello["signature"]) == ("bench-ecu", "bench-hw", "valid")
+    assert (hello["ecu_id"], hello["hw_id"], hello["signature"]) == (
+        "bench-ecu",
+        "bench-hw",
+        "valid",
+    )
     root = unixboard.root
     # What deploy put on the board's filesystem: the agent as .mpy, profile, config, keys.
     assert (root / "lib/otalink/device/main.mpy").read_bytes()[:2] == b"M\x06"
@@ -76,17 +85,44 @@ def test_cli_provision_deploy_info(unixboard: UnixBoard, tmp_path: Path) -> None
     keys, registry = tmp_path / "keys", tmp_path / "director"
     director = KeyPair.generate()
     save_seed(tmp_path / "director.seed", director.seed)
-    p = _cli("provision", "--ecu-id", "bms-1", "--hardware-id", "bms-hw", "--board", "unix",
-             "--keys-dir", str(keys), "--registry", str(registry), "--json")
+    p = _cli(
+        "provision",
+        "--ecu-id",
+        "bms-1",
+        "--hardware-id",
+        "bms-hw",
+        "--board",
+        "unix",
+        "--keys-dir",
+        str(keys),
+        "--registry",
+        str(registry),
+        "--json",
+    )
     assert p.returncode == 0, p.stderr
     rec = json.loads(p.stdout)
     on_disk = json.loads((registry / "ecus" / "bms-1.json").read_text())
     assert on_disk["public_key"] == rec["public_key"] and on_disk["format"] == "otalink-ecu/1"
     assert (keys / "bms-1.seed").stat().st_mode & 0o077 == 0
 
-    p = _cli("deploy", "--board", "unix", "--port", unixboard.port, "--ecu-id", "bms-1",
-             "--hardware-id", "bms-hw", "--director-seed", str(tmp_path / "director.seed"),
-             "--keys-dir", str(keys), "--registry", str(registry), "--json")
+    p = _cli(
+        "deploy",
+        "--board",
+        "unix",
+        "--port",
+        unixboard.port,
+        "--ecu-id",
+        "bms-1",
+        "--hardware-id",
+        "bms-hw",
+        "--director-seed",
+        str(tmp_path / "director.seed"),
+        "--keys-dir",
+        str(keys),
+        "--registry",
+        str(registry),
+        "--json",
+    )
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["ok"] and out["hello"]["ecu_id"] == "bms-1" and out["hello"]["signature"] == "valid"
@@ -103,35 +139,67 @@ def test_cli_provision_deploy_info(unixboard: UnixBoard, tmp_path: Path) -> None
 
     # A second provision with another key for the same ECU is refused without --force.
     (keys / "bms-1.seed").unlink()
-    p = _cli("provision", "--ecu-id", "bms-1", "--hardware-id", "bms-hw",
-             "--keys-dir", str(keys), "--registry", str(registry))
+    p = _cli(
+        "provision",
+        "--ecu-id",
+        "bms-1",
+        "--hardware-id",
+        "bms-hw",
+        "--keys-dir",
+        str(keys),
+        "--registry",
+        str(registry),
+    )
     assert p.returncode == 3 and "ecu_exists" in p.stderr
 
 
 def test_wrong_port_is_a_link_error(tmp_path: Path) -> None:
     with pytest.raises(PortNotFoundError):
         BoardRepl.open(str(tmp_path / "ttyNOPE"), timeout=1)
-    p = _cli("deploy", "--board", "unix", "--port", str(tmp_path / "ttyNOPE"),
-             "--director-key", "11" * 32, "--keys-dir", str(tmp_path / "k"))
+    p = _cli(
+        "deploy",
+        "--board",
+        "unix",
+        "--port",
+        str(tmp_path / "ttyNOPE"),
+        "--director-key",
+        "11" * 32,
+        "--keys-dir",
+        str(tmp_path / "k"),
+    )
     assert p.returncode == 5 and "[port_not_found]" in p.stderr
 
 
 def test_busy_board_is_refused(tmp_path: Path) -> None:
-    # Firmware that ignores Ctrl-C and never offers a REPL: deploy must give up with a clear code.
+    # Firmware that swallows Ctrl-C and never offers a REPL: deploy must give up with a code.
     root = tmp_path / "flash"
     root.mkdir()
     (root / "main.py").write_text(
-        "import micropython, time\nmicropython.kbd_intr(-1)\nwhile True:\n    time.sleep(0.05)\n"
+        "import time\nwhile True:\n    try:\n        time.sleep(0.05)\n"
+        "    except KeyboardInterrupt:\n        pass\n"
     )
     with UnixBoard(root) as board:
         assert board.wait_boots(1, 10)
         with pytest.raises(BoardBusyError):
             BoardRepl.open(board.port, soft_reset=False, timeout=1.5)
-        p = _cli("deploy", "--board", "unix", "--port", board.port, "--timeout", "1.5",
-                 "--director-key", "11" * 32, "--keys-dir", str(tmp_path / "k"), "--json")
+        p = _cli(
+            "deploy",
+            "--board",
+            "unix",
+            "--port",
+            board.port,
+            "--timeout",
+            "1.5",
+            "--director-key",
+            "11" * 32,
+            "--keys-dir",
+            str(tmp_path / "k"),
+            "--json",
+        )
         assert p.returncode == 5
         assert json.loads(p.stdout)["error"]["code"] == "board_busy"
-        assert board.boots == 1 and board.pid is not None  # left running, untouched
+        # Still running its firmware (a double Ctrl-C may kill a unix process: then it reboots).
+        assert board.pid is not None and 130 not in board.exit_codes
 
 
 def test_wrong_architecture_is_refused(unixboard: UnixBoard, tmp_path: Path) -> None:
@@ -141,8 +209,17 @@ def test_wrong_architecture_is_refused(unixboard: UnixBoard, tmp_path: Path) -> 
     raw["micropython"]["arch"] = "xtensawin"
     (tmp_path / "fake").mkdir()
     (tmp_path / "fake" / "board.json").write_text(json.dumps(raw))
-    p = _cli("deploy", "--board", str(tmp_path / "fake" / "board.json"), "--port", unixboard.port,
-             "--director-key", "11" * 32, "--keys-dir", str(tmp_path / "k"))
+    p = _cli(
+        "deploy",
+        "--board",
+        str(tmp_path / "fake" / "board.json"),
+        "--port",
+        unixboard.port,
+        "--director-key",
+        "11" * 32,
+        "--keys-dir",
+        str(tmp_path / "k"),
+    )
     assert p.returncode == 3 and "[mpy_mismatch]" in p.stderr and "x64" in p.stderr
     assert not (unixboard.root / "lib").exists()
 
@@ -176,3 +253,39 @@ def test_boards_command_lists_profiles() -> None:
     names = {b["name"] for b in json.loads(p.stdout)["boards"] if b["ok"]}
     assert {"unix", "esp32", "rp2", "stm32"} <= names
     assert os.path.isfile(json.loads(p.stdout)["boards_dir"] + "/esp32/board.json")
+
+
+def test_agent_that_fails_to_start_is_reported_with_its_output(unixboard: UnixBoard) -> None:
+    # An ECU id over the wire bound (32): the agent refuses its config at boot. Deploy must say
+    # the agent did not answer, and show what the board printed.
+    ecu, director = KeyPair.generate(), KeyPair.generate()
+    opts = DeployOptions(
+        board=load_board("unix"),
+        port=unixboard.port,
+        ecu_id="x" * 40,
+        hw_id="hw",
+        ecu_seed=ecu.seed,
+        director_keys=[director.public],
+        hello_timeout=3.0,
+    )
+    with pytest.raises(HelloError) as info:
+        deploy(opts)
+    assert "board output:" in info.value.message
+    assert "otalink: config" in info.value.message
+
+
+def test_frozen_deploy_needs_a_frozen_agent(unixboard: UnixBoard, tmp_path: Path) -> None:
+    p = _cli(
+        "deploy",
+        "--board",
+        "unix",
+        "--port",
+        unixboard.port,
+        "--frozen",
+        "--director-key",
+        "11" * 32,
+        "--keys-dir",
+        str(tmp_path / "k"),
+    )
+    assert p.returncode == 1 and "no frozen otalink agent" in p.stderr
+    assert not (unixboard.root / "otalink.json").exists()

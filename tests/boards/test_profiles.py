@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
 import pytest
-
 from otalink.host.deploy.errors import ProfileError, UnknownBoardError
 from otalink.host.deploy.profile import (
     MPY_ARCHES,
@@ -30,7 +30,7 @@ def _raw(name: str) -> dict[str, Any]:
 
 
 def test_required_boards_present() -> None:
-    assert REQUIRED <= set(list_boards())
+    assert set(list_boards()) >= REQUIRED
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))
@@ -45,7 +45,7 @@ def test_profile_valid_and_typed(name: str) -> None:
         [(b.slots.state_offset, b.slots.state_sectors * b.flash.erase_size)]
         + [(o, b.slots.size) for o in b.slots.offsets]
     )
-    for (a, size), (nxt, _) in zip(spans, spans[1:], strict=False):
+    for (a, size), (nxt, _) in itertools.pairwise(spans):
         assert a + size <= nxt
     assert spans[-1][0] + spans[-1][1] <= b.flash.region.size
 
@@ -93,8 +93,18 @@ def _mutated(**changes: Any) -> dict[str, Any]:
         ({"slots__offsets": [8192, 200000]}, "overlaps"),
         ({"slots__size": 600000}, "outside flash.region"),
         ({"slots__offsets": [8192, 528385]}, "not aligned"),
-        ({"firmware": {"device": "rp2.Flash", "partitions": ["a", "b"], "size": 4096,
-                       "erase_size": 4096, "write_size": 256}}, "'firmware' in updates"),
+        (
+            {
+                "firmware": {
+                    "device": "rp2.Flash",
+                    "partitions": ["a", "b"],
+                    "size": 4096,
+                    "erase_size": 4096,
+                    "write_size": 256,
+                }
+            },
+            "'firmware' in updates",
+        ),
         ({"micropython__arch": "z80"}, "unknown"),
         ({"uart__id": None}, "uart: kind 'machine.UART'"),
         ({"link__max_payload": 100}, "link.max_payload"),

@@ -9,7 +9,6 @@ agent restarts, as the ECU runner does) and starts ``micropython -m otalink.devi
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import select
 import subprocess
@@ -18,15 +17,27 @@ import tty
 from pathlib import Path
 from typing import Any
 
+from otalink.host.ecusim.bundle import build_bundle
+from otalink.host.ecusim.config import make_ecu_config, write_ecu_config
 from otalink.host.keys import KeyPair
 from otalink.protocol import codes, messages
 from otalink.protocol.frame import FrameParser, frame
 
-ROOT = Path(__file__).resolve().parents[2]
-BOARD = ROOT / "boards" / "unix" / "board.json"
+# Heap of the agents in these tests: behaviour, not memory (figures: bench/bench_device.py).
+HEAP = "256k"
 ECU_ID = "bms-1"
 HW_ID = "unix-x64-r1"
 NOW = 1_780_000_000  # a fixed "now" for instructions (unix s)
+
+
+def app_bundle(version: str, selftest_ok: bool = True, pad: int = 0) -> bytes:
+    """A bundle (device/bundle.py format) whose self-test passes (or fails); ``pad`` adds a data
+    module so images can span many frames and flash sectors."""
+    app = f"VERSION = {version!r}\n\ndef selftest():\n    return {selftest_ok!r}\n".encode()
+    mods = {"app.py": app}
+    if pad:
+        mods["blob.py"] = b"#" + os.urandom(pad // 2).hex().encode()[: pad - 1]
+    return build_bundle(mods, "app", "app.selftest")
 
 
 class Ecu:
@@ -35,8 +46,10 @@ class Ecu:
         tmp: Path,
         micropython: str,
         mpy_tree: Path,
-        heap: str = "64k",
+        heap: str = HEAP,
         director: list[KeyPair] | None = None,
+        ecu_key: KeyPair | None = None,
+        flash: Path | None = None,
         threshold: int = 1,
         extra: dict[str, Any] | None = None,
     ) -> None:
@@ -44,7 +57,7 @@ class Ecu:
         self.micropython = micropython
         self.mpy_tree = mpy_tree
         self.heap = heap
-        self.ecu_key = KeyPair.generate()
+        self.ecu_key = ecu_key or KeyPair.generate()
         self.director = director or [KeyPair.generate()]
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)  # no echo/cooking even before the agent opens it
@@ -53,18 +66,17 @@ class Ecu:
         self.inbox: list[list[Any]] = []
         self.progress: list[list[Any]] = []
         self.cfg_path = tmp / "ecu.json"
-        cfg: dict[str, Any] = {
-            "ecu_id": ECU_ID,
-            "hw_id": HW_ID,
-            "ecu_seed": self.ecu_key.seed_hex,
-            "director_keys": [k.public_hex for k in self.director],
-            "director_threshold": threshold,
-            "board_path": str(BOARD),
-            "flash": {"path": str(tmp / "flash.bin")},
-            "line": {"path": os.ttyname(self.slave)},
-        }
-        cfg.update(extra or {})
-        self.cfg_path.write_text(json.dumps(cfg))
+        cfg = make_ecu_config(
+            ECU_ID,
+            HW_ID,
+            [k.public for k in self.director],
+            self.ecu_key.seed,
+            flash or (tmp / "flash.bin"),
+            os.ttyname(self.slave),
+            threshold=threshold,
+            **(extra or {}),
+        )
+        write_ecu_config(cfg, self.cfg_path)
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr = b""
 
@@ -96,7 +108,10 @@ class Ecu:
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
-            self.proc.communicate(timeout=10)
+            out, err = self.proc.communicate(timeout=10)
+            self.stderr = out + err
+        # the agent's own output, for diagnosis after a failure
+        (self.tmp / "agent.log").write_bytes(self.stderr)
 
     def close(self) -> None:
         self.kill()
@@ -152,12 +167,12 @@ class Ecu:
     # ---- protocol helpers -------------------------------------------------------------------
     def hello(self, nonce: bytes | None = None, max_payload: int = 4096) -> list[Any]:
         """HELLO until INFO (the agent flushes its line when it opens it, as a board's boot
-        loses what arrives before its UART is up): retried every second for 20 s."""
+        loses what arrives before its UART is up): retried every 0.25 s for 20 s."""
         nonce = nonce or os.urandom(16)
-        for _ in range(20):
+        for _ in range(80):
             self.send(messages.hello(nonce, max_payload))
             try:
-                m = self.recv(1.0)
+                m = self.recv(0.25)
             except AssertionError:
                 assert self.proc is not None and self.proc.poll() is None, self.proc_output()
                 continue
@@ -242,3 +257,32 @@ class Ecu:
             elif inflight == 0 and nxt > acked:
                 nxt = acked  # device asked to go back
         return acked
+
+    def transfer(self, image: bytes, **instr: Any) -> list[Any]:
+        """BEGIN + all DATA + END; returns the RESULT of END."""
+        ack = self.begin(image, instr=self.instruction(image, **instr) if instr else None)
+        assert ack[0] == codes.MSG_ACK, ack
+        assert self.send_data(image, ack[1]) == len(image)
+        return self.request(messages.end(len(image)), timeout=30)
+
+    def reboot(self) -> list[Any]:
+        """REBOOT: RESULT OK, the agent exits 64 (reset), and is started again on the same
+        flash and line; returns the INFO after the new boot."""
+        r = self.request(messages.reboot())
+        assert r == [codes.MSG_RESULT, codes.MSG_REBOOT, codes.OK, 0], r
+        assert self.wait_exit() == 64, self.stderr
+        self.start()
+        return self.hello()
+
+    def install(self, image: bytes, version: str, release_counter: int) -> list[Any]:
+        """The full update: transfer, ACTIVATE, REBOOT, trial boot, CONFIRM; returns the
+        decoded STATUS body afterwards."""
+        r = self.transfer(image, version=version, release_counter=release_counter)
+        assert r == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
+        r = self.request(messages.activate())
+        assert r == [codes.MSG_RESULT, codes.MSG_ACTIVATE, codes.OK, 0], r
+        info = messages.decode_report(self.reboot()[1])
+        assert info[messages.R_BOOT_STATE] == codes.BOOT_TRIAL, info
+        r = self.request(messages.confirm())
+        assert r == [codes.MSG_RESULT, codes.MSG_CONFIRM, codes.OK, 0], r
+        return self.status()[0]

@@ -48,7 +48,10 @@ def test_sha512_fips_vectors():
         b"47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e"
     )
     # 112-byte two-block message, fed in uneven pieces (buffering across block edges)
-    m = b"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu"
+    m = (
+        b"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmn"
+        b"hijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu"
+    )
     h = sha512()
     for i in range(0, len(m), 7):
         h.update(m[i : i + 7])
@@ -67,7 +70,7 @@ def test_rfc8032_vectors_sign_and_verify():
 
 
 def test_wrong_message_or_key_rejected():
-    sk, pk, msg, sig = _VECTORS[1]
+    _sk, pk, msg, sig = _VECTORS[1]
     assert not ed25519.verify(_h(pk), b"\x73", _h(sig))
     assert not ed25519.verify(_h(_VECTORS[2][1]), _h(msg), _h(sig))
     bad = bytearray(_h(sig))
@@ -77,7 +80,7 @@ def test_wrong_message_or_key_rejected():
 
 def test_non_canonical_s_rejected():
     # S + L is the classic malleated twin: same point equation, must be refused (RFC 8032 5.1.7)
-    sk, pk, msg, sig = _VECTORS[0]
+    _sk, pk, msg, sig = _VECTORS[0]
     s = int.from_bytes(_h(sig)[32:], "little")
     assert s + _L < 2**256
     mall = _h(sig)[:32] + (s + _L).to_bytes(32, "little")
@@ -86,7 +89,7 @@ def test_non_canonical_s_rejected():
 
 
 def test_non_canonical_point_encodings_rejected():
-    sk, pk, msg, sig = _VECTORS[0]
+    _sk, pk, msg, sig = _VECTORS[0]
     # y >= p: y + p for a small y still fits in 255 bits -> a second encoding of a point
     y1 = (1 + _P).to_bytes(32, "little")
     assert ed25519._decode(y1) is None
@@ -120,6 +123,6 @@ def test_small_order_key_rejected():
 
 
 def test_bad_lengths_rejected():
-    sk, pk, msg, sig = _VECTORS[0]
+    _sk, pk, msg, sig = _VECTORS[0]
     assert not ed25519.verify(_h(pk)[:31], _h(msg), _h(sig))
     assert not ed25519.verify(_h(pk), _h(msg), _h(sig)[:63])

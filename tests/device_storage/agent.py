@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from otalink.host.ecusim import EcuProcess, FlashFile, board_geometry, build_bundle, make_ecu_config
+
 from tests.device_storage.conftest import HERE, MpRun, json_lines
 
 STAGE = HERE / "stage.py"
@@ -29,7 +30,9 @@ def app_bundle(version: str, body: str = "", selftest: str = "return True") -> b
     return build_bundle({"app.py": src.encode(), "lib/util.py": helper}, "app", "app.selftest")
 
 
-def stage(mp_run: MpRun, d: Path, geom: dict[str, Any], images: list[tuple[bytes, str, int, str]]) -> None:
+def stage(
+    mp_run: MpRun, d: Path, geom: dict[str, Any], images: list[tuple[bytes, str, int, str]]
+) -> None:
     """Install (bundle, version, release counter, until) in order, as finished updates."""
     specs = []
     for i, (data, version, rc, until) in enumerate(images):

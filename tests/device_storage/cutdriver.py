@@ -21,14 +21,14 @@ from otalink.protocol import codes as C
 
 
 def hexs(b):
-    return "".join("%02x" % x for x in b)
+    return "".join(f"{x:02x}" for x in b)
 
 
 def update(f, g, job, wire):
     # one full install: boot, begin (or resume), write, finish, activate, reboot, self-test,
     # confirm - what the session does, minus the wire
     s = Slots(f, g)
-    slot, act, _ = s.boot()
+    slot, _act, _ = s.boot()
     st = s.store.slot[slot] if slot >= 0 else None
     if st is not None and st[0] == C.SLOT_TRIAL:
         # a reboot landed us on the new image's trial: self-test passes, confirm
@@ -52,7 +52,7 @@ def update(f, g, job, wire):
     if code != C.OK:
         return code
     s = Slots(f, g)  # reboot
-    slot, act, _ = s.boot()
+    slot, _act, _ = s.boot()
     if slot < 0 or s.store.slot[slot][0] != C.SLOT_TRIAL:
         return C.E_INTERNAL
     s.trial_passed()
@@ -62,7 +62,7 @@ def update(f, g, job, wire):
 def observe(f, g, job):
     # boot after power is back: what runs, and does its content match a known image?
     s = Slots(f, g)
-    slot, act, reason = s.boot()
+    slot, act, _reason = s.boot()
     out = {"slot": slot, "action": act}
     if slot >= 0:
         st = s.store.slot[slot]
@@ -84,7 +84,8 @@ def observe(f, g, job):
 
 
 def main():
-    job = json.load(open(sys.argv[1]))
+    with open(sys.argv[1]) as fj:
+        job = json.load(fj)
     g = job["geom"]
     with open(job["wire"], "rb") as fw:
         wire = fw.read()

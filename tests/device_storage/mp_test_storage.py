@@ -4,7 +4,6 @@ import hashlib
 import os
 
 import micropython
-
 from otalink.device.errors import DeviceError
 from otalink.device.flash import FlashViolation, NorFlash, Region
 from otalink.device.slots import Slots
@@ -23,7 +22,7 @@ GEOM = {
 
 
 def _path():
-    return "/tmp/otalink-mptest-%s.bin" % "".join("%02x" % b for b in os.urandom(6))
+    return "/tmp/otalink-mptest-" + "".join(f"{b:02x}" for b in os.urandom(6)) + ".bin"
 
 
 def _flash(g=GEOM):
@@ -168,7 +167,9 @@ def test_bad_offset_and_too_large():
         s = Slots(f, GEOM)
         code = 0
         try:
-            s.begin(b"i" * 32, GEOM["slot_size"] + 1, bytes(32), GEOM["slot_size"] + 1, 0, "1", 1, 0)
+            s.begin(
+                b"i" * 32, GEOM["slot_size"] + 1, bytes(32), GEOM["slot_size"] + 1, 0, "1", 1, 0
+            )
         except DeviceError as e:
             code = e.code
         assert code == C.E_IMAGE_TOO_LARGE

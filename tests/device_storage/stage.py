@@ -37,7 +37,8 @@ def install(f, g, spec):
 
 
 def main():
-    job = json.load(open(sys.argv[1]))
+    with open(sys.argv[1]) as fj:
+        job = json.load(fj)
     g = job["geom"]
     f = NorFlash(job["flash"], g["size"], g["erase_size"], g["write_size"])
     code = C.OK

@@ -25,9 +25,22 @@ GEOM: dict[str, Any] = {
     "slot_offsets": [8192, 65536],
     "trial_boots": 3,
     "max_data": 4096,
+    "program_size": 256,  # one 256-byte page per program: the finest cut granularity
 }
-# Same layout with a 4-byte write granularity (records are then 224 bytes, 18 per sector).
-GEOM_W4: dict[str, Any] = {**GEOM, "write_size": 4}
+# 4-byte write granularity (records are then 224 bytes, 18 per sector), 1 KiB program unit.
+GEOM_W4: dict[str, Any] = {**GEOM, "write_size": 4, "program_size": 1024}
+# 1 KiB write granularity: 4 records per state sector, so the record ring wraps several times
+# during one update (sector switches and their erases get cut too).
+GEOM_W1K: dict[str, Any] = {**GEOM, "write_size": 1024, "program_size": 1024}
+# The unix board's layout at full size (512 KiB slots), for the soak.
+GEOM_BIG: dict[str, Any] = {
+    **GEOM,
+    "size": 1114112,
+    "write_size": 4,
+    "slot_size": 524288,
+    "slot_offsets": [65536, 589824],
+    "program_size": 1024,
+}
 
 OP_ERASE = 1
 OP_PROGRAM = 2
@@ -64,7 +77,9 @@ class Sweep:
         return p
 
 
-def _job(d: Path, geom: dict[str, Any], img: bytes, version: str, rc: int, comp: int) -> dict[str, Any]:
+def _job(
+    d: Path, geom: dict[str, Any], img: bytes, version: str, rc: int, comp: int
+) -> dict[str, Any]:
     wire = deflate_raw(img) if comp else img
     wp = d / f"wire-{version}.bin"
     wp.write_bytes(wire)
@@ -111,8 +126,12 @@ def is_state_op(geom: dict[str, Any], addr: int) -> bool:
     return lo <= addr < lo + geom["state_sectors"] * geom["erase_size"]
 
 
-def run_cuts(mp_run: MpRun, sw: Sweep, name: str, cuts: list[tuple[int, bool]]) -> list[dict[str, Any]]:
-    r = mp_run(DRIVER, str(sw.write_job(name, mode="cut", cuts=cuts, flash=str(sw.dir / f"{name}.bin"))))
+def run_cuts(
+    mp_run: MpRun, sw: Sweep, name: str, cuts: list[tuple[int, bool]]
+) -> list[dict[str, Any]]:
+    r = mp_run(
+        DRIVER, str(sw.write_job(name, mode="cut", cuts=cuts, flash=str(sw.dir / f"{name}.bin")))
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
     lines = json_lines(r.stdout)
     assert len(lines) == len(cuts)

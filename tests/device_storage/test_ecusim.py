@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from otalink.host.ecusim import (
     EXIT_RESET,
     BundleFormatError,
@@ -17,6 +16,7 @@ from otalink.host.ecusim import (
     parse_bundle,
 )
 from otalink.protocol import codes as C
+
 from tests.device_storage.agent import app_bundle, ecu, stage
 from tests.device_storage.conftest import MpRun
 

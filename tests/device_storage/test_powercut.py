@@ -19,6 +19,8 @@ import pytest
 from tests.device_storage.conftest import MpRun
 from tests.device_storage.sweep import (
     GEOM,
+    GEOM_BIG,
+    GEOM_W1K,
     GEOM_W4,
     OP_PROGRAM,
     Sweep,
@@ -36,7 +38,8 @@ _cache: dict[tuple[str, int], tuple[Sweep, list[tuple[int, int]]]] = {}
 def _setup(mp_run: MpRun, base: Path, name: str, geom: dict[str, Any], comp: int):
     key = (name, comp)
     if key not in _cache:
-        sw = make_sweep(mp_run, base / f"{name}-{comp}", geom, comp)
+        v2_len = 150_000 if name == "big" else 41_000
+        sw = make_sweep(mp_run, base / f"{name}-{comp}", geom, comp, v2_len)
         _cache[key] = (sw, trace(mp_run, sw))
     return _cache[key]
 
@@ -91,10 +94,12 @@ def test_powercut_sweep(mp_run: MpRun, sweep_dir: Path, batch: int) -> None:
 
 
 @pytest.mark.parametrize("batch", range(BATCHES))
-@pytest.mark.parametrize(("name", "geom", "comp"), [("w4", GEOM_W4, 0), ("w256", GEOM, 1)])
+@pytest.mark.parametrize(
+    ("name", "geom", "comp"), [("w4", GEOM_W4, 0), ("w1k", GEOM_W1K, 0), ("w256", GEOM, 1)]
+)
 def test_powercut_sample(mp_run: MpRun, sweep_dir: Path, batch: int, name: str,
                          geom: dict[str, Any], comp: int) -> None:  # fmt: skip
-    """4-byte write granularity and deflate transfers: state ops + every 3rd data write."""
+    """Other write sizes and deflate: state ops + erases + every 3rd data write."""
     _sweep(mp_run, sweep_dir, batch, name, geom, comp, data_every=3, tear=None)
 
 
@@ -102,7 +107,15 @@ def test_powercut_sample(mp_run: MpRun, sweep_dir: Path, batch: int, name: str,
 @pytest.mark.parametrize("batch", range(BATCHES))
 @pytest.mark.parametrize("tear", [False, True])
 @pytest.mark.parametrize(
-    ("name", "geom", "comp"), [("w256", GEOM, 0), ("w4", GEOM_W4, 0), ("w256", GEOM, 1)]
+    ("name", "geom", "comp"),
+    [
+        ("w256", GEOM, 0),
+        ("w4", GEOM_W4, 0),
+        ("w1k", GEOM_W1K, 0),
+        ("w256", GEOM, 1),
+        ("big", GEOM_BIG, 0),
+        ("big", GEOM_BIG, 1),
+    ],
 )
 def test_powercut_every_op(mp_run: MpRun, sweep_dir: Path, batch: int, tear: bool, name: str,
                            geom: dict[str, Any], comp: int) -> None:  # fmt: skip

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from otalink.host.ecusim import board_geometry
 from otalink.protocol import codes as C
+
 from tests.device_storage.agent import app_bundle, ecu, stage
 from tests.device_storage.conftest import MpRun
 

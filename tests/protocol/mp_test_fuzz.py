@@ -119,3 +119,24 @@ def test_huge_declared_lengths():
             assert e.code in (codes.E_TOO_LARGE, codes.E_BAD_MESSAGE)
         else:
             raise AssertionError(data)
+
+
+# mpy-mark: slow
+def test_soak_many_streams():
+    random.seed(2026)
+    for _ in range(1500):
+        pays = [rbytes(random.randint(1, MAXP)) for _ in range(random.randint(1, 4))]
+        stream = bytearray()
+        for p in pays:
+            stream += rbytes(random.randint(0, 30))
+            stream += ref_frame(p)
+        flips = random.randint(0, 3)
+        for _ in range(flips):
+            stream[random.randint(0, len(stream) - 1)] ^= 0x5A
+        stream += bytes(MAXP + 10)
+        parser = frame.FrameParser(MAXP)
+        got = run(parser, bytes(stream))
+        for g in got:
+            assert g in pays
+        if not flips:
+            assert got == pays

@@ -6,6 +6,7 @@ import os
 import struct
 import zlib
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from otalink.protocol import codes, frame
@@ -140,3 +141,86 @@ def test_frame_writer_seals_a_frame() -> None:
     w.buf[6:9] = b"\x81\x0a\x00"[:3]
     view = w.seal(6 + 2)
     assert bytes(view) == ref_frame(b"\x81\x0a")
+
+
+class _Trickle:
+    """A stream whose readinto returns short reads of the given sizes (a UART driver)."""
+
+    def __init__(self, data: bytes, sizes: list[int]) -> None:
+        self.data = data
+        self.pos = 0
+        self.sizes = sizes or [1]
+        self.k = 0
+
+    def readinto(self, b: memoryview) -> int:
+        n = min(len(b), self.sizes[self.k % len(self.sizes)], len(self.data) - self.pos)
+        self.k += 1
+        b[:n] = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.tuples(st.binary(max_size=30), payloads), max_size=6),
+    st.lists(st.integers(1, 700), min_size=1, max_size=6),
+)
+def test_readinto_from_with_short_reads_and_garbage(
+    parts: list[tuple[bytes, bytes]], sizes: list[int]
+) -> None:
+    stream = b"".join(g + ref_frame(p) for g, p in parts) + pad()
+    src = _Trickle(stream, sizes)
+    parser = FrameParser(MAXP)
+    got = []
+    while True:
+        p = parser.next()
+        if p is not None:
+            got.append(bytes(p))
+            continue
+        if not parser.readinto_from(src) and src.pos >= len(stream):
+            break
+    assert got == [p for _, p in parts]
+
+
+@pytest.mark.slow
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.lists(st.tuples(st.binary(max_size=60), payloads), max_size=10),
+    st.lists(st.integers(0, 8000), max_size=16),
+    st.lists(st.integers(0, 10**6), max_size=8),
+)
+def test_soak_garbage_flips_and_cuts(
+    parts: list[tuple[bytes, bytes]], cuts: list[int], flips: list[int]
+) -> None:
+    stream = bytearray(b"".join(g + ref_frame(p) for g, p in parts))
+    for f in flips:
+        if stream:
+            stream[f % len(stream)] ^= 0x5A
+    parser = FrameParser(MAXP)
+    got = run(parser, bytes(stream) + pad(), cuts)
+    sent = [p for _, p in parts]
+    assert all(g in sent for g in got)
+    if not flips:
+        assert got == sent
+
+
+def test_no_allocation_sized_by_a_declared_length() -> None:
+    import tracemalloc
+
+    parser = FrameParser(codes.MAX_PAYLOAD_ABS)
+    # Headers announcing every large length, valid NLEN, none ever completed with a good CRC.
+    stream = b"".join(
+        b"\xa5\x5a" + struct.pack("<HH", n, n ^ 0xFFFF) + bytes(n % 7)
+        for n in [*range(8000, 8193), *range(60000, 65536, 97)]
+    ) + bytes(9000)
+    tracemalloc.start()
+    try:
+        for i in range(0, len(stream), 512):
+            assert parser.feed_all(stream[i : i + 512]) == []
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Bounded by the parser's capacity (CPython's slice copy when compacting), not by any LEN or
+    # by the amount of input: 200 headers and 9 KB of garbage stay under two frame buffers.
+    assert peak < 2 * (codes.MAX_PAYLOAD_ABS + codes.FRAME_OVERHEAD), peak
+    assert parser.crc_errors >= 1 and parser.frames == 0

@@ -7,7 +7,8 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from otalink.protocol import transfer
+from otalink.protocol import codes, transfer
+from otalink.protocol.errors import ProtocolError
 from otalink.protocol.transfer import RxWindow, TxWindow
 
 
@@ -33,8 +34,11 @@ def test_tx_respects_window_and_resume() -> None:
     assert tx.next_range() is None
     tx.on_ack(4000, 2500)
     assert tx.next_range() == (5500, 1000)
-    with pytest.raises(ValueError):
+    with pytest.raises(ProtocolError) as ei:
         tx.resume(10001, 1)
+    assert ei.value.code == codes.E_BAD_OFFSET
+    with pytest.raises(ProtocolError):
+        tx.on_ack(10001, 1)
 
 
 def simulate(

@@ -1,0 +1,221 @@
+"""Device agent figures (``make bench-device``): prints them and writes build/bench/device.json.
+
+* ``ed25519_verify_ms``  median strict verification on the MicroPython unix port (target <= 250);
+* ``us_per_kib``         device processing per KiB of DATA: real Session + Slots + flash emulator
+  fed from memory (no pty, no host); also for a deflate-compressed image;
+* ``peak_heap_bytes``    highest live heap (after a collection, sampled after every message) of a
+  whole update run by the real agent over a pty: verify, receive (deflate), write, read back,
+  activate, reboot, trial boot, confirm;
+* ``heap_limit_bytes``   the ``-X heapsize`` that whole update ran under (the smallest of a ladder
+  of sizes starting at 64k that completes it);
+* ``mpy_bytes``          total size of the compiled device + protocol modules (build/mpy);
+* ``code_heap_bytes``    live heap taken by the serving agent's loaded modules alone (the unix
+  port loads .mpy code and qstrs into the GC heap), and ``peak_data_heap_bytes`` = peak minus
+  that: the heap a board with frozen modules would need (approximate).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+from otalink.host.ecusim.config import make_ecu_config, write_ecu_config
+from otalink.host.keys import KeyPair
+from otalink.protocol import codes, messages
+from otalink.protocol.frame import frame
+
+from tests.device_session._agent import Ecu, app_bundle
+
+ROOT = Path(__file__).resolve().parent.parent
+MPY = ROOT / "build" / "mpy"
+OUT = ROOT / "build" / "bench" / "device.json"
+MP_SCRIPT = Path(__file__).resolve().parent / "bench_device_mp.py"
+HEAP_LADDER = ["64k", "80k", "96k", "112k", "128k", "144k", "160k", "192k", "256k"]
+
+
+def micropython() -> str:
+    return str(Path(sys.executable).parent / "micropython")
+
+
+def run_mp(*args: str, heap: str = "4m") -> dict[str, Any]:
+    env = dict(os.environ, MICROPYPATH=str(MPY))
+    proc = subprocess.run(
+        [micropython(), "-X", f"heapsize={heap}", str(MP_SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stdout + proc.stderr)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_verify() -> dict[str, Any]:
+    r = run_mp("verify", "30", heap="256k")
+    return {
+        "ed25519_verify_ms": round(statistics.median(r["verify_ms"]), 2),
+        "ed25519_verify_ms_cold": round(r["cold_verify_ms"], 2),
+        "ed25519_sign_ms": round(r["sign_ms"], 2),
+        "ed25519_keygen_ms": round(r["keygen_ms"], 2),
+    }
+
+
+def _deflate(data: bytes, wbits: int) -> bytes:
+    c = zlib.compressobj(9, zlib.DEFLATED, -wbits)
+    return c.compress(data) + c.flush()
+
+
+def bench_datapath(tmp: Path, kib: int, compress: bool) -> dict[str, Any]:
+    director = KeyPair.generate()
+    image = app_bundle("2.0.0", pad=kib * 1024)
+    wire = _deflate(image, 10) if compress else image
+    tmp.mkdir(parents=True, exist_ok=True)
+    cfg = make_ecu_config(
+        "bms-1", "unix-x64-r1", [director.public], KeyPair.generate().seed,
+        tmp / "flash.bin", None,
+    )  # fmt: skip
+    cfg["line"] = {"path": "/dev/null"}
+    write_ecu_config(cfg, tmp / "ecu.json")
+    instr = messages.encode_instruction(
+        "bms-1", "unix-x64-r1", "2.0.0", 2, len(image),
+        __import__("hashlib").sha256(image).digest(), 1_780_000_000, 1_790_000_000, "app", 0,
+    )  # fmt: skip
+    comp = codes.COMP_DEFLATE if compress else codes.COMP_NONE
+    frames = [
+        frame(
+            messages.begin(
+                instr,
+                [director.signature_entry(instr)],
+                len(image),
+                __import__("hashlib").sha256(image).digest(),
+                comp,
+                len(wire),
+            )
+        )
+    ]
+    chunk = 4096 - 16
+    for off in range(0, len(wire), chunk):
+        frames.append(frame(messages.data(off, wire[off : off + chunk])))
+    frames.append(frame(messages.end(len(wire))))
+    (tmp / "frames.bin").write_bytes(b"".join(frames))
+    r = run_mp("datapath", str(tmp / "ecu.json"), str(tmp / "frames.bin"))
+    if r["errors_out"] or r["slot_states"].count(codes.SLOT_VERIFIED) != 1:
+        raise RuntimeError(f"datapath run failed: {r}")
+    r["wire_bytes"] = len(wire)
+    r["image_bytes"] = len(image)
+    r["us_per_kib"] = round(r["data_us"] / (len(wire) / 1024), 1)
+    return r
+
+
+_MEM = re.compile(rb"otalink-mem peak_live=(\d+) heap=(\d+)")
+
+
+def whole_update(tmp: Path, heap: str) -> dict[str, Any] | None:
+    """One complete update under ``-X heapsize=heap``; None if the agent did not make it."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    ecu = Ecu(tmp, micropython(), MPY, heap=heap)
+    env = {"OTALINK_MEMTRACE": "1"}
+    peaks: list[int] = []
+    try:
+        ecu.start(env)
+        ecu.hello()
+        image = app_bundle("2.0.0", pad=48 * 1024)
+        wire = _deflate(image, 10)
+        instr = ecu.instruction(image)
+        ack = ecu.begin(image, instr=instr, compression=codes.COMP_DEFLATE, wire_len=len(wire))
+        if ack[0] != codes.MSG_ACK:
+            return None
+        ecu.send_data(wire, ack[1])
+        r = ecu.request(messages.end(len(wire)), timeout=30)
+        if r[2] != codes.OK:
+            return None
+        if ecu.request(messages.activate())[2] != codes.OK:
+            return None
+        if ecu.request(messages.reboot())[2] != codes.OK or ecu.wait_exit() != 64:
+            return None
+        peaks += [int(m.group(1)) for m in _MEM.finditer(ecu.stderr)]
+        ecu.start(env)
+        ecu.hello()
+        if ecu.request(messages.confirm())[2] != codes.OK:
+            return None
+        body, _, _ = ecu.status()
+        if body[messages.R_SLOTS][body[messages.R_ACTIVE_SLOT]][1] != "2.0.0":
+            return None
+        ecu.send(messages.reboot())
+        ecu.wait_exit()
+        peaks += [int(m.group(1)) for m in _MEM.finditer(ecu.stderr)]
+        heap_total = [int(m.group(2)) for m in _MEM.finditer(ecu.stderr)]
+    except (AssertionError, subprocess.TimeoutExpired, OSError):
+        return None
+    finally:
+        ecu.close()
+    if len(peaks) < 2:
+        return None
+    return {"peak_heap_bytes": max(peaks), "heap_reported": heap_total[-1] if heap_total else 0}
+
+
+def _heap_bytes(h: str) -> int:
+    return int(h[:-1]) * 1024 if h.endswith("k") else int(h)
+
+
+def mpy_bytes() -> int:
+    total = 0
+    for sub in ("device", "protocol"):
+        for p in (MPY / "otalink" / sub).glob("*.mpy"):
+            total += p.stat().st_size
+    return total
+
+
+def main() -> int:
+    out: dict[str, Any] = {}
+    t0 = time.monotonic()
+    out.update(bench_verify())
+    with tempfile.TemporaryDirectory() as d:
+        raw = bench_datapath(Path(d) / "raw", 256, False)
+        dfl = bench_datapath(Path(d) / "deflate", 256, True)
+        out["us_per_kib"] = raw["us_per_kib"]
+        out["us_per_kib_deflate"] = dfl["us_per_kib"]
+        out["end_readback_ms"] = round(raw["end_ms"], 1)
+        out["begin_ms"] = round(raw["begin_ms"], 1)
+        out["datapath_image_bytes"] = raw["image_bytes"]
+        for heap in HEAP_LADDER:
+            r = whole_update(Path(d) / f"whole-{heap}", heap)
+            if r is not None:
+                out["peak_heap_bytes"] = r["peak_heap_bytes"]
+                out["heap_limit_bytes"] = _heap_bytes(heap)
+                out["fits_64k"] = heap == "64k"
+                break
+        else:
+            out["peak_heap_bytes"] = None
+            out["heap_limit_bytes"] = None
+            out["fits_64k"] = False
+    ch = run_mp("codeheap", heap="512k")
+    out["code_heap_bytes"] = ch["code_heap_bytes"]
+    out["crypto_code_heap_bytes"] = ch["crypto_code_heap_bytes"]
+    if out["peak_heap_bytes"] is not None:
+        # what a board with the modules frozen in flash would need (approximate)
+        out["peak_data_heap_bytes"] = out["peak_heap_bytes"] - ch["code_heap_bytes"]
+    out["mpy_bytes"] = mpy_bytes()
+    out["bench_seconds"] = round(time.monotonic() - t0, 1)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(out, indent=1) + "\n")
+    width = max(len(k) for k in out)
+    for k, v in out.items():
+        print(f"{k:<{width}}  {v}")
+    print(f"-> {OUT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,107 @@
+# Storage figures for bench/bench_device.py: cost of Slots.write per KiB of DATA (flash emulation
+# included) and the heap the storage path needs. Run on the unix port:
+#   micropython -X heapsize=64k -m otalink.device.slotbench FLASH.bin [KIB] [WIRE.bin SHA_HEX
+#       IMAGE_LEN COMP]
+# prints one JSON line: {"us_per_kib", "finish_ms", "erase_ms", "heap_slots_bytes",
+#   "heap_steady_alloc_bytes", "peak_heap_bytes", "image_bytes", "wire_bytes", "comp", "chunk"}.
+# Without WIRE a deterministic uncompressed image of KIB KiB (default 256) is written to
+# FLASH.bin.wire first (MicroPython's deflate cannot compress: pass a raw-deflate WIRE file made on
+# the host for comp=1). DATA is read from the file into one preallocated buffer, as frames would be.
+import gc
+import hashlib
+import json
+import sys
+import time
+
+import micropython
+from otalink.device.flash import NorFlash, geometry
+from otalink.device.slots import Slots
+from otalink.protocol import codes as C
+
+
+def _peak():
+    try:
+        return micropython.mem_peak()
+    except AttributeError:
+        return -1
+
+
+def make_wire(path, kib):
+    # a deterministic uncompressed image written in chunks (fits any heap); returns its sha256
+    h = hashlib.sha256()
+    buf = bytearray(1024)
+    with open(path, "wb") as fo:
+        for k in range(kib):
+            for i in range(0, 1024, 64):  # setup only, not measured
+                buf[i] = k & 0xFF
+                buf[i + 1] = i >> 6
+            h.update(buf)
+            fo.write(buf)
+    return h.digest()
+
+
+def run(path, wire_path, image_len, sha, comp=C.COMP_NONE, step=4000, geom=None):
+    g = geometry(geom)
+    gc.collect()
+    base = gc.mem_alloc()
+    f = NorFlash(path, g["size"], g["erase_size"], g["write_size"])
+    s = Slots(f, g)
+    s.boot()
+    fw = open(wire_path, "rb")
+    n = fw.seek(0, 2)
+    fw.seek(0)
+    buf = bytearray(step)  # stands for the session's frame buffer
+    mv = memoryview(buf)
+    # the ring and the deflate state are allocated in begin(): counted in heap_slots_bytes
+    t0 = time.ticks_us()
+    rc = 1 + s.release_floor
+    s.begin(hashlib.sha256(b"bench").digest(), image_len, sha, n, comp, "bench", rc, 0)
+    erase_us = time.ticks_diff(time.ticks_us(), t0)
+    # first DATA outside the measurement: lazily made buffers (emulator scratch, deflate state)
+    k = fw.readinto(buf)
+    off = s.write(0, mv if k == step else mv[:k])
+    gc.collect()
+    heap_slots = gc.mem_alloc() - base
+    a0 = gc.mem_alloc()
+    t0 = time.ticks_us()
+    first = off
+    while off < n:
+        k = fw.readinto(buf)
+        off = s.write(off, mv if k == step else mv[:k])
+    dt = time.ticks_diff(time.ticks_us(), t0)
+    steady = gc.mem_alloc() - a0
+    fw.close()
+    t0 = time.ticks_us()
+    code = s.finish()
+    fin = time.ticks_diff(time.ticks_us(), t0)
+    f.close()
+    if code != C.OK:
+        raise RuntimeError("finish failed: %d" % code)
+    return {
+        "us_per_kib": dt * 1024 / (n - first),
+        "erase_ms": erase_us / 1000,
+        "finish_ms": fin / 1000,
+        "heap_slots_bytes": heap_slots,
+        "heap_steady_alloc_bytes": steady,
+        "peak_heap_bytes": _peak(),
+        "image_bytes": image_len,
+        "wire_bytes": n,
+        "comp": comp,
+        "chunk": s.chunk,
+    }
+
+
+def main(argv):
+    path = argv[1]
+    if len(argv) > 6:
+        r = run(path, argv[3], int(argv[5]), bytes.fromhex(argv[4]), int(argv[6]))
+    else:
+        kib = int(argv[2]) if len(argv) > 2 else 256
+        wire = path + ".wire"
+        sha = make_wire(wire, kib)
+        r = run(path, wire, kib * 1024, sha)
+    print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main(sys.argv)

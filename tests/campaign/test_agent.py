@@ -1,0 +1,257 @@
+"""The Agent API against the real update server and real device agents: connectivity, cellular
+permission, pause/resume, preconditions, a precondition breaking mid-install, cancel and the
+point of no return, scheduling with an injected clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from otalink.host.agent import Agent
+from otalink.host.campaign.clock import ManualClock
+from otalink.host.campaign.errors import Conflict, Refused
+from otalink.host.vehicle import signals as sig
+from otalink.protocol import codes
+
+from tests.campaign.vehicle import Vehicle, wait_for
+
+
+@pytest.fixture
+def vehicle(tmp_path: Path, mpy_tree: Path) -> Iterator[Vehicle]:
+    v = Vehicle(tmp_path, ecu_ids=("bms",), baud=115200)
+    try:
+        yield v
+    finally:
+        v.stop()
+
+
+@pytest.fixture
+def agent(vehicle: Vehicle) -> Iterator[Agent]:
+    a = Agent(vehicle.config())
+    a.start()
+    try:
+        yield a
+    finally:
+        a.stop()
+
+
+def _state(a: Agent) -> str:
+    return str(a.status()["state"])
+
+
+def _types(a: Agent, t: str) -> list[dict[str, object]]:
+    return [e for e in a.events.since(0) if e["type"] == t]
+
+
+def test_no_connection_then_resumes_by_itself(vehicle: Vehicle, agent: Agent) -> None:
+    vehicle.release("1.0", 1)
+    agent.signals.set(sig.NETWORK, "none")
+    with pytest.raises(Refused) as ei:
+        agent.check()
+    assert ei.value.code == "no_connection"
+    agent.signals.set(sig.NETWORK, "wifi")
+    assert agent.check()["available"] is True
+    agent.signals.set(sig.CONNECTIVITY, False)
+    agent.download_start()
+    st = agent.status()
+    assert (st["state"], st["reason"], st["network"]) == (
+        "download_paused",
+        "no_connection",
+        "none",
+    )
+    # the screen offers scheduling while offline
+    assert "schedule" in st["legal"]
+    agent.signals.set(sig.CONNECTIVITY, True)
+    wait_for(lambda: _state(agent) == "awaiting_confirmation", 20, "auto resume")
+    hist = [h["event"] for h in agent.history()]
+    assert "connection_lost" in hist and "connection_back" in hist
+
+
+def test_cellular_needs_permission(vehicle: Vehicle, agent: Agent) -> None:
+    vehicle.release("1.0", 1)
+    agent.signals.set(sig.NETWORK, "cellular")
+    agent.check()
+    agent.download_start()
+    st = agent.status()
+    assert (st["state"], st["reason"]) == ("download_paused", "cellular_not_allowed")
+    assert st["network"] == "cellular" and st["cellular_allowed"] is False
+    details = agent.update_details()
+    assert details is not None and details["network_policy"]["cellular_needs_permission"] is True
+    agent.allow_cellular(True)
+    wait_for(lambda: _state(agent) == "awaiting_confirmation", 20, "download over cellular")
+    assert agent.status()["cellular_allowed"] is True
+
+
+def test_pause_and_resume_keep_the_bytes(vehicle: Vehicle, agent: Agent) -> None:
+    vehicle.release("1.0", 1, pad=256 * 1024)
+    vehicle.server.set_rate(400_000)
+    agent.check()
+    agent.download_start()
+    wait_for(lambda: (agent.status()["download"]["bytes"] or 0) > 50_000, 20, "some bytes")
+    agent.download_pause()
+    wait_for(lambda: agent.status()["download"]["active"] is False, 10, "downloader stopped")
+    st = agent.status()
+    assert (st["state"], st["reason"]) == ("download_paused", "user")
+    with pytest.raises(Conflict):
+        agent.install(confirm=True)
+    had = st["download"]["bytes"]
+    vehicle.server.set_rate(None)
+    agent.download_resume()
+    wait_for(lambda: _state(agent) == "awaiting_confirmation", 20, "download end")
+    resumed = [e["data"]["resumed_from"] for e in _types(agent, "download_progress")]
+    assert max(resumed) > 0 and max(resumed) <= had + 64 * 1024  # from the break, not from 0
+
+
+def test_preconditions_refuse_then_break_mid_install(vehicle: Vehicle, agent: Agent) -> None:
+    vehicle.release("1.0", 1, pad=48 * 1024)
+    agent.check()
+    agent.download_start()
+    wait_for(lambda: _state(agent) == "awaiting_confirmation", 20, "download")
+    agent.signals.set(sig.GEAR, 127)  # Drive
+    agent.signals.set(sig.NAV_GUIDANCE, True)
+    with pytest.raises(Refused) as ei:
+        agent.install(confirm=True)
+    assert ei.value.code == "preconditions_not_met"
+    assert [(f["id"], f["hint"]) for f in ei.value.failing] == [
+        ("park", "Shift to Park"),
+        ("navigation", "End navigation"),
+    ]
+    assert _state(agent) == "awaiting_confirmation"
+    agent.signals.set(sig.GEAR, "P")
+    agent.signals.set(sig.NAV_GUIDANCE, False)
+    agent.install(confirm=True)
+    wait_for(
+        lambda: any(
+            e["data"].get("phase") == "transferring" and (e["data"].get("percent") or 0) > 10
+            for e in _types(agent, "install_progress")
+        ),
+        20,
+        "transfer under way",
+    )
+    agent.signals.set(sig.SPEED, 8.0)  # the car starts rolling: stop before the PONR
+    wait_for(lambda: _state(agent) == "downloaded", 10, "back to downloaded")
+    assert agent.status()["reason"] == "precondition:speed"
+    assert agent.history()[-1]["nothing_changed"] is True
+    ecu = agent.refresh_ecus()[0]
+    assert ecu["version"] in ("", None)  # the running slot was never touched
+    # fixed: install again; the transfer resumes where it stopped
+    agent.signals.set(sig.SPEED, 0.0)
+    agent.install(confirm=True)
+    saw_ponr: list[str] = []
+
+    def ponr_refuses_cancel() -> bool:
+        st = agent.status()
+        if st["point_of_no_return"] and not saw_ponr:
+            try:
+                agent.cancel()
+            except Refused as exc:
+                saw_ponr.append(exc.code)
+        return st["state"] == "succeeded"
+
+    wait_for(ponr_refuses_cancel, 60, "success")
+    assert saw_ponr == ["point_of_no_return"]
+    starts = [e["data"]["offset"] for e in _types(agent, "ecu_transfer_start")]
+    assert len(starts) == 2 and starts[0] == 0 and starts[1] > 0, starts
+    assert agent.ecus()[0]["version"] == "1.0"
+
+
+def test_cancel_before_ponr_changes_nothing(vehicle: Vehicle, agent: Agent) -> None:
+    vehicle.release("1.0", 1, pad=48 * 1024)
+    agent.check()
+    agent.download_start()
+    wait_for(lambda: _state(agent) == "awaiting_confirmation", 20, "download")
+    agent.install(confirm=True)
+    wait_for(lambda: bool(_types(agent, "ecu_transfer_start")), 20, "transfer start")
+    agent.cancel()
+    st = agent.status()
+    assert (st["state"], st["reason"]) == ("downloaded", "cancelled")
+    wait_for(lambda: bool(_types(agent, "install_stopped")), 10, "installer stopped")
+    ecu = agent.refresh_ecus()[0]
+    assert all(s["state"] == codes.SLOT_EMPTY for s in ecu["slots"]), ecu  # aborted, untouched
+
+
+def test_schedule_missed_then_retried_with_injected_clock(vehicle: Vehicle) -> None:
+    vehicle.config_path.write_text(
+        vehicle.toml(schedule_retry_s=600, schedule_max_retries=2, signal_max_age_s=30)
+    )
+    clock = ManualClock(start=datetime(2026, 11, 27, 20, 0, tzinfo=UTC).timestamp())
+    agent = Agent(vehicle.config(), clock=clock)
+    agent.start()
+    try:
+        vehicle.release("1.0", 1)
+        agent.check()
+        agent.download_start()
+        wait_for(lambda: _state(agent) == "awaiting_confirmation", 20, "download")
+        with pytest.raises(Refused):
+            agent.schedule(datetime(2026, 11, 27, 19, 0, tzinfo=UTC))
+        at = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
+        agent.schedule(at)
+        st = agent.status()
+        assert st["state"] == "scheduled" and st["schedule"]["at"] == at.isoformat()
+        agent.signals.set(sig.GEAR, 127)
+        clock.set(at.timestamp() - 1)
+        agent.signals.refresh()
+        wait_for(lambda: _state(agent) == "scheduled", 2, "still scheduled")
+        clock.set(at.timestamp() + 1)
+        wait_for(lambda: bool(_types(agent, "schedule_missed")), 10, "missed schedule")
+        miss = _types(agent, "schedule_missed")[0]["data"]
+        assert miss["reasons"] == ["park"] and miss["gave_up"] is False
+        st = agent.status()
+        assert st["state"] == "scheduled" and st["schedule"]["attempts"] == 1
+        assert agent.history()[-1]["missed"] is True
+        # fixed before the retry: the retry installs
+        agent.signals.set(sig.GEAR, 126)
+        clock.advance(600)
+        wait_for(lambda: _state(agent) == "succeeded", 60, "scheduled install")
+        assert agent.ecus()[0]["version"] == "1.0"
+    finally:
+        agent.stop()
+
+
+def test_schedule_gives_up_after_retries(vehicle: Vehicle) -> None:
+    vehicle.config_path.write_text(vehicle.toml(schedule_retry_s=60, schedule_max_retries=1))
+    clock = ManualClock()
+    agent = Agent(vehicle.config(), clock=clock)
+    agent.start()
+    try:
+        vehicle.release("1.0", 1)
+        agent.check()
+        agent.signals.set(sig.CONSENT, False)
+        agent.download_start()
+        wait_for(lambda: _state(agent) == "awaiting_confirmation", 20, "download")
+        agent.schedule(datetime.fromtimestamp(clock.now() + 100, UTC))
+        clock.advance(101)
+        wait_for(lambda: agent.status()["schedule"]["attempts"] == 1, 10, "first miss")
+        clock.advance(60)
+        wait_for(lambda: _state(agent) == "downloaded", 10, "gave up")
+        st = agent.status()
+        assert st["reason"] == "schedule_missed" and st["schedule"] is None
+        gave = [e["data"] for e in _types(agent, "schedule_missed") if e["data"]["gave_up"]]
+        assert gave and gave[0]["reasons"] == ["consent"]
+    finally:
+        agent.stop()
+
+
+def test_restart_keeps_state_and_events(vehicle: Vehicle) -> None:
+    vehicle.release("1.0", 1)
+    a = Agent(vehicle.config())
+    a.start()
+    a.check()
+    a.download_start()
+    wait_for(lambda: _state(a) == "awaiting_confirmation", 20, "download")
+    last = a.events.last_id
+    a.stop()
+    b = Agent(vehicle.config())
+    b.start()
+    try:
+        assert _state(b) == "awaiting_confirmation"
+        assert b.update_details() is not None
+        assert b.events.last_id > last  # ids keep increasing across restarts
+        sub = b.events.subscribe(since_id=last - 3)
+        got = [sub.get(timeout=1) for _ in range(3)]
+        assert [g["id"] for g in got if g] == [last - 2, last - 1, last]
+        sub.close()
+    finally:
+        b.stop()

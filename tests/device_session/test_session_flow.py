@@ -1,0 +1,135 @@
+"""The whole update against the real agent, and resume after link loss."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+import nacl.exceptions
+import nacl.signing
+from otalink.protocol import codes, messages
+
+from tests.device_session._agent import Ecu, app_bundle
+from tests.device_session.conftest import Installed
+
+R = messages
+
+
+def test_full_update_signed_status(ecu: Ecu, installed_v1: Installed) -> None:
+    image = app_bundle("2.0.0", pad=40000)
+    status = ecu.install(image, "2.0.0", 2)
+    # the new slot runs, confirmed, with its version, and the floor moved up
+    act = status[R.R_SLOTS][status[R.R_ACTIVE_SLOT]]
+    assert status[R.R_ACTIVE_SLOT] != installed_v1.status[R.R_ACTIVE_SLOT]
+    assert act[R.S_STATE] == codes.SLOT_CONFIRMED and act[R.S_VERSION] == "2.0.0"
+    assert act[R.S_SHA256] == hashlib.sha256(image).digest()
+    assert status[R.R_RELEASE_FLOOR] == 2 and status[R.R_BOOT_STATE] == codes.BOOT_NORMAL
+    # STATUS answers a fresh nonce, signed by the ECU's own key over the exact body bytes
+    nonce = os.urandom(16)
+    body, raw, sig = ecu.status(nonce)
+    assert body[R.R_NONCE] == nonce and body[R.R_ECU_ID] == "bms-1"
+    vk = nacl.signing.VerifyKey(ecu.ecu_key.public)
+    vk.verify(raw, sig)  # raises on a bad signature
+    forged = bytearray(raw)
+    forged[raw.index(b"2.0.0")] ^= 1
+    try:
+        vk.verify(bytes(forged), sig)
+        raise AssertionError("a changed body must not verify")
+    except nacl.exceptions.BadSignatureError:
+        pass
+    # a second STATUS with another nonce is a different, freshly signed report
+    _body2, raw2, sig2 = ecu.status(os.urandom(16))
+    assert raw2 != raw and sig2 != sig
+    vk.verify(raw2, sig2)
+
+
+def test_resume_after_link_loss(
+    installed_v1: Installed, micropython: str, mpy_tree: Path, tmp_path: Path
+) -> None:
+    shutil.copy(installed_v1.flash, tmp_path / "flash.bin")
+    ecu = Ecu(
+        tmp_path,
+        micropython,
+        mpy_tree,
+        director=installed_v1.director,
+        ecu_key=installed_v1.ecu_key,
+        flash=tmp_path / "flash.bin",
+        extra={"idle_ms": 300},
+    )
+    image = app_bundle("2.0.0", pad=60000)
+    try:
+        ecu.start()
+        ecu.hello()
+        instr = ecu.instruction(image)
+        ack = ecu.begin(image, instr=instr)
+        assert ack[:2] == [codes.MSG_ACK, 0]
+        acked = 0
+        c = 2000
+        for off in range(0, 30000, c):
+            r = ecu.request(messages.data(off, image[off : off + c]))
+            assert r[:2] == [codes.MSG_ACK, off + c], r
+            acked = r[1]
+        # the line goes quiet (gateway lost the link) past the device's idle timeout
+        time.sleep(0.8)
+        r = ecu.request(messages.data(acked, image[acked : acked + c]))
+        assert r[:2] == [codes.MSG_ERROR, codes.E_BAD_STATE], r  # session fell back to IDLE
+        # reconnect: HELLO shows the durable transfer, BEGIN again resumes where the ACKs were
+        info = messages.decode_report(ecu.hello()[1])
+        assert info[R.R_TRANSFER][R.T_PHASE] == codes.PH_RECEIVING
+        assert info[R.R_TRANSFER][R.T_WIRE_OFFSET] == acked
+        ack = ecu.begin(image, instr=instr)
+        assert ack[:2] == [codes.MSG_ACK, acked], ack  # no acknowledged byte is asked again
+        sent_from = ack[1]
+        assert ecu.send_data(image, sent_from) == len(image)
+        r = ecu.request(messages.end(len(image)), timeout=30)
+        assert r == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
+        r = ecu.request(messages.activate())
+        assert r[2] == codes.OK
+    finally:
+        ecu.close()
+
+
+def test_resume_after_reset_mid_transfer(ecu: Ecu) -> None:
+    image = app_bundle("2.0.0", pad=60000)
+    instr = ecu.instruction(image)
+    ack = ecu.begin(image, instr=instr)
+    assert ack[:2] == [codes.MSG_ACK, 0]
+    c = 2048
+    acked = 0
+    for off in range(0, 20 * c, c):
+        r = ecu.request(messages.data(off, image[off : off + c]))
+        acked = r[1]
+    assert acked == 20 * c
+    info = messages.decode_report(ecu.reboot()[1])
+    durable = info[R.R_TRANSFER][R.T_WIRE_OFFSET]
+    # the durable offset is a checkpoint (Slots: erase-sector boundaries) at or below the ACKs
+    assert 0 < durable <= acked and durable % 4096 == 0, (durable, acked)
+    ack = ecu.begin(image, instr=instr)
+    assert ack[:2] == [codes.MSG_ACK, durable], ack
+    assert ecu.send_data(image, durable) == len(image)
+    r = ecu.request(messages.end(len(image)), timeout=30)
+    assert r == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
+
+
+def test_deflate_transfer(ecu: Ecu) -> None:
+    import zlib
+
+    info = messages.decode_report(ecu.hello()[1])
+    wbits = info[R.R_CAPS][R.C_DEFLATE_WBITS]
+    assert wbits > 0
+    image = app_bundle("2.0.0", pad=30000) + bytes(20000)  # compressible tail
+    c = zlib.compressobj(9, zlib.DEFLATED, -wbits)
+    wire = c.compress(image) + c.flush()
+    assert len(wire) < len(image)
+    ack = ecu.begin(image, compression=codes.COMP_DEFLATE, wire_len=len(wire))
+    assert ack[:2] == [codes.MSG_ACK, 0], ack
+    assert ecu.send_data(wire, 0) == len(wire)
+    r = ecu.request(messages.end(len(wire)), timeout=30)
+    assert r == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
+    body, _, _ = ecu.status()
+    other = body[R.R_SLOTS][1 - body[R.R_ACTIVE_SLOT]]
+    assert other[R.S_STATE] == codes.SLOT_VERIFIED
+    assert other[R.S_SHA256] == hashlib.sha256(image).digest()
