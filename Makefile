@@ -51,11 +51,11 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 test: sysdeps $(STAMP) mpy lint
-	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 -m "not slow" $(PYTEST_ARGS)
 
 # Quicker inner loop: no lint, no browser tests.
 test-fast: $(STAMP) mpy
-	$(BIN)/pytest -n 2 -m "not browser" $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 -m "not browser and not slow" $(PYTEST_ARGS)
 
 # ---- the product -------------------------------------------------------------
 demo: sysdeps $(STAMP) mpy

@@ -24,5 +24,8 @@ def _packages() -> list[str]:
 setup(
     packages=_packages(),
     package_dir={name: folder for folder, name in ROOTS.items()},
-    package_data={"otalink.host": ["py.typed", "web/*", "web/**/*", "api/*.json"]},
+    package_data={
+        "otalink.host": ["py.typed", "web/*", "web/**/*", "api/*.json"],
+        "otalink.protocol": ["py.typed", "*.pyi"],
+    },
 )

@@ -49,8 +49,8 @@ RUN_STOP = const(0)
 RUN_RESET = const(1)
 
 _POLL_MS = const(100)  # one loop step; bounds how late an idle timeout is noticed
-_OUT_PAYLOAD = const(64)
-_MAX_READS = const(64)  # reads per poll(): a line that never goes quiet still returns to run()  # ACK / RESULT / ERROR / PROGRESS fit easily
+_OUT_PAYLOAD = const(64)  # ACK / RESULT / ERROR / PROGRESS fit easily
+_MAX_READS = const(64)  # reads per poll(): a line that never goes quiet still returns to run()
 
 
 _CRYPTO = ("auth", "ed25519", "sha512")
@@ -365,6 +365,12 @@ class Session:
         if comp == codes.COMP_NONE and wire_len != image_len:
             self._error(codes.E_WIRE_LENGTH, wire_len)
             return
+        if self.state == IDLE and self.instr is not None and self.instr != instr:
+            # This process still holds an interrupted transfer (link lost, idle timeout) and
+            # the host now wants another image: the new BEGIN replaces it (protocol section 7:
+            # "0 if the instruction differs").
+            self._code(s.abort)
+            self.instr = None
         if ins.issued > trusted:
             s.note_time(ins.issued)
         resume = s.begin(

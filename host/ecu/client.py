@@ -101,6 +101,15 @@ class EcuClient:
     def _send(self, msg: list[Any]) -> None:
         self.transport.write(encode(msg))
 
+    def _flush_line(self, n: int | None = None) -> None:
+        """Complete any partial frame the device's parser is still waiting for.
+
+        Bytes lost inside a frame leave the receiver holding a candidate whose LEN promises more
+        than arrives; it only resynchronises once that many bytes came. Zero bytes never start a
+        frame, so a run of them completes the stale candidate and is then skipped.
+        """
+        self.transport.write(bytes(n if n is not None else self.payload + codes.FRAME_OVERHEAD))
+
     def _next(self, deadline: float) -> list[Any] | None:
         """The next decoded message, or None once ``deadline`` (monotonic) passes."""
         while not self._inbox:
@@ -153,7 +162,9 @@ class EcuClient:
         ``cap`` s in all (a slot erase announces itself with PROGRESS).
         """
         self._drain()
-        for _ in range(tries):
+        for attempt in range(tries):
+            if attempt:
+                self._flush_line()
             self._send(msg)
             start = time.monotonic()
             deadline = start + timeout
@@ -349,7 +360,7 @@ class EcuClient:
         if progress:
             progress(st.acked, total)
         timeouts = 0
-        rto = self.timeout  # until an RTT has been measured
+        rto = base_rto = self.timeout  # until an RTT has been measured
         srtt = rttvar = 0.0
         sent_at: dict[int, float] = {}  # frame end offset -> time sent (first sends only)
         silent_since = time.monotonic()
@@ -365,6 +376,7 @@ class EcuClient:
                 self._send([codes.MSG_DATA, off, st.stream[off : off + n]])
                 st.frames += 1
                 st.inflight += 1
+                st.max_frame = max(st.max_frame, n + 16)
                 st.next_send = off + n
                 st.sent_max = max(st.sent_max, st.next_send)
             msg = self._next(time.monotonic() + rto)
@@ -377,6 +389,8 @@ class EcuClient:
                 if now - silent_since >= 2 * self.timeout:
                     raise EcuLinkError("no ACK from the device")
                 st.rewind(st.acked, 0)
+                self._flush_line(st.max_frame + codes.FRAME_OVERHEAD)
+                st.max_frame = 0
                 rto = min(self.timeout, rto * 2)
                 continue
             silent_since = now
@@ -391,7 +405,9 @@ class EcuClient:
                     else:
                         rttvar = 0.75 * rttvar + 0.25 * abs(srtt - sample)
                         srtt = 0.875 * srtt + 0.125 * sample
-                    rto = min(self.timeout, max(_MIN_RTO, srtt + 4 * rttvar))
+                    base_rto = min(self.timeout, max(_MIN_RTO, srtt + 4 * rttvar))
+                if off > st.acked:
+                    rto = base_rto  # the line is alive: drop any timeout back-off
                 if off > st.acked and len(sent_at) > 64:
                     for end in [e for e in sent_at if e <= off]:
                         del sent_at[end]
@@ -468,6 +484,7 @@ class _TxState:
         self.frames = 0
         self.retransmitted = 0
         self.losses = 0
+        self.max_frame = self.max_chunk + 16  # largest frame since the last timeout
 
     @property
     def limit(self) -> int:

@@ -27,6 +27,7 @@ import os
 import re
 import socket
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -342,6 +343,15 @@ class UpdateServer(ThreadingHTTPServer):
     def __init__(self, addr: tuple[str, int], state: ServerState) -> None:
         self.state = state
         super().__init__(addr, Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that vanish mid-request are normal on vehicle links: no traceback for them."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError) and not os.environ.get(
+            "OTALINK_SERVER_LOG"
+        ):
+            return
+        super().handle_error(request, client_address)
 
 
 @dataclass

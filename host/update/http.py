@@ -43,9 +43,12 @@ class Response:
     headers: Mapping[str, str]
     raw: urllib3.BaseHTTPResponse
 
-    def close(self) -> None:
+    def close(self, reusable: bool = False) -> None:
+        """Give the connection back for keep-alive only if the body was read to its end;
+        otherwise close it (a half-read body must never be parsed as the next response)."""
+        if not reusable:
+            self.raw.close()
         self.raw.release_conn()
-        self.raw.close()
 
 
 def classify(exc: BaseException) -> UpdateError:
@@ -127,6 +130,7 @@ class BodyReader:
                 f"server announces {clen} bytes, only {self.limit} are trusted",
                 reason="endless_data",
             )
+        complete = False
         window_start = time.monotonic()
         window_bytes = 0
         cs = self.policy.chunk_size
@@ -134,6 +138,7 @@ class BodyReader:
             while self.received < self.limit:
                 data = self.resp.raw.read1(min(cs, self.limit - self.received))
                 if not data:
+                    complete = True
                     return  # EOF before the limit: the caller decides (resume or short file)
                 self.received += len(data)
                 window_bytes += len(data)
@@ -153,9 +158,10 @@ class BodyReader:
                 raise EndlessDataError(
                     f"server sent more than the {self.limit} trusted bytes", reason="endless_data"
                 )
+            complete = True
         except UpdateError:
             raise
         except Exception as exc:
             raise classify(exc) from exc
         finally:
-            self.resp.close()
+            self.resp.close(reusable=complete)

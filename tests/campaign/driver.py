@@ -1,25 +1,31 @@
 """Crash-sweep driver: one host agent process that plays the driver until the campaign ends.
 
 ``python -m tests.campaign.driver CONFIG.toml VERSION`` starts the agent (resuming any persisted
-state) and presses the buttons: check, download, install (confirmed). It exits 0 when the
-campaign of ``VERSION`` reaches a final state and prints that state (a final state of an earlier
-campaign is acknowledged first). The sweep SIGKILLs it at many points.
+state) and presses the buttons: check, download, install (confirmed). It exits when the campaign
+of ``VERSION`` reaches a final state (a final state of an earlier campaign is acknowledged first)
+with status 0 for succeeded, 10 for failed_rolled_back, 11 for failed_needs_service.
+
+``python -m tests.campaign.driver --zygote`` imports everything once, then forks one fresh
+driver process per ``run CONFIG VERSION`` line on stdin, answering ``pid N`` and ``exit RC``:
+each run is still a separate process the sweep SIGKILLs, without paying the interpreter start.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+import traceback
 
 from otalink.host.agent import Agent
 from otalink.host.campaign.errors import AgentError
 from otalink.host.config import load_config
 
-FINAL = ("succeeded", "failed_rolled_back", "failed_needs_service")
+FINAL = {"succeeded": 0, "failed_rolled_back": 10, "failed_needs_service": 11}
 
 
-def main(argv: list[str]) -> int:
-    agent = Agent(load_config(argv[1]))
+def drive(config: str, version: str) -> int:
+    agent = Agent(load_config(config))
     agent.start()
     try:
         deadline = time.monotonic() + 120
@@ -34,11 +40,10 @@ def main(argv: list[str]) -> int:
                     agent.install(confirm=True)
                 elif st in FINAL:
                     upd = agent.status()["update"] or {}
-                    if upd.get("version") != argv[2]:
+                    if upd.get("version") != version:
                         agent.acknowledge()
                         continue
-                    print(st, flush=True)
-                    return 0
+                    return FINAL[st]
             except AgentError:
                 pass  # raced with a worker's transition: look again
             time.sleep(0.02)
@@ -47,5 +52,27 @@ def main(argv: list[str]) -> int:
         agent.stop()
 
 
+def zygote() -> int:
+    for line in sys.stdin:
+        cmd = line.split()
+        if len(cmd) != 3 or cmd[0] != "run":
+            continue
+        pid = os.fork()
+        if pid == 0:
+            rc = 1
+            try:
+                rc = drive(cmd[1], cmd[2])
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(rc)
+        print(f"pid {pid}", flush=True)
+        _, status = os.waitpid(pid, 0)
+        print(f"exit {os.waitstatus_to_exitcode(status)}", flush=True)
+    return 0
+
+
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv))
+    if sys.argv[1:] == ["--zygote"]:
+        raise SystemExit(zygote())
+    raise SystemExit(drive(sys.argv[1], sys.argv[2]))

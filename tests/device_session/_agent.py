@@ -167,19 +167,27 @@ class Ecu:
     # ---- protocol helpers -------------------------------------------------------------------
     def hello(self, nonce: bytes | None = None, max_payload: int = 4096) -> list[Any]:
         """HELLO until INFO (the agent flushes its line when it opens it, as a board's boot
-        loses what arrives before its UART is up): retried every 0.25 s for 20 s."""
-        nonce = nonce or os.urandom(16)
-        for _ in range(80):
-            self.send(messages.hello(nonce, max_payload))
+        loses what arrives before its UART is up): retried every 0.25 s for 20 s. Each try
+        has its own nonce; once any INFO arrives the line is open, so every later HELLO will be
+        answered too: wait for the INFO of the last one and return it (no stray INFO left)."""
+        nonces: list[bytes] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            n = nonce if nonce is not None and not nonces else os.urandom(16)
+            nonces.append(n)
+            self.send(messages.hello(n, max_payload))
             try:
                 m = self.recv(0.25)
             except AssertionError:
                 assert self.proc is not None and self.proc.poll() is None, self.proc_output()
                 continue
-            assert m[0] == codes.MSG_INFO, m
-            self.inbox.extend(self.quiet(0.05))  # a late INFO for an earlier HELLO
-            self.inbox = [x for x in self.inbox if x[0] != codes.MSG_INFO]
-            return m
+            while True:
+                assert m[0] == codes.MSG_INFO, m
+                got = messages.decode_report(m[1])[messages.R_NONCE]
+                assert got in nonces, "INFO for a nonce never sent"
+                if got == nonces[-1]:
+                    return m
+                m = self.recv(10)
         raise AssertionError("no INFO")
 
     def proc_output(self) -> str:

@@ -133,3 +133,40 @@ def test_deflate_transfer(ecu: Ecu) -> None:
     other = body[R.R_SLOTS][1 - body[R.R_ACTIVE_SLOT]]
     assert other[R.S_STATE] == codes.SLOT_VERIFIED
     assert other[R.S_SHA256] == hashlib.sha256(image).digest()
+
+
+def test_other_begin_after_link_loss_starts_over(
+    installed_v1: Installed, micropython: str, mpy_tree: Path, tmp_path: Path
+) -> None:
+    shutil.copy(installed_v1.flash, tmp_path / "flash.bin")
+    ecu = Ecu(
+        tmp_path,
+        micropython,
+        mpy_tree,
+        director=installed_v1.director,
+        ecu_key=installed_v1.ecu_key,
+        flash=tmp_path / "flash.bin",
+        extra={"idle_ms": 300},
+    )
+    first = app_bundle("2.0.0", pad=20000)
+    second = app_bundle("2.0.1", pad=10000)
+    try:
+        ecu.start()
+        ecu.hello()
+        assert ecu.begin(first)[:2] == [codes.MSG_ACK, 0]
+        assert ecu.request(messages.data(0, first[:4000]))[:2] == [codes.MSG_ACK, 4000]
+        # while the first transfer is live, another BEGIN is refused
+        instr2 = ecu.instruction(second, version="2.0.1", release_counter=3)
+        assert ecu.begin(second, instr=instr2)[:2] == [codes.MSG_ERROR, codes.E_BUSY]
+        time.sleep(0.8)  # link lost: the session falls back to IDLE
+        ecu.hello()
+        # the host moved on to another image: it replaces the interrupted transfer, from 0
+        assert ecu.begin(second, instr=instr2)[:2] == [codes.MSG_ACK, 0]
+        assert ecu.send_data(second, 0) == len(second)
+        r = ecu.request(messages.end(len(second)), timeout=30)
+        assert r == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
+        body, _, _ = ecu.status()
+        other = body[R.R_SLOTS][1 - body[R.R_ACTIVE_SLOT]]
+        assert other[R.S_VERSION] == "2.0.1" and other[R.S_STATE] == codes.SLOT_VERIFIED
+    finally:
+        ecu.close()

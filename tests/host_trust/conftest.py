@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from otalink.host.repo.api import ImageTarget
+from otalink.host.repo.atomic import not_durable
 from otalink.host.repo.quick import RepoSet, create_repos
 from otalink.host.server.app import ServerHandle, start_server
 from otalink.host.update.client import UpdateClient
@@ -91,6 +92,11 @@ class World:
 
 
 def build_world(tmp: Path) -> World:
+    with not_durable():  # throw-away repositories: atomic writes without fsync
+        return _build_world(tmp)
+
+
+def _build_world(tmp: Path) -> World:
     repos = create_repos(tmp / "repos", [VIN])
     server_root = tmp / "srv"
     srv = start_server(server_root, test_controls=True)
@@ -102,6 +108,14 @@ def build_world(tmp: Path) -> World:
     w.publish()
     w.config()  # provision the roots the vehicle shipped with (version 1)
     return w
+
+
+@pytest.fixture(autouse=True)
+def _no_fsync() -> Iterator[None]:
+    """Repositories here are throw-away and no test cuts the power: skip fsync (~10 ms each on
+    this disk), keep the atomic renames."""
+    with not_durable():
+        yield
 
 
 @pytest.fixture

@@ -103,16 +103,17 @@ class CuttingProxy:
                 if left == 0:
                     with self._lock:
                         self.cuts += 1
-                    # RST instead of FIN: the client sees a broken link, not a clean close
-                    client.setsockopt(
-                        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-                    )
                     break
         except OSError:
             pass
         finally:
-            client.close()
-            upstream.close()
+            # shutdown() wakes the other thread's recv(); a bare close() would not
+            for s in (client, upstream):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
 
     def close(self) -> None:
         self._stop = True
