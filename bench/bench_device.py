@@ -121,10 +121,13 @@ def bench_datapath(tmp: Path, kib: int, compress: bool) -> dict[str, Any]:
 _MEM = re.compile(rb"otalink-mem peak_live=(\d+) heap=(\d+)")
 
 
-def whole_update(tmp: Path, heap: str) -> dict[str, Any] | None:
-    """One complete update under ``-X heapsize=heap``; None if the agent did not make it."""
+def whole_update(tmp: Path, heap: str, max_payload: int | None = None) -> dict[str, Any] | None:
+    """One complete update under ``-X heapsize=heap``; None if the agent did not make it.
+    ``max_payload`` overrides the board's (smaller frames: smaller parser and slot buffers)."""
     tmp.mkdir(parents=True, exist_ok=True)
-    ecu = Ecu(tmp, micropython(), MPY, heap=heap)
+    extra = {"max_payload": max_payload, "window": 2 * max_payload} if max_payload else None
+    chunk = (max_payload or 4096) - 16
+    ecu = Ecu(tmp, micropython(), MPY, heap=heap, extra=extra)
     env = {"OTALINK_MEMTRACE": "1"}
     peaks: list[int] = []
     try:
@@ -136,7 +139,7 @@ def whole_update(tmp: Path, heap: str) -> dict[str, Any] | None:
         ack = ecu.begin(image, instr=instr, compression=codes.COMP_DEFLATE, wire_len=len(wire))
         if ack[0] != codes.MSG_ACK:
             return None
-        ecu.send_data(wire, ack[1])
+        ecu.send_data(wire, ack[1], chunk=chunk, window=2 * (chunk + 16))
         r = ecu.request(messages.end(len(wire)), timeout=30)
         if r[2] != codes.OK:
             return None
@@ -200,6 +203,13 @@ def main() -> int:
             out["peak_heap_bytes"] = None
             out["heap_limit_bytes"] = None
             out["fits_64k"] = False
+        # the same with 1 KiB frames (ECU config "max_payload": 1024)
+        for heap in HEAP_LADDER:
+            r = whole_update(Path(d) / f"whole1k-{heap}", heap, max_payload=1024)
+            if r is not None:
+                out["peak_heap_bytes_payload_1k"] = r["peak_heap_bytes"]
+                out["heap_limit_bytes_payload_1k"] = _heap_bytes(heap)
+                break
     ch = run_mp("codeheap", heap="512k")
     out["code_heap_bytes"] = ch["code_heap_bytes"]
     out["crypto_code_heap_bytes"] = ch["crypto_code_heap_bytes"]

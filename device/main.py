@@ -81,6 +81,16 @@ def main(argv):
     cfg.slim()
     # start-up only code leaves the heap (see _forget)
     _forget("otalink.device", ("config", "bundle", "boot"))
+    # Intern the crypto modules' names now, while the heap is still compact: the session
+    # imports them per HELLO/BEGIN and drops them again, and a qstr pool first created then would
+    # sit between the freed code and fragment the heap for the transfer buffers.
+    from otalink.device import session as _s
+
+    try:
+        _s._crypto()
+    except MemoryError:
+        pass  # only an optimisation; the session imports them when needed
+    _s._drop_crypto()
     gc.collect()
     sess = Session(cfg, slots, link, cfg.idle_ms)
     if memtrace:

@@ -2,8 +2,9 @@
 # included) and the heap the storage path needs. Run on the unix port:
 #   micropython -X heapsize=64k -m otalink.device.slotbench FLASH.bin [KIB] [WIRE.bin SHA_HEX
 #       IMAGE_LEN COMP]
-# prints one JSON line: {"us_per_kib", "finish_ms", "erase_ms", "heap_slots_bytes",
-#   "heap_steady_alloc_bytes", "peak_heap_bytes", "image_bytes", "wire_bytes", "comp", "chunk"}.
+# prints one JSON line: {"us_per_kib", "us_per_image_kib", "finish_ms", "erase_ms",
+#   "heap_slots_bytes", "heap_steady_alloc_bytes", "peak_heap_bytes", "image_bytes",
+#   "wire_bytes", "comp", "chunk"}.
 # Without WIRE a deterministic uncompressed image of KIB KiB (default 256) is written to
 # FLASH.bin.wire first (MicroPython's deflate cannot compress: pass a raw-deflate WIRE file made on
 # the host for comp=1). DATA is read from the file into one preallocated buffer, as frames would be.
@@ -78,7 +79,8 @@ def run(path, wire_path, image_len, sha, comp=C.COMP_NONE, step=4000, geom=None)
     if code != C.OK:
         raise RuntimeError("finish failed: %d" % code)
     return {
-        "us_per_kib": dt * 1024 / (n - first),
+        "us_per_kib": dt * 1024 / (n - first),  # per KiB of DATA (wire bytes)
+        "us_per_image_kib": dt * 1024 * n / (n - first) / image_len,
         "erase_ms": erase_us / 1000,
         "finish_ms": fin / 1000,
         "heap_slots_bytes": heap_slots,

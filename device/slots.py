@@ -30,8 +30,10 @@ from otalink.device.store import FLAG_TRIAL_OK, NO_SLOT, Store
 from otalink.protocol import codes as C
 
 # Deflate input kept in the ring before an output chunk is pulled: the decompressor must never
-# run dry mid-symbol (DeflateIO raises EOFError and its state is lost). Bound: a dynamic block
-# header (<= ~290 bytes) plus <= 6 input bytes per output byte for one 256-byte chunk.
+# run dry mid-symbol (DeflateIO raises EOFError and its state is lost). A zlib-made stream needs at
+# most ~1.01 input bytes per output byte (it stores what it cannot shrink) plus a dynamic block
+# header (<= ~290 bytes): 2048 covers a 1 KiB program unit. A stream crafted to need more only
+# fails with E_DECOMPRESS (its output is hashed and never activated).
 _MARGIN = const(2048)
 
 # boot decision table --------------------------------------------------------------------
@@ -43,7 +45,6 @@ A_REVERT = const(3)  # give up the trial slot: reject it, fall back to the other
 A_REJECT_OTHER = const(4)  # the pending slot fails its hash: reject it
 A_SWITCH = const(5)  # active slot unusable, the other is confirmed: run the other
 A_NONE = const(6)  # nothing bootable: run the agent without an application
-ACTION_NAMES = ("run", "start-trial", "continue-trial", "revert", "reject-other", "switch", "none")
 # conditions (evaluated lazily; hashing a slot reads it back)
 K_ANY = const(0)
 K_OTHER_OK = const(1)  # other slot's content matches its recorded sha256
@@ -63,7 +64,8 @@ def _m(*states):
 
 _ALL = const(0xFF)
 # (active slot states, other slot states, condition, action, reason). First matching row wins;
-# actions that change state (all but RUN/SWITCH/NONE... see boot()) are followed by a new pass.
+# REJECT_OTHER and REVERT change state without running anything and are followed by a new pass.
+# docs/device.md "Boot decisions" is this table in prose; keep both in step.
 BOOT_TABLE = (
     (_ALL, _m(C.SLOT_PENDING), K_OTHER_OK, A_START_TRIAL, C.OK),
     (_ALL, _m(C.SLOT_PENDING), K_OTHER_BAD, A_REJECT_OTHER, C.E_HASH_MISMATCH),
@@ -114,6 +116,8 @@ class Slots:
         if chunk % ws or es % chunk:
             raise ValueError("program_size")
         self.chunk = chunk
+        # deflate input margin (see _MARGIN), scaled for program units above 1 KiB
+        self.margin = max(_MARGIN, chunk + chunk // 8 + 512)
         self.cbuf = bytearray(chunk)
         self.cmv = memoryview(self.cbuf)
         self.max_data = g.get("max_data", 4096)
@@ -253,7 +257,7 @@ class Slots:
     def _setup(self, tgt, image_len, wire_len, compression):
         # input ring: one DATA chunk + a partial program unit (+ the decompressor's margin);
         # kept across transfers, replaced only when a bigger one is needed
-        need = self.max_data + self.chunk + (_MARGIN if compression else 0)
+        need = self.max_data + self.chunk + (self.margin if compression else 0)
         if self.ring is None or self.ring_size < need:
             self.ring = None
             self.ring = RingIO(need)
@@ -333,7 +337,7 @@ class Slots:
                 self._put(k)
             return
         dio = self.dio
-        while final or ring.any() >= _MARGIN:
+        while final or ring.any() >= self.margin:
             try:
                 k = dio.readinto(cbuf)
             except (OSError, EOFError, ValueError):

@@ -21,15 +21,23 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from otalink.host.api.events import event_stream_response
 from otalink.host.api.problems import ApiProblem, problem_from_exception, problem_response
 from otalink.host.campaign.errors import AgentError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 API_VERSION = "1"
 PREFIX = "/api/v1"
 VSS_PATH = re.compile(r"^Vehicle(\.[A-Za-z][A-Za-z0-9_]{0,63}){1,8}$")
 MAX_SIGNALS_PER_PUT = 32
 _AUTO_RESUME = ("no_connection", "unstable", "cellular_not_allowed", "server_unreachable")
-SignalValue = str | bool | int | float | None
+VssPath = Annotated[str, StringConstraints(pattern=VSS_PATH.pattern, max_length=400)]
+SignalValue = (
+    Annotated[str, StringConstraints(max_length=256)]
+    | StrictBool
+    | int
+    | Annotated[float, Field(allow_inf_nan=False)]
+)
 
 
 class AgentLike(Protocol):
@@ -67,7 +75,7 @@ class _Strict(BaseModel):
 class InstallRequest(_Strict):
     """Start the installation now; ``confirm`` must be ``true`` (the driver's explicit yes)."""
 
-    confirm: bool = Field(description="Must be true: the driver confirmed the installation.")
+    confirm: StrictBool = Field(description="Must be true: the driver confirmed the installation.")
 
 
 class ScheduleRequest(_Strict):
@@ -79,29 +87,17 @@ class ScheduleRequest(_Strict):
 class CellularRequest(_Strict):
     """Allow (or stop allowing) the download over a metered (cellular) link."""
 
-    allowed: bool
+    allowed: StrictBool
 
 
 class SignalsRequest(_Strict):
     """Set simulated vehicle signals: VSS path -> value (the demo's signal simulator)."""
 
-    signals: dict[str, SignalValue] = Field(
+    signals: dict[VssPath, SignalValue] = Field(
         min_length=1,
         max_length=MAX_SIGNALS_PER_PUT,
-        description='e.g. {"Vehicle.Powertrain.Transmission.SelectedGear": "P"}',
+        description='e.g. {"Vehicle.Powertrain.Transmission.SelectedGear": 126}',
     )
-
-    @field_validator("signals")
-    @classmethod
-    def _paths(cls, value: dict[str, SignalValue]) -> dict[str, SignalValue]:
-        for path, v in value.items():
-            if not VSS_PATH.match(path):
-                raise ValueError(f"not a VSS path: {path[:80]!r}")
-            if isinstance(v, str) and len(v) > 256:
-                raise ValueError(f"value too long for {path}")
-            if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
-                raise ValueError(f"value not finite for {path}")
-        return value
 
 
 def _local(at: datetime) -> datetime:
@@ -135,6 +131,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     409: _PROBLEM_SCHEMA,
     422: _PROBLEM_SCHEMA,
 }
+_BODY_ERRORS: dict[int | str, dict[str, Any]] = {400: _PROBLEM_SCHEMA, **_ERRORS}
 
 
 def _web_dir() -> Path:
@@ -205,7 +202,7 @@ def create_app(agent: AgentLike) -> FastAPI:
         PREFIX + "/network/cellular",
         tags=["download"],
         summary="Allow downloading over a metered (cellular) link",
-        responses=_ERRORS,
+        responses=_BODY_ERRORS,
     )
     def put_cellular(body: CellularRequest) -> JsonObject:
         return ok(agent.allow_cellular(body.allowed))
@@ -218,7 +215,7 @@ def create_app(agent: AgentLike) -> FastAPI:
         PREFIX + "/install",
         tags=["campaign"],
         summary='Install now (requires {"confirm": true})',
-        responses=_ERRORS,
+        responses=_BODY_ERRORS,
     )
     def post_install(body: InstallRequest) -> JsonObject:
         if body.confirm is not True:
@@ -232,7 +229,7 @@ def create_app(agent: AgentLike) -> FastAPI:
         sched = agent.status().get("schedule")
         return sched if isinstance(sched, dict) else {"at": None}
 
-    @app.put(PREFIX + "/schedule", tags=["schedule"], responses=_ERRORS)
+    @app.put(PREFIX + "/schedule", tags=["schedule"], responses=_BODY_ERRORS)
     def put_schedule(body: ScheduleRequest) -> JsonObject:
         before = agent.status()
         agent.schedule(_local(body.at))
@@ -294,7 +291,7 @@ def create_app(agent: AgentLike) -> FastAPI:
         PREFIX + "/signals",
         tags=["vehicle"],
         summary="Set simulated vehicle signals",
-        responses=_ERRORS,
+        responses=_BODY_ERRORS,
     )
     def put_signals(body: SignalsRequest) -> JsonObject:
         for path, value in body.signals.items():
@@ -354,6 +351,17 @@ def _snapshot(signals: Any) -> JsonObject:
     return dict(snap) if isinstance(snap, dict) else {}
 
 
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route serves at the request's path (for 405's ``Allow``)."""
+    methods: set[str] = set()
+    for route in app.routes:
+        if isinstance(route, APIRoute | Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match != Match.NONE:
+                methods |= set(route.methods)
+    return sorted(methods)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiProblem)
     async def _api_problem(_request: Request, exc: ApiProblem) -> JSONResponse:
@@ -372,10 +380,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         return problem_response(422, "invalid_request", "The request is not valid.", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {
+            400: "invalid_body",
+            404: "not_found",
+            405: "method_not_allowed",
+        }.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else "HTTP error"
-        return problem_response(exc.status_code, code, detail)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(app, request))
+        return problem_response(exc.status_code, code, detail, headers=headers)
 
     @app.exception_handler(Exception)
     async def _any(_request: Request, exc: Exception) -> JSONResponse:

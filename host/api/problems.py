@@ -44,7 +44,13 @@ class ApiProblem(Exception):
         self.extra = extra
 
 
-def problem_response(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     """A ``application/problem+json`` response with our stable ``code`` member."""
     body: dict[str, Any] = {
         "type": TYPE_BASE + code,
@@ -56,7 +62,7 @@ def problem_response(status: int, code: str, detail: str, **extra: Any) -> JSONR
     for key, value in extra.items():
         if key not in body and _jsonable(value):
             body[key] = value
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_TYPE)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_TYPE, headers=headers)
 
 
 def _jsonable(value: Any) -> bool:

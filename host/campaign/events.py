@@ -66,6 +66,12 @@ class EventLog:
             self._load(path)
 
     def _load(self, path: Path) -> None:
+        with path.open("rb+") as f:
+            # a crash can leave a torn last line: cut it, or the next append would join it
+            data = f.read()
+            keep = data.rfind(b"\n") + 1
+            if keep != len(data):
+                f.truncate(keep)
         with path.open("rb") as f:
             for raw in f:
                 try:

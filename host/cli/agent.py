@@ -7,6 +7,7 @@ without it the agent still runs its workers until interrupted.
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 import threading
@@ -45,10 +46,10 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        serve = None
+        serve: Any = None
         if not args.no_api:
             try:
-                from otalink.host.api.server import serve
+                serve = importlib.import_module("otalink.host.api.server").serve
             except ModuleNotFoundError:
                 serve = None
         if serve is not None:

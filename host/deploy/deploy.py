@@ -207,13 +207,6 @@ def _json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
 
 
-def _reset_code(board: Board) -> str:
-    # unix port: the emulated board boots again when the process exits (docs/hil.md).
-    if board.port == "unix":
-        return "import sys\nsys.exit(0)\n"
-    return "import machine\nmachine.soft_reset()\n"
-
-
 def deploy(opts: DeployOptions, log: Callable[[str], None] = lambda s: None) -> DeployReport:
     """Deploy the agent to the board on ``opts.port``; see the module docstring for the steps."""
     t0 = time.monotonic()
@@ -279,7 +272,9 @@ def deploy(opts: DeployOptions, log: Callable[[str], None] = lambda s: None) -> 
         line_port = opts.line_port or (wiring or {}).get("uart_host")
         if opts.start:
             # Keep the REPL port open: if the agent fails to start, its traceback is there.
-            repl.start(_reset_code(board), keep_open=True)
+            # Same keys on the unix port: Ctrl-D ends its REPL process, and the emulated board
+            # boots again (docs/hil.md).
+            repl.reboot_to_main()
             report.started = True
             log("agent started (board reset)")
         if opts.start and opts.hello:

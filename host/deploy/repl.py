@@ -9,6 +9,7 @@ Public interface (stable):
       .write_file(path: str, data: bytes)  atomic on the board (temp + rename)
       .remove(path: str), .mkdirs(path: str)
       .start(code: str, keep_open=False)   run ``code`` without waiting (e.g. a reset)
+      .reboot_to_main()                    soft reset that runs main.py (Ctrl-B, Ctrl-D)
       .output() -> str                     what the board printed since (after keep_open)
       .close()
 mpremote is used as a library (SerialTransport): enter_raw_repl / exec / fs_writefile, the same
@@ -20,6 +21,7 @@ from __future__ import annotations
 import ast
 import base64
 import contextlib
+import time
 from typing import Any
 
 from otalink.host.deploy.errors import BoardBusyError, BoardExecError, PortNotFoundError
@@ -49,15 +51,23 @@ class BoardRepl:
             raise PortNotFoundError(f"cannot open serial port {port}: {exc}") from exc
         except Exception as exc:  # serial.SerialException
             raise PortNotFoundError(f"cannot open serial port {port}: {exc}") from exc
-        try:
-            with contextlib.redirect_stdout(None):  # mpremote prints what it got on failure
-                t.enter_raw_repl(soft_reset=soft_reset, timeout_overall=timeout)
-        except (TransportError, OSError) as exc:
-            _close(t)
-            raise BoardBusyError(
-                f"{port}: no MicroPython REPL answered within {timeout:g} s (board busy with "
-                "code that ignores Ctrl-C, not MicroPython, or wrong baud rate)"
-            ) from exc
+        # Several attempts (Ctrl-C, Ctrl-A each) within ``timeout``: a board that is still
+        # booting after a reset can miss the first Ctrl-C.
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                with contextlib.redirect_stdout(None):  # mpremote prints what it got on failure
+                    t.enter_raw_repl(soft_reset=soft_reset, timeout_overall=min(2.0, left))
+                break
+            except (TransportError, OSError) as exc:
+                if time.monotonic() + 0.1 < deadline:
+                    continue
+                _close(t)
+                raise BoardBusyError(
+                    f"{port}: no MicroPython REPL answered within {timeout:g} s (board busy "
+                    "with code that ignores Ctrl-C, not MicroPython, or wrong baud rate)"
+                ) from exc
         return cls(t, port)
 
     def exec(self, code: str) -> str:
@@ -134,6 +144,16 @@ class BoardRepl:
             raise BoardBusyError(f"{self.port}: could not start: {exc}") from exc
         if not keep_open:
             self.close()
+
+    def reboot_to_main(self) -> None:
+        """Soft-reset so the board runs boot.py and main.py: leave the raw REPL (Ctrl-B) and
+        press Ctrl-D in the friendly REPL (a soft reset from the raw REPL skips main.py)."""
+        try:
+            self._t.exit_raw_repl()
+            self._t.serial.write(b"\x04")
+        except Exception as exc:  # serial.SerialException, OSError
+            self.close()
+            raise BoardBusyError(f"{self.port}: could not reset the board: {exc}") from exc
 
     def output(self, limit: int = 4096) -> str:
         """What the board printed since (non-blocking; the last ``limit`` bytes)."""

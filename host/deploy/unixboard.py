@@ -23,8 +23,9 @@ What it emulates, and how:
   (a plain ``micropython`` on the same terminal, same boot); without main.py, the REPL directly.
   (``micropython -i`` is not used: it turns the agent's reset exit into a REPL prompt.)
 - Reset: any other exit is a reset (``machine.reset()`` has no unix equivalent: the agent exits
-  with status 64 on REBOOT, ``sys.exit()`` from the REPL, a crash by signal), and the board boots
-  again on the same filesystem and ports. ``power_cycle()`` kills it first (a power cut).
+  with status 64 on REBOOT; the REPL process ends on Ctrl-D or ``sys.exit()``; a crash by
+  signal), and the board boots again on the same filesystem and ports. ``power_cycle()`` kills
+  it first (a power cut).
 - The UART: a LineSim pair (unpaced by default) between ``uart_device`` and ``uart_host``.
 """
 
@@ -104,6 +105,7 @@ class UnixBoard:
         attrs = termios.tcgetattr(self._a_slave)
         attrs[3] |= termios.ISIG  # Ctrl-C -> SIGINT while a script runs (the REPL clears it)
         termios.tcsetattr(self._a_slave, termios.TCSANOW, attrs)
+        self._a_attrs = attrs
         tty.setraw(self._b_slave)
         for fd in (self._a_master, self._b_master):
             os.set_blocking(fd, False)
@@ -204,6 +206,10 @@ class UnixBoard:
         env.update(self.extra_env)
         run_main = (self.root / "main.py").exists()
         while not self._stopping.is_set():
+            # A process killed inside its REPL leaves the terminal raw (no ISIG): a reset
+            # restores the line settings, as a board's UART comes up fresh.
+            with contextlib.suppress(termios.error):
+                termios.tcsetattr(self._a_slave, termios.TCSANOW, self._a_attrs)
             proc = subprocess.Popen(
                 self._argv(run_main),
                 stdin=self._a_slave,

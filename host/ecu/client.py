@@ -360,7 +360,10 @@ class EcuClient:
         if progress:
             progress(st.acked, total)
         timeouts = 0
-        rto = base_rto = self.timeout  # until an RTT has been measured
+        baud = self.transport.baud
+        # Until an RTT has been measured: the time to carry one window, plus a margin.
+        carry = (st.window_end - st.acked) * 10.0 / baud if baud else 0.0
+        rto = base_rto = min(self.timeout, max(4 * _MIN_RTO, 2 * carry + _MIN_RTO))
         srtt = rttvar = 0.0
         sent_at: dict[int, float] = {}  # frame end offset -> time sent (first sends only)
         silent_since = time.monotonic()
@@ -370,9 +373,10 @@ class EcuClient:
                 off = st.next_send
                 if off < st.sent_max:
                     st.retransmitted += min(n, st.sent_max - off)
-                    sent_at.pop(off + n, None)  # Karn: no RTT sample from a retransmission
-                else:
-                    sent_at[off + n] = time.monotonic()
+                # RTT samples from retransmissions too (measured from the latest send): after a
+                # go-back the first copy is lost or discarded, and heavy loss would otherwise
+                # leave the timer without any sample.
+                sent_at[off + n] = time.monotonic()
                 self._send([codes.MSG_DATA, off, st.stream[off : off + n]])
                 st.frames += 1
                 st.inflight += 1

@@ -322,9 +322,7 @@ class _Repo:
             md.sign(key.signer, append=True)
         self._save_root(md)
         changed = [
-            role
-            for role in ONLINE_ROLES
-            if old_keyids[role] != set(md.signed.roles[role].keyids)
+            role for role in ONLINE_ROLES if old_keyids[role] != set(md.signed.roles[role].keyids)
         ]
         if "targets" in changed:
             self._cascade(targets_changed=True)

@@ -12,8 +12,9 @@ Layout under ``--root``: ``image/{metadata,targets}/...`` and ``director/VEHICLE
   (newest first, JSON; CBOR bodies rendered with bytes as hex); ``GET /reports`` counts per vehicle.
 * ``GET /healthz``.
 * With ``test_controls``: ``POST /_control`` ``{"offline": bool, "rate_bps": int|null}`` — while
-  offline the server closes every repository connection without answering (the "no connection"
-  scenario of the demo); ``rate_bps`` throttles file bodies.
+  offline the server closes every repository connection and report upload without answering
+  (the "no connection" scenario of the demo; ``GET /reports`` stays up for operators);
+  ``rate_bps`` throttles file bodies.
 
 Built on the standard library's ``ThreadingHTTPServer`` (why: docs/host.md, "Update server").
 """
@@ -316,6 +317,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         if not path.startswith("/reports/"):
             self._error(404, "not found")
+            return
+        if self.state.offline:  # a vehicle without a link cannot report either
+            self._drop()
             return
         vehicle = path.removeprefix("/reports/")
         if not _VEHICLE.fullmatch(vehicle):

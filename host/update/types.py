@@ -32,7 +32,7 @@ class DownloadPolicy:
     min_throughput_bps: int = 1024  # below this over a whole window: slow retrieval
     throughput_window_s: float = 10.0
     chunk_size: int = 64 * 1024
-    checkpoint_bytes: int = 256 * 1024  # fsync partial file + sidecar at least this often
+    checkpoint_bytes: int = 4 * 1024 * 1024  # fsync partial file + sidecar this often
 
 
 @dataclass(frozen=True)

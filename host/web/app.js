@@ -92,7 +92,7 @@ const PRE_LABELS = {
   battery: "Battery charged or plugged in", park: "Car in Park", speed: "Car stationary",
   driver_assistance: "Driver assistance off", navigation: "Navigation ended",
   connectivity: "Connected (Wi-Fi or cellular)", account: "Registered account",
-  consent: "OTA updates enabled in your account", download_incomplete: "Update downloaded",
+  consent: "OTA updates enabled", download_incomplete: "Update downloaded",
 };
 const PRE_HINTS = {
   battery: "Charge or plug in", park: "Shift to Park", speed: "Stop the vehicle",
@@ -317,7 +317,7 @@ function noConnectionScreen(problem) {
 function cellularScreen() {
   const d = S.status.download || {};
   const left = d.total ? d.total - (d.bytes || 0) : update().download_size;
-  return `<section class="card"><span class="icon warn">📶</span>
+  return `<section class="card"><span class="icon warn">⚠</span>
     <h1>Download over cellular?</h1>
     <p class="lead">The car is not on Wi-Fi. Downloading the rest of the update uses about
     <b>${esc(mb(left))}</b> of mobile data.</p>
@@ -348,7 +348,7 @@ function countdownScreen() {
 }
 function scheduledScreen() {
   const sc = S.status.schedule || {};
-  return `<section class="card split"><div><span class="icon">⏰</span><h1 id="scheduled-title">Installation scheduled for ${esc(hhmm(sc.at))}</h1>
+  return `<section class="card split"><div><span class="icon">◷</span><h1 id="scheduled-title">Installation scheduled for ${esc(hhmm(sc.at))}</h1>
     <p class="lead">${title()}</p>
     <p>Leave the car in Park, charged or plugged in, and connected. It installs by itself;
     the car cannot be driven for about ${esc(duration(update().est_install_s))}.</p>
@@ -362,14 +362,14 @@ function missedScreen(key) {
   if (!reasons.length) reasons = S.pre.filter((p) => !p.ok).map((p) => p.id);
   const items = reasons.map((r) => (typeof r === "string" ? (PRE_LABELS[r] ? PRE_LABELS[r] + " — " + PRE_HINTS[r] : human(r)) : (r.hint || r.detail || human(r.id || r.code))));
   const retry = st.state === "scheduled" && sc.next_at ? `<p class="lead">Next try at <b>${esc(hhmm(sc.next_at))}</b>.</p>` : "";
-  return `<section class="card"><span class="icon warn">⏰</span><h1>Scheduled installation missed</h1>
+  return `<section class="card"><span class="icon warn">◷</span><h1>Scheduled installation missed</h1>
     <p class="lead">The update was not installed${sc.at ? " at " + esc(hhmm(sc.at)) : ""} because:</p>
     <ul class="reasons" id="missed-reasons">${items.map((t) => `<li>${esc(t)}</li>`).join("")}</ul>
     <p class="muted">Nothing was changed. Your car works as before.</p>${retry}
     <div class="actions">${btn("schedule-open", "Schedule again", "primary")}${btn("dismiss", "Install later", "secondary", ` data-key="${esc(key)}"`)}</div></section>`;
 }
 function stoppedScreen(key) {
-  return `<section class="card"><span class="icon warn">⏸</span><h1>Installation stopped</h1>
+  return `<section class="card"><span class="icon warn">▮▮</span><h1>Installation stopped</h1>
     <p class="lead">Nothing was changed. Your car works as before.</p>
     <p class="muted" id="stop-reason">${esc(human(S.status.reason))}</p>
     ${S.pre.some((p) => !p.ok) ? `<h3>To install</h3>${checklist(S.pre.filter((p) => !p.ok))}` : ""}
@@ -415,7 +415,7 @@ function rolledBackScreen(key) {
     <div class="actions">${btn("acknowledge", "OK", "primary", ` data-key="${esc(key)}"`)}</div></section>`;
 }
 function needsServiceScreen() {
-  return `<section class="card"><span class="icon bad">🔧</span><h1>Service needed</h1>
+  return `<section class="card"><span class="icon bad">⚙</span><h1>Service needed</h1>
     <p class="lead">The update could not be completed and the previous software could not be
     fully restored. Please contact service before driving.</p>
     <p class="muted" id="fail-reason">${esc(human(S.status.reason))}</p></section>`;

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from otalink.host.deploy.errors import (
     MpyMismatchError,
     PortNotFoundError,
 )
-from otalink.host.deploy.profile import load_board
+from otalink.host.deploy.profile import Board, load_board
 from otalink.host.deploy.repl import BoardRepl
 from otalink.host.deploy.unixboard import UnixBoard
 from otalink.host.keys import KeyPair, save_seed
@@ -72,6 +74,10 @@ def test_deploy_update_and_redeploy(unixboard: UnixBoard) -> None:
     assert h2["slots"][h2["active_slot"]]["version"] == "2.0.0"
 
 
+def unixboard_profile() -> Board:
+    return load_board("unix")
+
+
 def test_deploy_removes_stale_agent_files(unixboard: UnixBoard) -> None:
     stale = unixboard.root / "lib/otalink/device/old_module.mpy"
     stale.parent.mkdir(parents=True)
@@ -79,9 +85,40 @@ def test_deploy_removes_stale_agent_files(unixboard: UnixBoard) -> None:
     d = _flow.deploy_agent(load_board("unix"), unixboard.port)
     assert d.report.removed == ["lib/otalink/device/old_module.mpy"]
     assert not stale.exists()
+    # Power cut while someone sits in the raw REPL: the board boots its agent again, and the
+    # next deploy can still interrupt it with Ctrl-C (the reset restored the line settings).
+    repl = BoardRepl.open(unixboard.port, soft_reset=False)
+    boots = unixboard.boots
+    unixboard.power_cycle()
+    repl.close()
+    assert unixboard.wait_boots(boots + 1, 10)
+    again = _flow.deploy_agent(unixboard_profile(), unixboard.port, ecu=d.ecu, director=d.director)
+    assert again.report.written == [] and again.report.hello is not None
 
 
-def test_cli_provision_deploy_info(unixboard: UnixBoard, tmp_path: Path) -> None:
+@pytest.fixture
+def cli_board(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """`otalink device unixboard` as a separate process: (REPL port, agent line, flash root)."""
+    root = tmp_path / "cliboard"
+    proc = subprocess.Popen(
+        [OTALINK, "device", "unixboard", "--root", str(root)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(3)]
+        port = lines[0].rsplit(" ", 1)[-1].strip()
+        line = lines[1].rsplit(" ", 1)[-1].strip()
+        assert port.startswith("/dev/pts/") and line.startswith("/dev/pts/"), lines
+        yield port, line, root
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C powers the board off
+        assert proc.wait(timeout=10) == 0
+
+
+def test_cli_provision_deploy_info(cli_board: tuple[str, str, Path], tmp_path: Path) -> None:
+    port, line, root = cli_board
     keys, registry = tmp_path / "keys", tmp_path / "director"
     director = KeyPair.generate()
     save_seed(tmp_path / "director.seed", director.seed)
@@ -110,7 +147,7 @@ def test_cli_provision_deploy_info(unixboard: UnixBoard, tmp_path: Path) -> None
         "--board",
         "unix",
         "--port",
-        unixboard.port,
+        port,
         "--ecu-id",
         "bms-1",
         "--hardware-id",
@@ -128,13 +165,13 @@ def test_cli_provision_deploy_info(unixboard: UnixBoard, tmp_path: Path) -> None
     assert out["ok"] and out["hello"]["ecu_id"] == "bms-1" and out["hello"]["signature"] == "valid"
     # The board got exactly the provisioned key; the Director record still matches it.
     seed = bytes.fromhex((keys / "bms-1.seed").read_text().strip())
-    assert (unixboard.root / "keys/ecu_key.bin").read_bytes() == seed
+    assert (root / "keys/ecu_key.bin").read_bytes() == seed
 
-    p = _cli("info", "--port", unixboard.uart_host, "--registry", str(registry), "--json")
+    p = _cli("info", "--port", line, "--registry", str(registry), "--json")
     assert p.returncode == 0, p.stderr
     info = json.loads(p.stdout)
     assert info["ecu_id"] == "bms-1" and info["signature"] == "valid"
-    p = _cli("info", "--port", unixboard.uart_host)
+    p = _cli("info", "--port", line)
     assert p.returncode == 0 and "ECU bms-1" in p.stdout and "slot 0" in p.stdout
 
     # A second provision with another key for the same ECU is refused without --force.

@@ -28,7 +28,7 @@ def drive(config: str, version: str) -> int:
     agent = Agent(load_config(config))
     agent.start()
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             st = agent.status()["state"]
             try:
@@ -47,6 +47,7 @@ def drive(config: str, version: str) -> int:
             except AgentError:
                 pass  # raced with a worker's transition: look again
             time.sleep(0.02)
+        print(f"driver: stuck in {agent.status()}", file=sys.stderr, flush=True)
         return 1
     finally:
         agent.stop()

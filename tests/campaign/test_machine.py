@@ -106,3 +106,24 @@ def test_persist_is_atomic_no_temp_left(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["campaign.json"]
     assert m.record()["seq"] == 4
     assert m.record()["campaign_id"]  # a new campaign id when an update becomes available
+
+
+def test_event_log_survives_a_torn_line(tmp_path: Path) -> None:
+    from otalink.host.campaign.events import EventLog
+
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, lambda: 5.0)
+    log.append("a", {"x": 1})
+    log.append("b")
+    with path.open("a") as f:
+        f.write('{"id": 3, "ts": 5.0, "type": "tor')  # the process died mid-write
+    log2 = EventLog(path, lambda: 6.0)
+    assert log2.last_id == 2
+    assert log2.append("c") == 3
+    assert [e["type"] for e in EventLog(path, lambda: 7.0).since(0)] == ["a", "b", "c"]
+    sub = log2.subscribe(since_id=1)
+    assert sub.get(timeout=1)["type"] == "b"
+    log2.append("d")
+    assert sub.get(timeout=0)["type"] == "c"
+    assert sub.get(timeout=1)["type"] == "d"
+    sub.close()

@@ -170,3 +170,21 @@ def test_other_begin_after_link_loss_starts_over(
         assert other[R.S_VERSION] == "2.0.1" and other[R.S_STATE] == codes.SLOT_VERIFIED
     finally:
         ecu.close()
+
+
+def test_exit_statuses(micropython: str, mpy_tree: Path, tmp_path: Path) -> None:
+    # run_ms elapsed: EXIT_STOP (0); an unusable config: EXIT_CONFIG (65), before any flash use
+    ecu = Ecu(tmp_path, micropython, mpy_tree, extra={"run_ms": 300})
+    try:
+        ecu.start()
+        ecu.hello()
+        assert ecu.wait_exit() == 0
+        cfg = ecu.cfg_path.read_text().replace('"ecu_seed"', '"ecu_seed_missing"')
+        ecu.cfg_path.write_text(cfg)
+        (tmp_path / "flash.bin").unlink()
+        ecu.start()
+        assert ecu.wait_exit() == 65, ecu.stderr
+        assert b"ecu_seed" in ecu.stderr
+        assert not (tmp_path / "flash.bin").exists()
+    finally:
+        ecu.close()

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
-
 from otalink.host.repo.api import ImageTarget
 from otalink.host.repo.atomic import not_durable
 from otalink.host.repo.quick import RepoSet, create_repos
@@ -129,4 +128,3 @@ def world(tmp_path: Path) -> Iterator[World]:
 
 def image_bytes(size: int, seed: str = "x") -> bytes:
     return hashlib.shake_256(seed.encode()).digest(size) if size else b""
-

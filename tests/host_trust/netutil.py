@@ -130,7 +130,8 @@ def nginx(root: Path, workdir: Path) -> Iterator[str]:
     port = free_port()
     user = "user root;\n" if os.geteuid() == 0 else ""
     temps = "\n".join(
-        f"  {k}_temp_path {workdir}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        f"  {k}_temp_path {workdir}/{k};"
+        for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     conf = workdir / "nginx.conf"
     conf.write_text(
@@ -204,9 +205,7 @@ class HostileServer:
         try:
             c.recv(65536)
             if self.mode == "trickle":
-                c.sendall(
-                    f"HTTP/1.1 200 OK\r\nContent-Length: {self.length}\r\n\r\n".encode()
-                )
+                c.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {self.length}\r\n\r\n".encode())
                 while not self._stop.is_set():
                     c.sendall(b"x")
                     self.sent += 1

@@ -9,11 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from tuf.api.metadata import Metadata
-
 from otalink.host.repo import keys as keymod
 from otalink.host.update import errors as E
 from otalink.host.update.client import hashed_target_path
+from tuf.api.metadata import Metadata
+
 from tests.host_trust.conftest import VIN, World
 from tests.host_trust.netutil import HostileServer
 
@@ -51,7 +51,7 @@ def refuse(
     return ei.value
 
 
-# ---- arbitrary software ---------------------------------------------------------------------------
+# ---- arbitrary software -------------------------------------------------------------------------
 def test_arbitrary_software_metadata_signed_by_attacker(world: World, tmp_path: Path) -> None:
     evil = keymod.generate(tmp_path / "evil", "evil")
     md_dir = world.server_root / "image" / "metadata"
@@ -84,7 +84,7 @@ def test_arbitrary_software_instruction_not_signed_by_director(
     refuse(world, E.InstructionError, "trust.instruction")
 
 
-# ---- rollback --------------------------------------------------------------------------------------
+# ---- rollback -----------------------------------------------------------------------------------
 def test_rollback_older_release_counter(world: World) -> None:
     err = refuse(world, E.RollbackError, "trust.rollback", installed={"brake": 3})
     assert err.reason == "release_counter"
@@ -102,7 +102,7 @@ def test_rollback_older_metadata_version(world: World) -> None:
     assert err.reason == "metadata_version"
 
 
-# ---- freeze -----------------------------------------------------------------------------------------
+# ---- freeze -------------------------------------------------------------------------------------
 def test_freeze_expired_metadata(world: World) -> None:
     world.repos.image.set_expiry("timestamp", -60)
     world.repos.image.refresh_timestamp()
@@ -118,7 +118,7 @@ def test_freeze_expired_install_instruction(world: World) -> None:
     refuse(world, E.FreezeError, "trust.expired")
 
 
-# ---- mix-and-match ------------------------------------------------------------------------------------
+# ---- mix-and-match ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "change",
     [
@@ -136,7 +136,7 @@ def test_mix_and_match_director_and_image_disagree(world: World, change: dict[st
     refuse(world, E.MixAndMatchError, "trust.mix_and_match")
 
 
-# ---- endless data / slow retrieval / partial bundle ------------------------------------------------------
+# ---- endless data / slow retrieval / partial bundle ---------------------------------------------
 def test_endless_data_longer_target(world: World) -> None:
     f = image_file(world, "brake-2.0.bin")
     f.write_bytes(f.read_bytes() + b"\0" * 100_000)
@@ -188,7 +188,7 @@ def test_partial_bundle_truncated_target(world: World) -> None:
     assert not (world.tmp / "vehicle" / "downloads" / "brake-2.0.bin.part").exists()
 
 
-# ---- wrong hardware ------------------------------------------------------------------------------------
+# ---- wrong hardware -----------------------------------------------------------------------------
 def test_wrong_hardware_image_for_other_ecu_type(world: World) -> None:
     bms_image = world.repos.image.image("bms-5.1.bin")  # built for bms-v2
     world.director.assign_unchecked("brake", "brake-v1", bms_image)
@@ -203,14 +203,16 @@ def test_wrong_hardware_director_misnames_ecu_hardware(world: World) -> None:
     refuse(world, E.WrongHardwareError, "trust.wrong_hardware")
 
 
-# ---- compromised key below threshold ---------------------------------------------------------------
+# ---- compromised key below threshold ------------------------------------------------------------
 def test_compromised_key_below_threshold(world: World) -> None:
     image = world.repos.image
     kd = world.repos.key_dir
     k1 = world.repos.key("image-targets")
     k2 = keymod.generate(kd, "image-targets-2")
     image.set_online_keys("targets", [k1, k2], [str(kd / "image-targets.key"), str(kd / "x")])
-    image.rotate_root([world.repos.key("image-root")], add={"targets": [k2]}, thresholds={"targets": 2})
+    image.rotate_root(
+        [world.repos.key("image-root")], add={"targets": [k2]}, thresholds={"targets": 2}
+    )
     world.publish()
     assert world.client().check() is not None  # 2-of-2 signed targets: accepted
     # the attacker holds k1 (and the online snapshot/timestamp keys), not k2
@@ -221,14 +223,18 @@ def test_compromised_key_below_threshold(world: World) -> None:
     assert "1/2" in str(err)
 
 
-# ---- root rotation ------------------------------------------------------------------------------------
+# ---- root rotation ------------------------------------------------------------------------------
 def test_root_rotation_followed(world: World) -> None:
     image = world.repos.image
     old_root = world.repos.key("image-root")
     new_root = keymod.generate(world.repos.key_dir, "image-root-2")
     new_ts = keymod.generate(world.repos.key_dir, "image-timestamp-2")
-    image.rotate_root([old_root, new_root], add={"root": [new_root]}, remove={"root": [old_root.keyid]})
-    image.rotate_online_key("timestamp", [new_ts], [str(world.repos.key_dir / "image-timestamp-2.key")], [new_root])
+    image.rotate_root(
+        [old_root, new_root], add={"root": [new_root]}, remove={"root": [old_root.keyid]}
+    )
+    image.rotate_online_key(
+        "timestamp", [new_ts], [str(world.repos.key_dir / "image-timestamp-2.key")], [new_root]
+    )
     world.publish()
     client = world.client()  # provisioned with root v1 only
     assert client.check() is not None
@@ -253,4 +259,4 @@ def test_director_vehicle_mismatch_unknown_ecu(world: World) -> None:
     world.director.assign("brake-rear", "brake-v1", img)  # not in this vehicle's inventory
     world.publish()
     refuse(world, E.UnknownEcuError, "trust.unknown_ecu")
-    assert VIN == world.director.vehicle_id
+    assert world.director.vehicle_id == VIN

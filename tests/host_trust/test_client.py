@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-
 from otalink.host.repo.instruction import decode_instruction, verify_instruction
 from otalink.host.update import errors as E
 from otalink.host.update.types import DownloadProgress, UpdatePlan
+
 from tests.host_trust.conftest import World
 
 
@@ -32,9 +32,12 @@ def test_check_builds_verified_plan(world: World) -> None:
     )
     assert ins.sha256 == brake.sha256_bytes
     # the signatures the ECU will check verify against the Director's instruction key
-    assert verify_instruction(
-        brake.instruction, list(brake.instruction_sigs), world.repos.instruction_public_keys()
-    ) == 1
+    assert (
+        verify_instruction(
+            brake.instruction, list(brake.instruction_sigs), world.repos.instruction_public_keys()
+        )
+        == 1
+    )
     assert all(len(k) == 8 and len(s) == 64 for k, s in brake.instruction_sigs)
     # screen data from the Image repository
     assert plan.download_size == 300_000 + 120_000

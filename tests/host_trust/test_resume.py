@@ -4,6 +4,7 @@ the embedded server and against nginx; every resume starts exactly at the break 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import signal
 import subprocess
@@ -13,11 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from otalink.host.server.app import start_server
 from otalink.host.update import errors as E
 from otalink.host.update.download import Downloader
 from otalink.host.update.http import Transport
+
 from tests.host_trust.conftest import FAST, World
 from tests.host_trust.netutil import CuttingProxy, nginx
 
@@ -66,7 +67,7 @@ def test_resume_after_repeated_cuts(origin: str, tmp_path: Path) -> None:
     # each request starts exactly where the previous one broke off ...
     starts = st.resumed_from
     assert starts[0] == 0 and len(starts) == len(BUDGETS) + 1
-    assert all(b > a for a, b in zip(starts, starts[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(starts))
     # ... so not one byte before a break point was fetched twice
     assert st.bytes_received == SIZE
     assert st.bytes_discarded == 0

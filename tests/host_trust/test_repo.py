@@ -1,0 +1,301 @@
+"""The repository tool: ``otalink repo`` end to end, threshold signing, rotation, instructions."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import pytest
+from otalink.host.cli import main as cli_main
+from otalink.host.repo.api import ImageRepo, RepoError, ThresholdError
+from otalink.host.repo.instruction import decode_instruction, keyid, verify_instruction
+from otalink.host.repo.quick import create_repos
+from otalink.host.server.app import start_server
+from otalink.host.update.client import UpdateClient
+from otalink.host.update.types import EcuInfo, UpdateConfig
+
+
+def run(*argv: str) -> int:
+    return cli_main(["repo", *argv])
+
+
+def test_cli_full_flow_with_threshold_and_rotation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    k = tmp_path / "keys"
+    names = ["root1", "root2", "tg", "sn", "ts", "ts2", "dr", "dt", "ds", "dts", "ins"]
+    assert run("keygen", "--dir", str(k), *names) == 0
+    assert (k / "root1.key").stat().st_mode & 0o777 == 0o600
+    key = lambda n: str(k / f"{n}.key")  # noqa: E731
+    img, drc, srv_root = tmp_path / "image", tmp_path / "director", tmp_path / "srv"
+    # Image repository: root needs 2 of 2 signatures, only root1 signs at init
+    assert (
+        run(
+            "init",
+            "image",
+            "--repo",
+            str(img),
+            "--root-key",
+            key("root1"),
+            "--root-key",
+            key("root2"),
+            "--targets-key",
+            key("tg"),
+            "--snapshot-key",
+            key("sn"),
+            "--timestamp-key",
+            key("ts"),
+            "--threshold",
+            "root=2",
+        )
+        == 0
+    )
+    assert run("sign", "--repo", str(img), "--role", "root", "--key", key("root1")) == 0
+    # ... init already signed with both keys given; drop one signature to exercise `sign`
+    r = ImageRepo.open(img)
+    md = r.root()
+    md.signatures.pop(next(iter(md.signatures)))
+    r._save_root(md)
+    assert r.check()  # below threshold
+    assert run("publish", "--repo", str(img), "--server-root", str(srv_root)) == 1
+    assert (
+        run(
+            "sign",
+            "--repo",
+            str(img),
+            "--role",
+            "root",
+            "--key",
+            key("root1"),
+            "--key",
+            key("root2"),
+        )
+        == 0
+    )
+    assert r.check() == []
+    fw = tmp_path / "brake.bin"
+    fw.write_bytes(b"\x5a" * 20_000)
+    assert (
+        run(
+            "add-image",
+            "--repo",
+            str(img),
+            "--file",
+            str(fw),
+            "--name",
+            "brake-3.bin",
+            "--hw",
+            "brake-v1",
+            "--version",
+            "3.0",
+            "--release-counter",
+            "3",
+            "--title",
+            "Brakes",
+            "--notes",
+            "smoother ABS",
+            "--unavailable",
+            "driving",
+            "--deflate-wbits",
+            "10",
+        )
+        == 0
+    )
+    assert (
+        run(
+            "init",
+            "director",
+            "--repo",
+            str(drc),
+            "--vehicle",
+            "VIN7",
+            "--root-key",
+            key("dr"),
+            "--targets-key",
+            key("dt"),
+            "--snapshot-key",
+            key("ds"),
+            "--timestamp-key",
+            key("dts"),
+            "--instruction-key",
+            key("ins"),
+        )
+        == 0
+    )
+    assert (
+        run(
+            "assign",
+            "--repo",
+            str(drc),
+            "--image-repo",
+            str(img),
+            "--ecu",
+            "brake",
+            "--hw",
+            "brake-v1",
+            "--target",
+            "brake-3.bin",
+        )
+        == 0
+    )
+    assert (
+        run(
+            "assign",
+            "--repo",
+            str(drc),
+            "--image-repo",
+            str(img),
+            "--ecu",
+            "brake",
+            "--hw",
+            "bms-v2",
+            "--target",
+            "brake-3.bin",
+        )
+        == 1
+    )
+    # rotate the Image timestamp key (root re-signed by both root keys)
+    assert (
+        run(
+            "rotate",
+            "--repo",
+            str(img),
+            "--role",
+            "timestamp",
+            "--new-key",
+            key("ts2"),
+            "--root-key",
+            key("root1"),
+            "--root-key",
+            key("root2"),
+        )
+        == 0
+    )
+    for repo in (img, drc):
+        assert run("publish", "--repo", str(repo), "--server-root", str(srv_root)) == 0
+    capsys.readouterr()
+    assert run("status", "--repo", str(img)) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["roles"]["root"]["version"] == 2 and status["problems"] == []
+    assert sorted(status["images"]) == ["brake-3.bin"]
+    # a vehicle provisioned with root v1 follows the rotation and gets the plan
+    (tmp_path / "ir.json").write_bytes(
+        (img / "metadata" / "root_history" / "1.root.json").read_bytes()
+    )
+    (tmp_path / "dr.json").write_bytes((drc / "metadata" / "root.json").read_bytes())
+    with start_server(srv_root) as srv:
+        client = UpdateClient(
+            UpdateConfig(
+                server_url=srv.url,
+                vehicle_id="VIN7",
+                state_dir=tmp_path / "veh",
+                image_root=tmp_path / "ir.json",
+                director_root=tmp_path / "dr.json",
+                ecus=(EcuInfo("brake", "brake-v1"),),
+            )
+        )
+        plan = client.check()
+        assert plan is not None
+        info = plan.images["brake-3.bin"]
+        assert (info.title, info.release_notes, info.unavailable_functions) == (
+            "Brakes",
+            "smoother ABS",
+            ("driving",),
+        )
+        assert info.compressed is not None and info.compressed.wbits == 10
+        files = client.download(plan, include_compressed=True)
+    z = files["brake-3.bin.deflate"].read_bytes()
+    assert len(z) == info.compressed.length < 20_000
+    assert zlib.decompress(z, -10) == fw.read_bytes()
+
+
+def test_instruction_bytes_and_signatures(tmp_path: Path) -> None:
+    rs = create_repos(tmp_path / "w", ["VIN1"])
+    img = rs.image.add_image(
+        "bms-1.bin",
+        b"x" * 999,
+        hardware_ids=["bms-v2"],
+        version="1.2",
+        release_counter=7,
+        kind="bundle",
+    )
+    data = rs.director("VIN1").assign(
+        "bms", "bms-v2", img, issued=1_700_000_000, expires=1_800_000_000
+    )
+    ins = decode_instruction(data)
+    assert (ins.ecu_id, ins.hw_id, ins.version, ins.release_counter, ins.image_len) == (
+        "bms",
+        "bms-v2",
+        "1.2",
+        7,
+        999,
+    )
+    assert (ins.issued, ins.expires, ins.target, ins.kind) == (
+        1_700_000_000,
+        1_800_000_000,
+        "bms-1.bin",
+        0,
+    )
+    # the protocol codec (shared with the ECU) produces exactly these bytes
+    from otalink.protocol import messages  # type: ignore[attr-defined]
+
+    assert (
+        messages.encode_instruction(
+            "bms",
+            "bms-v2",
+            "1.2",
+            7,
+            999,
+            bytes.fromhex(img.sha256),
+            1_700_000_000,
+            1_800_000_000,
+            "bms-1.bin",
+            0,
+        )
+        == data
+    )
+    custom = rs.director("VIN1").assignments()["bms"]
+    sigs = [(bytes.fromhex(a), bytes.fromhex(b)) for a, b in custom["instruction_sigs"]]
+    pub = rs.key("director-instruction").public_raw
+    assert sigs[0][0] == keyid(pub)
+    assert verify_instruction(data, sigs, [pub]) == 1
+    with pytest.raises(ValueError):
+        verify_instruction(data[:-1] + b"\x01", sigs, [pub])
+    with pytest.raises(RepoError):
+        rs.director("VIN1").assign("bms", "brake-v1", img)  # image not built for it
+
+
+def test_publish_refuses_below_threshold(tmp_path: Path) -> None:
+    rs = create_repos(tmp_path / "w")
+    rs.image.online["targets"] = []
+    with pytest.raises(RepoError):
+        rs.image.add_image("a.bin", b"a", hardware_ids=["h"], version="1", release_counter=1)
+    md = rs.image.targets()
+    md.signatures.clear()
+    rs.image._save("targets", md)
+    with pytest.raises(ThresholdError):
+        rs.image.publish(tmp_path / "out")
+
+
+def test_quickstart_cli(tmp_path: Path) -> None:
+    assert (
+        run(
+            "quickstart",
+            "--workdir",
+            str(tmp_path / "w"),
+            "--vehicle",
+            "V1",
+            "--vehicle",
+            "V2",
+            "--server-root",
+            str(tmp_path / "srv"),
+        )
+        == 0
+    )
+    for p in (
+        "image/metadata/1.root.json",
+        "director/V1/metadata/timestamp.json",
+        "director/V2/metadata/root.json",
+    ):
+        assert (tmp_path / "srv" / p).exists()
