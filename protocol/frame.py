@@ -4,8 +4,13 @@
 # readinto_from()), payloads come out of next() as memoryviews into one preallocated buffer.
 # The buffer never grows. A candidate frame is always moved to buffer index 0 before its CRC is
 # checked, so the views used for the CRC and the payload depend only on LEN and are cached: with
-# same-size frames (a transfer) next() allocates nothing on MicroPython. Moving bytes uses a
-# preallocated micropython.RingIO as a memmove (slicing a memoryview would allocate a new view).
+# same-size frames (a transfer) next() allocates nothing on MicroPython.
+# Moving bytes (compaction) is needed only when more than one frame's bytes were buffered at once:
+# readinto_from() (the device) reads just the bytes the current frame still misses, so there it
+# happens only after garbage on the line and copies through one small memoryview. feed() with
+# chunks that cut frames anywhere (the host) compacts often: its first call allocates a
+# micropython.RingIO of one frame, used from then on as an allocation-free memmove. The device
+# never pays for that ring.
 #
 # Resynchronisation: a bad header (SOF, NLEN, LEN range) drops one byte and searches for the next
 # SOF0; a CRC failure drops only the first byte of that candidate, so a real frame that starts
@@ -48,8 +53,8 @@ class FrameParser:
         self._mv = memoryview(self._buf)
         self._start = 0  # first unconsumed byte
         self._end = 0  # one past the last byte fed
-        # Buffer is only ever moved to index 0; a ring of the same capacity does it allocation-free.
-        self._ring = RingIO(cap + 1) if RingIO is not None else None
+        # feed()'s memmove ring (see module comment): made by the first compaction feed() needs.
+        self._ring = None
         # Cached views keyed by payload length (see module comment).
         self._crc_len = -1
         self._crc_view = None
@@ -84,7 +89,7 @@ class FrameParser:
                 ring.write(self._buf, s, m)
                 ring.readinto(self._buf, m)
             else:
-                self._buf[0:m] = self._mv[s : s + m]
+                self._buf[0:m] = self._mv[s : s + m]  # one small view (rare on the device)
         self._start = 0
         self._end = m
 
@@ -98,6 +103,8 @@ class FrameParser:
         dn = len(data)
         if n < 0 or n > dn:
             n = dn
+        if self._ring is None and RingIO is not None:
+            self._ring = RingIO(self._cap + 1)  # once: feed() compacts through it from now on
         if self._end + n > self._cap or (n < dn and self._end + dn > self._size):
             self._compact()
         e = self._end

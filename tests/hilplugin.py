@@ -6,8 +6,8 @@
 Options: ``--board NAME`` (a profile in boards/), ``--port PORT`` (the board's REPL serial port;
 ``emulate`` starts the MicroPython unix port as a board), ``--line-port URL`` (host end of the
 agent's UART; the unix emulator knows its own). Tests marked ``@pytest.mark.hardware`` are skipped
-only when no ``--board`` is given. Register with ``pytest_plugins = ["tests.hilplugin"]`` in the
-top-level tests/conftest.py (pytest reads pytest_addoption only from plugins and the root conftest).
+only when no ``--board`` is given. Registered by ``pytest_plugins`` in the top-level
+tests/conftest.py (pytest reads pytest_addoption only from plugins and the root conftest).
 """
 
 from __future__ import annotations

@@ -97,6 +97,10 @@ class SignalsRequest(_Strict):
         min_length=1,
         max_length=MAX_SIGNALS_PER_PUT,
         description='e.g. {"Vehicle.Powertrain.Transmission.SelectedGear": 126}',
+        json_schema_extra={
+            "additionalProperties": False,
+            "propertyNames": {"pattern": VSS_PATH.pattern, "maxLength": 400},
+        },
     )
 
 

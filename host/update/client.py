@@ -150,6 +150,10 @@ class UpdateClient:
         self._image_updater: Updater | None = None
         self.last_stats: dict[str, DownloadStats] = {}  # per target, of the last download()
 
+    def close(self) -> None:
+        """Release pooled connections (the client stays usable: pools reopen on demand)."""
+        self.transport.close()
+
     # ---- check ----------------------------------------------------------------------------------
     def refresh(self) -> tuple[Updater, Updater]:
         """Refresh Director, then Image metadata (fresh Updaters: ngclient refreshes once)."""

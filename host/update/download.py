@@ -125,11 +125,15 @@ class Downloader:
                 offset = self._attempt(
                     url, part, side, offset, length, sha256, stats, on_chunk, should_stop
                 )
-            except (EndlessDataError, HttpStatusError) as exc:
-                if isinstance(exc, HttpStatusError) and exc.retryable:
-                    err: UpdateError = exc
-                else:
+            except (EndlessDataError, TargetIntegrityError):
+                # the server's copy is not the trusted file: nothing of it is kept
+                part.unlink(missing_ok=True)
+                side.unlink(missing_ok=True)
+                raise
+            except HttpStatusError as exc:
+                if not exc.retryable:
                     raise
+                err: UpdateError = exc
             except (ConnectivityError, SlowRetrievalError) as exc:
                 err = exc
             else:
