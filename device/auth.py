@@ -5,9 +5,12 @@
 #   keyid(pub32) -> bytes(8)                   SHA-256(pub)[:8], as in docs/protocol.md
 #   Trust(keys, threshold)                     trusted Director instruction keys (32-byte pubs)
 #   Trust.verify(instr, sigs) -> None          threshold of valid signatures over the exact bytes
-#   parse_instruction(instr) -> Instruction    strict shape check (E_BAD_INSTRUCTION)
+#   parse_instruction(instr, fields=None) -> Instruction
+#                                              strict shape check (E_BAD_INSTRUCTION); fields: the
+#                                              result of messages.decode_instruction(instr) made
+#                                              earlier (or the ProtocolError it raised)
 #   check_begin(trust, instr, sigs, ecu_id, hw_id, image_len, sha256, slot_size,
-#               release_floor, trusted_time) -> Instruction
+#               release_floor, trusted_time, fields=None) -> Instruction
 #                                              every BEGIN check in a fixed order, first failure
 #                                              raised as AuthError with its own code
 #   Reporter(seed32)                           the ECU's own report key
@@ -22,10 +25,14 @@
 #   5 expiry E_EXPIRED (expires < max(trusted_time, issued)); 6 release counter E_ROLLBACK
 #     (must be > release_floor); 7 image_len > slot_size E_IMAGE_TOO_LARGE;
 #   8 BEGIN image_len != instruction's E_LENGTH_MISMATCH; 9 BEGIN sha256 != E_HASH_MISMATCH.
+# Change: `fields` (optional, last) lets the session decode the instruction while the message
+# layer is loaded for BEGIN and drop that layer before this module and ed25519 are imported (the
+# two never share the heap, docs/device.md "Memory"); the check order is unchanged. Without
+# `fields` this module imports protocol/messages itself, only when it parses.
 import hashlib
 
 from otalink.device import ed25519
-from otalink.protocol import codes, messages
+from otalink.protocol import codes
 from otalink.protocol.errors import ProtocolError
 
 try:
@@ -37,6 +44,17 @@ except ImportError:  # CPython (tooling only)
 
 
 _MAX_SIGS = const(4)
+# Install instruction field indices: the same numbers as messages.I_* (tests/device_session checks)
+_I_ECU_ID = const(1)
+_I_HW_ID = const(2)
+_I_VERSION = const(3)
+_I_RELEASE = const(4)
+_I_IMAGE_LEN = const(5)
+_I_SHA256 = const(6)
+_I_ISSUED = const(7)
+_I_EXPIRES = const(8)
+_I_TARGET = const(9)
+_I_KIND = const(10)
 
 
 class AuthError(Exception):
@@ -92,27 +110,33 @@ class Trust:
 class Instruction:
     # The Director's install instruction, docs/protocol.md "Install instruction".
     def __init__(self, f):
-        self.ecu_id = f[messages.I_ECU_ID]
-        self.hw_id = f[messages.I_HW_ID]
-        self.version = f[messages.I_VERSION]
-        self.release_counter = f[messages.I_RELEASE]
-        self.image_len = f[messages.I_IMAGE_LEN]
-        self.sha256 = bytes(f[messages.I_SHA256])
-        self.issued = f[messages.I_ISSUED]
-        self.expires = f[messages.I_EXPIRES]
-        self.target = f[messages.I_TARGET]
-        self.kind = f[messages.I_KIND]
+        self.ecu_id = f[_I_ECU_ID]
+        self.hw_id = f[_I_HW_ID]
+        self.version = f[_I_VERSION]
+        self.release_counter = f[_I_RELEASE]
+        self.image_len = f[_I_IMAGE_LEN]
+        self.sha256 = bytes(f[_I_SHA256])
+        self.issued = f[_I_ISSUED]
+        self.expires = f[_I_EXPIRES]
+        self.target = f[_I_TARGET]
+        self.kind = f[_I_KIND]
 
 
-def parse_instruction(instr):
+def parse_instruction(instr, fields=None):
     # Shape rules live in protocol/messages.py (one definition for host and device).
-    try:
-        f = messages.decode_instruction(instr)
-    except ProtocolError as e:
-        raise AuthError(codes.E_BAD_INSTRUCTION, e.detail)
+    f = fields
+    if f is None:
+        from otalink.protocol import messages
+
+        try:
+            f = messages.decode_instruction(instr)
+        except ProtocolError as e:
+            f = e
+    if isinstance(f, ProtocolError):
+        raise AuthError(codes.E_BAD_INSTRUCTION, f.detail)
     ins = Instruction(f)
     if ins.expires < ins.issued or ins.image_len == 0:
-        raise AuthError(codes.E_BAD_INSTRUCTION, messages.I_EXPIRES)
+        raise AuthError(codes.E_BAD_INSTRUCTION, _I_EXPIRES)
     return ins
 
 
@@ -127,9 +151,10 @@ def check_begin(
     slot_size,
     release_floor,
     trusted_time,
+    fields=None,
 ):
     trust.verify(instr, sigs)
-    ins = parse_instruction(instr)
+    ins = parse_instruction(instr, fields)
     if ins.ecu_id != ecu_id:
         raise AuthError(codes.E_ECU_MISMATCH)
     if ins.hw_id != hw_id:

@@ -56,43 +56,64 @@ def _boot(slots, cfg):
     bundle.boot(slots, cfg)
 
 
-def main(argv):
-    import gc
-
+def _start(argv):
+    # Start-up in its own frame: the config module and the parsed JSON are referenced only here,
+    # so once it returns (and _forget ran) the GC can free them before the session allocates.
     from otalink.device import config
     from otalink.device.link import open_link
-    from otalink.device.session import RUN_RESET, Session
     from otalink.device.slots import Slots
 
     if len(argv) < 2:
         print("usage: micropython -m otalink.device.main CONFIG.json")
-        return EXIT_CONFIG
+        return None
     try:
         cfg = config.load(argv[1])
     except (config.ConfigError, OSError, ValueError) as e:
         print("otalink: config:", e)
-        return EXIT_CONFIG
+        return None
     memtrace = cfg.raw.get("memtrace") or _env("OTALINK_MEMTRACE")
     # The line first: opening it raw flushes stale input, and bytes the host sends while the
     # bundle boots then wait in the line's buffer instead of being lost.
     link = open_link(cfg.line)
     slots = Slots(_open_bdev(cfg), cfg.geom)
     _boot(slots, cfg)
-    cfg.slim()
+    return _Settings(cfg), slots, link, memtrace
+
+
+class _Settings:
+    # What the session reads of the config, copied: a Config instance would keep its class and so
+    # the whole config module (code and names) alive for as long as the agent serves.
+    def __init__(self, cfg):
+        for k in _KEEP:
+            setattr(self, k, getattr(cfg, k))
+
+
+_KEEP = ("ecu_id", "hw_id", "ecu_seed", "director_keys", "threshold", "max_payload", "window",
+         "time_floor", "idle_ms", "run_ms")  # fmt: skip
+
+
+def main(argv):
+    import gc
+
+    started = _start(argv)
+    if started is None:
+        return EXIT_CONFIG
+    cfg, slots, link, memtrace = started
+    started = None
     # start-up only code leaves the heap (see _forget)
     _forget("otalink.device", ("config", "bundle", "boot"))
-    # Intern the crypto modules' names now, while the heap is still compact: the session
-    # imports them per HELLO/BEGIN and drops them again, and a qstr pool first created then would
-    # sit between the freed code and fragment the heap for the transfer buffers.
     from otalink.device import session as _s
 
+    # Intern the names of the modules the session imports per HELLO/BEGIN and drops again
+    # (crypto, CBOR codec, messages) now, while the heap is still compact: a qstr pool first
+    # created later would sit between the freed code and fragment the heap for the transfer.
     try:
         _s._crypto()
     except MemoryError:
         pass  # only an optimisation; the session imports them when needed
-    _s._drop_crypto()
+    _s._drop_lazy()
     gc.collect()
-    sess = Session(cfg, slots, link, cfg.idle_ms)
+    sess = _s.Session(cfg, slots, link, cfg.idle_ms)
     if memtrace:
         gc.collect()
         sess.memtrace = [gc.mem_alloc()]
@@ -101,7 +122,7 @@ def main(argv):
     link.close()
     if memtrace:
         _mem_report(sess.memtrace[0])
-    if r == RUN_RESET:
+    if r == _s.RUN_RESET:
         _reset()
     return EXIT_STOP
 

@@ -17,17 +17,30 @@
 # The per-DATA-frame path allocates nothing: link.readinto into the FrameParser's buffer,
 # DataView over the payload, slots.write, ACK encoded into the FrameWriter's preallocated buffer.
 #
-# Heap: the crypto modules (auth, ed25519, sha512: ~15 KB of loaded code on the unix port) are
-# imported only for HELLO / STATUS_REQ / BEGIN and dropped again afterwards (_crypto /
-# _drop_crypto), so a transfer runs without them.
+# Heap (docs/device.md "Memory"): on the unix port loaded code lives in the GC heap, so a serving
+# agent keeps only what a transfer needs: protocol/hotpath.py (DataView, ACK, RxWindow and the
+# parser of the uint-only messages END, ACTIVATE, REBOOT, CONFIRM, REVERT, ABORT, ERROR), frame.py
+# and codes.py. The full CBOR codec and message layer (cbor, messages) and the crypto modules
+# (auth, ed25519, sha512) are imported for HELLO / STATUS_REQ / BEGIN (and for a payload the small
+# parser does not take, so malformed input gets the full parser's error) and dropped again right
+# after (_lazy / _drop_lazy). main.py imports them once at start-up so their names are interned
+# while the heap is still compact.
 import sys
 import time
 
 from otalink.device.errors import DeviceError
-from otalink.protocol import cbor, codes, messages
+from otalink.protocol import codes
 from otalink.protocol.errors import ProtocolError
 from otalink.protocol.frame import FrameParser, FrameWriter, frame
-from otalink.protocol.transfer import ACCEPT, OUT_OF_WINDOW, RxWindow
+from otalink.protocol.hotpath import (
+    ACCEPT,
+    OUT_OF_WINDOW,
+    DataView,
+    RxWindow,
+    ack_into,
+    parse_small,
+    put_head,
+)
 
 try:
     import hashlib
@@ -52,8 +65,10 @@ _POLL_MS = const(100)  # one loop step; bounds how late an idle timeout is notic
 _OUT_PAYLOAD = const(64)  # ACK / RESULT / ERROR / PROGRESS fit easily
 _MAX_READS = const(64)  # reads per poll(): a line that never goes quiet still returns to run()
 
-
-_CRYPTO = ("auth", "ed25519", "sha512")
+# (package, modules) imported on demand and forgotten afterwards (see the heap note above). The two
+# groups take turns: BEGIN and HELLO/STATUS_REQ use the codec, drop it, then load the crypto.
+_CODEC = ("otalink.protocol", ("messages", "cbor"))
+_CRYPTO = ("otalink.device", ("auth", "ed25519", "sha512"))
 
 
 def _crypto():
@@ -62,13 +77,43 @@ def _crypto():
     return auth
 
 
-def _drop_crypto():
+def _messages():
+    from otalink.protocol import messages
+
+    return messages
+
+
+def _drop(group):
     # Forget the modules so the GC can free their code; the next use imports them again.
-    pkg = sys.modules.get("otalink.device")
-    for name in _CRYPTO:
-        sys.modules.pop("otalink.device." + name, None)
+    pkg_name, names = group
+    pkg = sys.modules.get(pkg_name)
+    for name in names:
+        sys.modules.pop(pkg_name + "." + name, None)
         if pkg is not None and name in pkg.__dict__:
             delattr(pkg, name)
+
+
+def _drop_lazy():
+    _drop(_CODEC)
+    _drop(_CRYPTO)
+
+
+def _signed(t, body, sig):
+    # INFO / STATUS payload [t, body, sig] with the codec already gone: the same bytes
+    # messages.info / messages.status make (shortest-form heads).
+    n = len(body)
+    hb = 1 if n < 24 else 2 if n < 0x100 else 3
+    out = bytearray(2 + hb + n + 2 + len(sig))
+    out[0] = 0x83
+    out[1] = t
+    p = put_head(2, n, out, 2)
+    out[p : p + n] = body
+    p = put_head(2, len(sig), out, p + n)
+    out[p:] = sig
+    return out
+
+
+_drop_crypto = _drop_lazy  # the former name (main.py, tools)
 
 
 class Session:
@@ -85,8 +130,9 @@ class Session:
         self.idle_ms = codes.T_IDLE_MS if idle_ms is None else idle_ms
         self.parser = FrameParser(cfg.max_payload)
         self.out = FrameWriter(_OUT_PAYLOAD)
-        self.dv = messages.DataView()
+        self.dv = DataView()
         self.rx = RxWindow(self.window)
+        self.m = [0, 0, 0, 0]  # parse_small's output, reused
         self.state = IDLE
         self.instr = None  # exact BEGIN instruction bytes of the active transfer session
         self.wire_len = 0
@@ -106,7 +152,7 @@ class Session:
 
     def _ack(self):
         w = self.out
-        end = messages.ack_into(w.buf, w.PAYLOAD, self.rx.expected, self.window, codes.PH_RECEIVING)
+        end = ack_into(w.buf, w.PAYLOAD, self.rx.expected, self.window, codes.PH_RECEIVING)
         self._send_view(w.seal(end))
 
     def _small(self, t, a, b, c=-1):
@@ -117,10 +163,10 @@ class Session:
         n = 3 if c < 0 else 4
         buf[p] = 0x80 | n
         buf[p + 1] = t
-        p = cbor._put_head(0, a, buf, p + 2)
-        p = cbor._put_head(0, b, buf, p)
+        p = put_head(0, a, buf, p + 2)
+        p = put_head(0, b, buf, p)
         if c >= 0:
-            p = cbor._put_head(0, c, buf, p)
+            p = put_head(0, c, buf, p)
         self._send_view(w.seal(p))
 
     def _error(self, code, detail=0):
@@ -145,7 +191,7 @@ class Session:
         phase, off, wire_len, image_len = s.transfer()
         if self.state == RECEIVING and phase == codes.PH_RECEIVING:
             off = self.rx.expected
-        return messages.encode_report(
+        return _messages().encode_report(
             self.cfg.ecu_id,
             self.cfg.hw_id,
             bytes(nonce),
@@ -162,15 +208,10 @@ class Session:
 
     def _report(self, mtype, nonce):
         body = self.report_body(nonce)
-        try:
-            sig = _crypto().Reporter(self.cfg.ecu_seed).sign(body)
-        finally:
-            _drop_crypto()
-        if mtype == codes.MSG_INFO:
-            p = messages.info(body, sig)
-        else:
-            p = messages.status(body, sig)
-        self._send_view(memoryview(frame(p)))
+        _drop(_CODEC)  # the codec leaves before the crypto arrives
+        sig = _crypto().Reporter(self.cfg.ecu_seed).sign(body)
+        _drop(_CRYPTO)
+        self._send_view(memoryview(frame(_signed(mtype, body, sig))))
 
     # ---- input ------------------------------------------------------------------------------
     def poll(self, timeout_ms=_POLL_MS):
@@ -218,8 +259,13 @@ class Session:
         try:
             if self.dv.parse(p):
                 self._on_data()
+            elif parse_small(p, self.m) >= 0:
+                self._on_message(self.m)  # uint-only messages: no codec loaded
             else:
-                self._on_message(messages.parse(p))
+                try:
+                    self._on_message(_messages().parse(p))
+                finally:
+                    _drop_lazy()
         except ProtocolError as e:
             self._error(e.code, e.detail)
         except DeviceError as e:
@@ -337,6 +383,13 @@ class Session:
         s = self.slots
         trusted = s.trusted_time
         tf = self.cfg.time_floor
+        # Decode the instruction while the codec is loaded (auth interprets it only after the
+        # signatures check out), then let the codec go before the crypto is imported.
+        try:
+            fields = _messages().decode_instruction(instr)
+        except ProtocolError as e:
+            fields = e
+        _drop(_CODEC)
         auth = None
         try:
             auth = _crypto()
@@ -351,6 +404,7 @@ class Session:
                 self.slot_size,
                 s.release_floor,
                 trusted if trusted > tf else tf,
+                fields,
             )
         except Exception as e:
             if auth is None or not isinstance(e, auth.AuthError):
@@ -361,7 +415,7 @@ class Session:
             return
         finally:
             auth = None
-            _drop_crypto()
+            _drop_lazy()  # before s.begin(): the transfer's buffers never sit beside that code
         if comp == codes.COMP_NONE and wire_len != image_len:
             self._error(codes.E_WIRE_LENGTH, wire_len)
             return

@@ -5,7 +5,7 @@ Public interface (stable; the ui builds on it):
     Agent(config: AgentConfig, *, clock=None, source=None, client_factory=None)
     start() / stop()                 background workers: ticker (checks, scheduler, auto-resume,
                                      report outbox), downloader, installer
-    status() -> dict                 state, reason, update, download{bytes,total,rate,eta_s,
+    status() -> dict                 state, reason, update, download{bytes,total,rate,eta_s,active,
                                      percent}, install{ecus{id:{phase,percent}},
                                      overall_percent, point_of_no_return}, schedule, network,
                                      cellular_allowed, result, last_event_id, legal
@@ -117,6 +117,7 @@ class Agent:
         self._dl: dict[str, Any] = {"bytes": 0, "total": 0, "rate": 0.0, "eta_s": None}
         self._dl_active = False
         self._inst: dict[str, dict[str, Any]] = dict(self.machine.get("install") or {})
+        self._inst_lock = threading.Lock()  # ECU threads update _inst while status() reads it
         self._last_check = 0.0
         self._last_flush = 0.0
         self._server_retry_at = 0.0
@@ -257,7 +258,7 @@ class Agent:
         """Everything the screen shows at a glance (JSON-able)."""
         rec = self.machine.record()
         st = S(rec["state"])
-        ecus = {i: dict(v) for i, v in list(self._inst.items())}
+        ecus = self._inst_copy()
         overall = self._overall()
         dl = dict(self._dl)
         dl["active"] = self._dl_active
@@ -293,8 +294,12 @@ class Agent:
             "legal": [e.value for e in _legal(st)],
         }
 
+    def _inst_copy(self) -> dict[str, dict[str, Any]]:
+        with self._inst_lock:
+            return {i: dict(v) for i, v in self._inst.items()}
+
     def _overall(self) -> float | None:
-        vals = [self._ecu_percent(v) for v in list(self._inst.values())]
+        vals = [self._ecu_percent(v) for v in self._inst_copy().values()]
         return round(sum(vals) / len(vals), 1) if vals else None
 
     @staticmethod
@@ -377,7 +382,7 @@ class Agent:
                         "last_error": h.last_error,
                         "errors": h.errors,
                     },
-                    "install": self._inst.get(e.ecu_id),
+                    "install": self._inst_copy().get(e.ecu_id),
                 }
             )
         return out
@@ -835,9 +840,10 @@ class Agent:
         return list(plan.assignments), {k: Path(v) for k, v in images.items()}
 
     def _ecu_progress(self, ecu_id: str, data: dict[str, Any]) -> None:
-        cur = self._inst.setdefault(ecu_id, {"phase": "waiting", "percent": 0.0})
-        phase_changed = cur.get("phase") != data.get("phase")
-        cur.update(data)
+        with self._inst_lock:
+            cur = self._inst.setdefault(ecu_id, {"phase": "waiting", "percent": 0.0})
+            phase_changed = cur.get("phase") != data.get("phase")
+            cur.update(data)
         self.events.append(
             "install_progress",
             {
@@ -848,7 +854,7 @@ class Agent:
             durable=phase_changed,
         )
         if phase_changed:
-            self.machine.update(install={i: dict(v) for i, v in self._inst.items()})
+            self.machine.update(install=self._inst_copy())
 
     def _set_phase(self, ids: list[str], phase: str) -> None:
         for i in ids:
@@ -874,8 +880,9 @@ class Agent:
 
     def _step_transfer(self) -> None:
         assignments, images = self._assignments()
-        for a in assignments:
-            self._inst.setdefault(a.ecu_id, {"phase": "waiting", "percent": 0.0})
+        with self._inst_lock:
+            for a in assignments:
+                self._inst.setdefault(a.ecu_id, {"phase": "waiting", "percent": 0.0})
         try:
             self.fleet.transfer(assignments, images, self._stop_reason())
         except fl.StopRequested as s:
@@ -915,9 +922,10 @@ class Agent:
         )
 
     def _set_failed(self, ecu_id: str, code: str) -> None:
-        cur = self._inst.setdefault(ecu_id, {"phase": "waiting", "percent": 0.0})
-        cur.update(phase="failed", error=code)
-        self.machine.update(install={i: dict(v) for i, v in self._inst.items()})
+        with self._inst_lock:
+            cur = self._inst.setdefault(ecu_id, {"phase": "waiting", "percent": 0.0})
+            cur.update(phase="failed", error=code)
+        self.machine.update(install=self._inst_copy())
 
     def _step_activate(self) -> None:
         assignments, _ = self._assignments()
@@ -986,7 +994,7 @@ class Agent:
             ecus[a.ecu_id] = {
                 "to_version": a.version,
                 "running_version": r.active.version if r else None,
-                "outcome": self._inst.get(a.ecu_id, {}).get("phase"),
+                "outcome": self._inst_copy().get(a.ecu_id, {}).get("phase"),
                 "last_error": r.last_error if r else None,
             }
         self._save_ecu_cache()
@@ -1006,7 +1014,7 @@ class Agent:
             updates={
                 "result": result,
                 "finished_plans": finished,
-                "install": {i: dict(v) for i, v in self._inst.items()},
+                "install": self._inst_copy(),
             },
             history={"result": nxt, "ecus": ecus},
         )

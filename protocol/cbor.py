@@ -15,6 +15,7 @@ import sys
 
 from otalink.protocol import codes
 from otalink.protocol.errors import ProtocolError
+from otalink.protocol.hotpath import put_head as _put_head
 
 try:
     from micropython import const
@@ -181,31 +182,6 @@ def _size(obj, depth):
             n += _size(item, depth + 1)
         return n
     _bad(0)
-
-
-def _put_head(major, val, buf, pos):
-    # Writes a head in shortest form; the caller has checked the space.
-    mt = major << 5
-    if val < 24:
-        buf[pos] = mt | val
-        return pos + 1
-    if val < 0x100:
-        buf[pos] = mt | 24
-        buf[pos + 1] = val
-        return pos + 2
-    if val < 0x10000:
-        buf[pos] = mt | 25
-        buf[pos + 1] = val >> 8
-        buf[pos + 2] = val & 0xFF
-        return pos + 3
-    if val > MAX_UINT:
-        _big(pos)
-    buf[pos] = mt | 26
-    buf[pos + 1] = val >> 24
-    buf[pos + 2] = (val >> 16) & 0xFF
-    buf[pos + 3] = (val >> 8) & 0xFF
-    buf[pos + 4] = val & 0xFF
-    return pos + 5
 
 
 def _room(buf, pos, n):

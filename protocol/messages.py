@@ -6,8 +6,14 @@
 # parse(payload) returns the validated list; byte strings in it are bytes on CPython and
 # memoryview slices of payload on MicroPython (copy what you keep past the next frame).
 # DataView parses DATA frames without allocating (the device's per-frame path).
+# Change: DataView and ack_into are defined in hotpath.py (same names here); the device imports
+# this module only for HELLO / STATUS_REQ / BEGIN (see hotpath.py).
 from otalink.protocol import cbor, codes
 from otalink.protocol.errors import ProtocolError
+
+# What the device keeps loaded while serving lives in hotpath.py; re-exported here unchanged.
+from otalink.protocol.hotpath import DataView, ack_into  # noqa: F401
+from otalink.protocol.hotpath import put_head as _put_head
 
 try:
     from micropython import const
@@ -115,30 +121,19 @@ def data_into(buf, pos, offset, chunk):
         raise ProtocolError(_E_BIG, 0)
     # Worst-case heads (5 + 3 bytes) first, so the common case costs no extra calls.
     if pos + 10 + n > len(buf):
-        need = pos + 2 + cbor._head_len(offset) + cbor._head_len(n) + n
+        need = pos + 2 + cbor.head_len(offset) + cbor.head_len(n) + n
         if need > len(buf):
             raise ProtocolError(_E_BIG, need)
     buf[pos] = 0x83
     buf[pos + 1] = codes.MSG_DATA
-    pos = cbor._put_head(0, offset, buf, pos + 2)
-    pos = cbor._put_head(2, n, buf, pos)
+    pos = _put_head(0, offset, buf, pos + 2)
+    pos = _put_head(2, n, buf, pos)
     buf[pos : pos + n] = chunk
     return pos + n
 
 
 def ack(offset, window, phase):
     return cbor.dumps([codes.MSG_ACK, offset, window, phase])
-
-
-def ack_into(buf, pos, offset, window, phase):
-    """Write an ACK payload into buf at pos without allocating; returns the end position."""
-    if pos + 17 > len(buf):
-        raise ProtocolError(_E_BIG, pos)
-    buf[pos] = 0x84
-    buf[pos + 1] = codes.MSG_ACK
-    pos = cbor._put_head(0, offset, buf, pos + 2)
-    pos = cbor._put_head(0, window, buf, pos)
-    return cbor._put_head(0, phase, buf, pos)
 
 
 def status(body, sig):
@@ -296,98 +291,6 @@ def parse(payload, copy=None):
         _check(msg[i], s, i, _E_BAD)
         i += 1
     return msg
-
-
-# ---- DATA fast path ---------------------------------------------------------------------------
-
-
-class DataView:
-    """Zero-allocation DATA parser: parse(payload_mv) sets .offset and .data (a memoryview).
-
-    Returns True for a DATA payload in the profile, False for any other message type (so the
-    caller falls back to parse()), and raises ProtocolError for a malformed DATA payload.
-    .data views payload_mv and is valid as long as payload_mv is. The view is cached and reused
-    while (payload_mv, start, length) repeat, as they do for same-size frames of a transfer.
-    """
-
-    def __init__(self):
-        self.offset = 0
-        self.data = None
-        self._src = None
-        self._s = -1
-        self._n = -1
-
-    def parse(self, mv):
-        end = len(mv)
-        if end < 2 or mv[0] != 0x83 or mv[1] != codes.MSG_DATA:
-            return False
-        if end < 4:
-            raise ProtocolError(_E_BAD, end)
-        # offset: major 0, shortest form
-        ib = mv[2]
-        p = 3
-        if ib < 24:
-            off = ib
-        elif ib == 24:
-            if end < 4:
-                raise ProtocolError(_E_BAD, 2)
-            off = mv[3]
-            p = 4
-            if off < 24:
-                raise ProtocolError(_E_BAD, 2)
-        elif ib == 25:
-            if end < 5:
-                raise ProtocolError(_E_BAD, 2)
-            off = (mv[3] << 8) | mv[4]
-            p = 5
-            if off < 0x100:
-                raise ProtocolError(_E_BAD, 2)
-        elif ib == 26:
-            if end < 7:
-                raise ProtocolError(_E_BAD, 2)
-            off = (mv[3] << 24) | (mv[4] << 16) | (mv[5] << 8) | mv[6]
-            p = 7
-            if off < 0x10000:
-                raise ProtocolError(_E_BAD, 2)
-        else:
-            raise ProtocolError(_E_BIG if ib == 27 else _E_BAD, 2)
-        # data: major 2, shortest form, 1..MAX_DATA bytes, exactly to the end of the payload
-        if p >= end:
-            raise ProtocolError(_E_BAD, p)
-        ib = mv[p]
-        if ib < 0x40 or ib > 0x5B:
-            raise ProtocolError(_E_BAD, p)
-        ai = ib & 31
-        if ai < 24:
-            n = ai
-            p += 1
-        elif ai == 24:
-            if p + 2 > end:
-                raise ProtocolError(_E_BAD, p)
-            n = mv[p + 1]
-            p += 2
-            if n < 24:
-                raise ProtocolError(_E_BAD, p)
-        elif ai == 25:
-            if p + 3 > end:
-                raise ProtocolError(_E_BAD, p)
-            n = (mv[p + 1] << 8) | mv[p + 2]
-            p += 3
-            if n < 0x100:
-                raise ProtocolError(_E_BAD, p)
-        else:
-            raise ProtocolError(_E_BIG if ai <= 27 else _E_BAD, p)
-        if n > MAX_DATA:
-            raise ProtocolError(_E_BIG, p)
-        if n == 0 or p + n != end:
-            raise ProtocolError(_E_BAD, p)
-        self.offset = off
-        if mv is not self._src or p != self._s or n != self._n:
-            self.data = mv[p : p + n]
-            self._src = mv
-            self._s = p
-            self._n = n
-        return True
 
 
 # ---- install instruction ----------------------------------------------------------------------

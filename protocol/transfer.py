@@ -1,4 +1,5 @@
 # Window bookkeeping shared by both ends (docs/protocol.md, "Flow control").
+# Change: RxWindow and ACCEPT/DUP/GAP/OUT_OF_WINDOW are defined in hotpath.py (same names here).
 #
 # The device owns the offset: it grants [expected, expected + window) in every ACK, and a resumed
 # transfer restarts at the offset the device reports. TxWindow (host) decides what to send next
@@ -7,18 +8,15 @@
 from otalink.protocol import codes
 from otalink.protocol.errors import ProtocolError
 
+# The device's half lives in hotpath.py (what a serving ECU keeps loaded); re-exported here.
+from otalink.protocol.hotpath import ACCEPT, DUP, GAP, OUT_OF_WINDOW, RxWindow  # noqa: F401
+
 try:
     from micropython import const
 except ImportError:  # CPython
 
     def const(x):
         return x
-
-
-ACCEPT = const(0)  # offset == expected and inside the window: write it, advance
-DUP = const(1)  # offset < expected: already have it; drop, re-ACK expected
-GAP = const(2)  # expected < offset, inside the window: a frame was lost; drop, ACK expected
-OUT_OF_WINDOW = const(3)  # past offset + window (or past wire_len): ERROR E_OUT_OF_WINDOW
 
 
 class TxWindow:
@@ -111,31 +109,3 @@ class TxWindow:
         self.next_offset = off + n
         self.in_flight += 1
         return (off, n)
-
-
-class RxWindow:
-    """Device side: expected offset and window; classify() each DATA frame, accept() what was
-    written. resume(offset) restarts at a durable offset."""
-
-    def __init__(self, window, wire_len=0xFFFFFFFF, expected=0):
-        self.window = window
-        self.wire_len = wire_len
-        self.expected = expected
-
-    def resume(self, offset):
-        self.expected = offset
-
-    def classify(self, offset, n):
-        exp = self.expected
-        if offset < exp:
-            return DUP
-        end = offset + n
-        if n <= 0 or end > exp + self.window or end > self.wire_len:
-            return OUT_OF_WINDOW
-        if offset > exp:
-            return GAP
-        return ACCEPT
-
-    def accept(self, n):
-        self.expected += n
-        return self.expected

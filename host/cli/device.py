@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -125,6 +126,10 @@ def _director_keys(args: argparse.Namespace) -> list[bytes]:
             raise KeyFileError(f"--director-seed {item}: {exc}") from exc
     if len(set(keys)) != len(keys):
         raise KeyFileError("the same Director key was given twice")
+    if not keys:
+        raise KeyFileError("the agent needs a Director key: --director-key or --director-seed")
+    if len(keys) > 8:
+        raise KeyFileError("at most 8 Director keys")
     return keys
 
 
@@ -206,6 +211,8 @@ def _provision(args: argparse.Namespace) -> int:
         print(f"ECU {record.ecu_id}: ed25519 public key {record.public_key.hex()}")
         if args.registry is not None:
             print(f"registered in {args.registry / 'ecus' / (record.ecu_id + '.json')}")
+        print("host agent config (docs/host.md):")
+        print(record.agent_toml("PORT-OF-THE-AGENT-UART"))
     return 0
 
 
@@ -279,6 +286,10 @@ def _boards(args: argparse.Namespace) -> int:
 def _unixboard(args: argparse.Namespace) -> int:
     from otalink.host.deploy.unixboard import UnixBoard
 
+    def _stop(_sig: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)  # power off cleanly: no orphaned micropython
     with UnixBoard(args.root, heapsize=args.heapsize, line_baud=args.baud) as board:
         print(f"REPL port (deploy --port): {board.port}")
         print(f"agent line, host end (info --port): {board.uart_host}")

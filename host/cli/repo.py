@@ -128,14 +128,16 @@ def cmd_rotate(a: argparse.Namespace) -> int:
     new = _keys(a.new_key)
     root_keys = _keys(a.root_key)
     if a.role == "root":
-        old = list(repo.root().signed.roles["root"].keyids)
+        role = repo.root().signed.roles["root"]
+        old = list(role.keyids)
         new_ids = {k.keyid for k in new}
         remove = [] if a.keep_old else [k for k in old if k not in new_ids]
+        count = len((set(old) - set(remove)) | new_ids)
         version = repo.rotate_root(
             [*root_keys, *new],
             add={"root": new},
             remove={"root": remove},
-            thresholds={"root": a.threshold} if a.threshold else None,
+            thresholds={"root": a.threshold or min(role.threshold, count)},
         )
     elif a.role == "instruction":
         if not isinstance(repo, DirectorRepo):

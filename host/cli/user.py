@@ -101,7 +101,10 @@ def status_text(st: dict[str, Any]) -> str:
         lines.append(f"update: {upd.get('title') or ''} {upd.get('version') or ''}".rstrip())
     if state in ("downloading", "download_paused"):
         lines.append(_download_line(st))
-    if state in ("installing", "restarting", "verifying"):
+    installing = ("installing", "installing_committed", "restarting", "verifying")
+    if state in installing or (
+        state in (*FAILED, "succeeded") and (st.get("install") or {}).get("ecus")
+    ):
         lines.extend(_install_lines(st))
     sched = st.get("schedule") or {}
     if isinstance(sched, dict) and sched.get("at"):
@@ -317,7 +320,13 @@ def cmd_install(args: argparse.Namespace, client: ApiClient) -> int:
     return EXIT_OK if st.get("state") == "succeeded" else EXIT_REFUSED
 
 
-_INSTALLING = ("installing", "restarting", "verifying", "awaiting_confirmation")
+_INSTALLING = (
+    "installing",
+    "installing_committed",
+    "restarting",
+    "verifying",
+    "awaiting_confirmation",
+)
 
 
 def _schedule(args: argparse.Namespace, client: ApiClient, text: str) -> int:

@@ -76,6 +76,8 @@ FAST = DemoOptions(
     est_install_s=20,
     heapsize="256k",
     factory=False,
+    # a HELLO sent while an ECU is still rebooting is lost: retry after 2 s, not 5
+    policy=PolicyConfig(restart_timeout_s=30.0, ecu_timeout_s=2.0),
 )
 
 

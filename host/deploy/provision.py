@@ -8,7 +8,8 @@ Public interface (stable):
     write_record(registry: Path, record: EcuRecord, force: bool = False) -> Path
     read_record(path: Path) -> EcuRecord
     EcuRecord(ecu_id, hw_id, public_key: bytes, board: str | None, created: int)
-        .keyid, .to_dict()   JSON (format "otalink-ecu/1"):
+        .keyid, .agent_toml(port, baud=115200) -> str  ([[ecu]] table of the host agent config)
+        .to_dict()   JSON (format "otalink-ecu/1"):
         {"format", "ecu_id", "hw_id", "board", "key_type": "ed25519", "public_key": hex,
          "keyid": hex (SHA-256(public)[:8]), "created"}
     valid_ecu_id(text) -> str   (1..32 of [A-Za-z0-9._-]; KeyFileError otherwise)
@@ -59,6 +60,17 @@ class EcuRecord:
     @property
     def keyid(self) -> bytes:
         return keyid(self.public_key)
+
+    def agent_toml(self, port: str, baud: int = 115200) -> str:
+        """The ``[[ecu]]`` table of the host agent's config for this ECU (docs/host.md)."""
+        return (
+            "[[ecu]]\n"
+            f'ecu_id = "{self.ecu_id}"\n'
+            f'hardware_id = "{self.hw_id}"\n'
+            f'port = "{port}"\n'
+            f"baud = {baud}\n"
+            f'public_key = "{self.public_key.hex()}"\n'
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

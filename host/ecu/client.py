@@ -178,6 +178,8 @@ class EcuClient:
                         deadline = min(deadline, start + cap)
                     continue
                 if reply[0] == codes.MSG_ERROR:
+                    if _answers_data(reply):
+                        continue  # a late answer to DATA frames, not to this request
                     self._raise_for(reply)
                 if accept(reply):
                     return reply
@@ -280,24 +282,19 @@ class EcuClient:
             comp,
             len(stream),
         ]
-        state = _TxState(stream, self.payload - _DATA_OVERHEAD)
+        st = _TxState(stream, self.payload - _DATA_OVERHEAD)
         tx0, rx0 = self.transport.bytes_written, self.transport.bytes_read
         t0 = time.monotonic()
-        resumed_from = -1
         reconnects = 0
         last_progress = time.monotonic()
         while True:
             try:
-                offset, window = self._begin(begin)
-                if resumed_from < 0:
-                    resumed_from = offset
-                state.restart(offset, window)
-                self._stream(state, progress)
+                self._stream(begin, st, len(image), progress)
                 self._end(len(stream), sha)
                 break
             except (EcuLinkError, _Resync) as exc:
-                if state.acked_max > state.progress_mark:
-                    state.progress_mark = state.acked_max
+                if st.acked_max > st.progress_mark:
+                    st.progress_mark = st.acked_max
                     last_progress = time.monotonic()
                 if time.monotonic() - last_progress > self.recover_timeout:
                     if isinstance(exc, EcuLinkError):
@@ -314,10 +311,10 @@ class EcuClient:
             rx_bytes=self.transport.bytes_read - rx0,
             seconds=seconds,
             baud=self.transport.baud,
-            resumed_from=max(0, resumed_from),
-            retransmitted_bytes=state.retransmitted,
+            resumed_from=max(0, st.resumed_from),
+            retransmitted_bytes=st.retransmitted,
             reconnects=reconnects,
-            frames=state.frames,
+            frames=st.frames,
             sha256=sha,
         )
 
@@ -333,49 +330,46 @@ class EcuClient:
             except EcuProtocolError:
                 continue
 
-    def _begin(self, begin: list[Any]) -> tuple[int, int]:
-        """BEGIN -> first ACK (after the slot erase): the device's offset and window."""
-        def accept(m: list[Any]) -> bool:
-            return m[0] in (codes.MSG_ACK, codes.MSG_RESULT)
-        try:
-            reply = self._request(begin, accept, self.timeout, 3, self.first_data_timeout)
-        except EcuRejected as exc:
-            if exc.wire_code != codes.E_BUSY:
-                raise
-            # A transfer session with another instruction is open on the device (a host that
-            # went away): tell it we gave up on that exchange (keeps its durable state), retry.
-            self._send([codes.MSG_ERROR, codes.E_ABORTED, 0])
-            reply = self._request(begin, accept, self.timeout, 3, self.first_data_timeout)
-        self._raise_for(reply)
-        if reply[0] != codes.MSG_ACK or len(reply) < 4:
-            raise EcuProtocolError("BEGIN not answered by ACK")
-        offset, window = reply[1], reply[2]
-        if not (_is_int(offset) and _is_int(window)) or offset > begin[6]:
-            raise EcuProtocolError("ACK offset/window out of range")
-        return offset, window
+    def _stream(
+        self, begin: list[Any], st: _TxState, image_len: int, progress: Progress | None
+    ) -> None:
+        """BEGIN, then windowed DATA until the device has ACKed every wire byte.
 
-    def _stream(self, st: _TxState, progress: Progress | None) -> None:
-        """Windowed DATA until the device has ACKed every wire byte."""
+        The first window goes out right behind BEGIN, from the durable offset and window the
+        device announced in INFO: it crosses the line while the device erases, instead of one
+        round trip later. The device owns the offset: if BEGIN's ACK names another one, those
+        frames are duplicates/gaps it drops, and the host goes back to the ACKed offset.
+        """
         total = len(st.stream)
-        if progress:
-            progress(st.acked, total)
+        info = self.info
+        guess, window = 0, 0
+        if info is not None:
+            window = info.caps.window
+            t = info.transfer
+            if t.wire_len == total and t.image_len == image_len and t.wire_offset <= total:
+                guess = t.wire_offset
+        self._drain()
+        self._send(begin)
+        st.restart(guess, window)
+        begun = False
+        begin_sent = time.monotonic()
         timeouts = 0
         baud = self.transport.baud
         # Until an RTT has been measured: the time to carry one window, plus a margin.
-        carry = (st.window_end - st.acked) * 10.0 / baud if baud else 0.0
+        carry = window * 10.0 / baud if baud else 0.0
         rto = base_rto = min(self.timeout, max(4 * _MIN_RTO, 2 * carry + _MIN_RTO))
         srtt = rttvar = 0.0
-        sent_at: dict[int, float] = {}  # frame end offset -> time sent (first sends only)
+        sent_at: dict[int, float] = {}  # frame end offset -> time of its latest send
         silent_since = time.monotonic()
-        while st.acked < total:
+        while not begun or st.acked < total:
             while st.next_send < total and st.next_send < st.limit:
                 n = min(st.chunk, total - st.next_send, st.limit - st.next_send)
                 off = st.next_send
                 if off < st.sent_max:
                     st.retransmitted += min(n, st.sent_max - off)
-                # RTT samples from retransmissions too (measured from the latest send): after a
-                # go-back the first copy is lost or discarded, and heavy loss would otherwise
-                # leave the timer without any sample.
+                # RTT samples from retransmissions too (from the latest send): after a go-back
+                # the first copy is lost or discarded, and heavy loss would otherwise leave the
+                # timer without any sample.
                 sent_at[off + n] = time.monotonic()
                 self._send([codes.MSG_DATA, off, st.stream[off : off + n]])
                 st.frames += 1
@@ -383,9 +377,12 @@ class EcuClient:
                 st.max_frame = max(st.max_frame, n + 16)
                 st.next_send = off + n
                 st.sent_max = max(st.sent_max, st.next_send)
-            msg = self._next(time.monotonic() + rto)
+            wait = rto if begun else self.timeout
+            msg = self._next(time.monotonic() + wait)
             now = time.monotonic()
             if msg is None:
+                if not begun:
+                    raise EcuLinkError("BEGIN not answered")
                 # Nothing within the retransmit time: the tail of the window or the line is
                 # lost. Go back to the last ACKed offset; hand over to link recovery once the
                 # device has been silent for longer than its reply time.
@@ -399,8 +396,19 @@ class EcuClient:
                 continue
             silent_since = now
             kind = msg[0]
+            if kind == codes.MSG_PROGRESS:
+                if not begun and now - begin_sent > self.first_data_timeout:
+                    raise EcuLinkError("slot erase did not finish in time")
+                continue
             if kind == codes.MSG_ACK and len(msg) >= 4 and _is_int(msg[1]) and _is_int(msg[2]):
-                off = msg[1]
+                off, win = msg[1], msg[2]
+                if not begun:
+                    # The answer to BEGIN (the device handles frames in order).
+                    if off > total:
+                        raise EcuProtocolError("ACK offset beyond the stream")
+                    begun = True
+                    st.on_begin_ack(off, win)
+                    continue
                 t_sent = sent_at.pop(off, None)
                 if t_sent is not None:
                     sample = now - t_sent
@@ -412,15 +420,21 @@ class EcuClient:
                     base_rto = min(self.timeout, max(_MIN_RTO, srtt + 4 * rttvar))
                 if off > st.acked:
                     rto = base_rto  # the line is alive: drop any timeout back-off
-                if off > st.acked and len(sent_at) > 64:
-                    for end in [e for e in sent_at if e <= off]:
-                        del sent_at[end]
-                st.on_ack(off, msg[2])
+                    if len(sent_at) > 64:
+                        for end in [e for e in sent_at if e <= off]:
+                            del sent_at[end]
+                st.on_ack(off, win)
                 if progress and off > st.reported:
                     st.reported = off
                     progress(min(off, total), total)
-            elif kind == codes.MSG_ERROR and len(msg) >= 2:
-                code = msg[1]
+            elif kind == codes.MSG_ERROR and len(msg) >= 3:
+                code, detail = msg[1], msg[2]
+                if code == codes.E_BAD_STATE and detail == codes.MSG_DATA:
+                    if begun:
+                        raise _Resync()  # the device dropped our session (reset, idle)
+                    continue  # DATA that overtook a lost BEGIN: BEGIN's fate decides
+                if not begun:
+                    self._raise_for(msg)  # BEGIN refused: authenticity, policy, busy
                 if code in (codes.E_OUT_OF_WINDOW, codes.E_BAD_OFFSET):
                     st.rewind(st.acked, st.inflight)
                 elif code in (codes.E_BAD_STATE, codes.E_TIMEOUT):
@@ -450,6 +464,13 @@ class EcuClient:
         info = self.status()
         slot = info.inactive
         return slot.state == codes.SLOT_VERIFIED and slot.sha256 == sha
+
+
+def _answers_data(msg: list[Any]) -> bool:
+    """ERRORs that only ever answer DATA frames (stale once the stream is over)."""
+    code = msg[1] if len(msg) > 1 else None
+    detail = msg[2] if len(msg) > 2 else None
+    return code == codes.E_OUT_OF_WINDOW or (code == codes.E_BAD_STATE and detail == codes.MSG_DATA)
 
 
 def _nonce_of(body: Any) -> bytes | None:
@@ -489,10 +510,24 @@ class _TxState:
         self.retransmitted = 0
         self.losses = 0
         self.max_frame = self.max_chunk + 16  # largest frame since the last timeout
+        self.resumed_from = -1
 
     @property
     def limit(self) -> int:
         return min(self.window_end, self.acked + self.cwnd)
+
+    def on_begin_ack(self, offset: int, window: int) -> None:
+        """BEGIN's ACK: the device's offset and window; frames sent on a wrong guess are stale."""
+        if self.resumed_from < 0:
+            self.resumed_from = offset
+        guessed = self.acked
+        self.acked = offset
+        self.acked_max = max(self.acked_max, offset)
+        self.window_end = offset + window
+        if offset != guessed:
+            self.next_send = offset
+            self.stale = self.inflight
+            self.inflight = 0
 
     def restart(self, offset: int, window: int) -> None:
         self.acked = offset

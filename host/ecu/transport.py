@@ -56,7 +56,7 @@ class SerialTransport:
     def write(self, data: bytes) -> None:
         try:
             self._port.write(data)
-        except (serial.SerialException, OSError) as exc:
+        except Exception as exc:  # pyserial URL handlers raise their own (loop://: queue.Full)
             from otalink.host.ecu.errors import EcuLinkError
 
             raise EcuLinkError(f"write to {self.url} failed: {exc}") from exc

@@ -9,7 +9,7 @@ Public interface:
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from otalink.protocol import cbor, codes, messages
 from otalink.protocol.errors import ProtocolError
@@ -18,12 +18,12 @@ from otalink.protocol.frame import FrameParser, frame
 
 def encode(msg: list[Any]) -> bytes:
     """Frame one message (CBOR array in the protocol's profile) for the wire."""
-    return cast(bytes, frame(cbor.dumps(msg)))
+    return frame(cbor.dumps(msg))
 
 
 def decode_report(body: bytes) -> list[Any]:
     """A report body decoded and checked against the protocol's bounds (ProtocolError if not)."""
-    return cast(list[Any], messages.decode_report(body))
+    return messages.decode_report(body)
 
 
 class Deframer:
@@ -53,5 +53,5 @@ class Deframer:
             except ProtocolError:
                 self.bad_messages += 1
                 continue
-            out.append(cast(list[Any], msg))
+            out.append(msg)
         return out

@@ -145,6 +145,17 @@ class ServerState:
     offline: bool = False
     rate_bps: int | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    connections: set[socket.socket] = field(default_factory=set)  # open client connections
+
+    def drop_all(self, keep: socket.socket | None = None) -> None:
+        """Cut every open client connection (keep-alive ones included) but ``keep``."""
+        with self.lock:
+            conns = [c for c in self.connections if c is not keep]
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -162,6 +173,13 @@ class Handler(BaseHTTPRequestHandler):
         # headers and body go out in separate writes: without this, Nagle + delayed ACK add
         # ~40 ms to every small response
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.state.lock:
+            self.state.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.state.lock:
+            self.state.connections.discard(self.connection)
+        super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:
         if os.environ.get("OTALINK_SERVER_LOG"):
@@ -314,6 +332,8 @@ class Handler(BaseHTTPRequestHandler):
                 if "rate_bps" in ctl:
                     self.state.rate_bps = int(ctl["rate_bps"]) if ctl["rate_bps"] else None
             self._send_json(200, {"offline": self.state.offline, "rate_bps": self.state.rate_bps})
+            if self.state.offline:
+                self.state.drop_all(keep=self.connection)
             return
         if not path.startswith("/reports/"):
             self._error(404, "not found")
@@ -380,13 +400,18 @@ class ServerHandle:
         return self.server.state
 
     def set_offline(self, offline: bool) -> None:
+        """Simulate a lost link: refuse repository traffic and cut open connections."""
         self.server.state.offline = offline
+        if offline:
+            self.server.state.drop_all()
 
     def set_rate(self, rate_bps: int | None) -> None:
         self.server.state.rate_bps = rate_bps
 
     def stop(self) -> None:
+        """Stop accepting, cut open (keep-alive) connections, close the socket."""
         self.server.shutdown()
+        self.server.state.drop_all()
         self.server.server_close()
         self.thread.join(5)
 

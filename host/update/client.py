@@ -183,8 +183,8 @@ class UpdateClient:
         """Refresh both repositories and return the verified plan (``None``: nothing to do).
 
         ``installed`` maps ecu_id -> release counter currently installed (from the ECU reports);
-        it raises the rollback floor above ``EcuInfo.release_floor``. Assignments equal to what
-        is installed are dropped; older ones raise ``RollbackError``.
+        it raises the rollback floor above ``EcuInfo.release_floor``. Assignments equal to the
+        floor are dropped (already installed); older ones raise ``RollbackError``.
         """
         _director, image = self.refresh()
         dtargets = self._director_targets()
@@ -206,8 +206,8 @@ class UpdateClient:
                     f"installed {floor}",
                     reason="release_counter",
                 )
-            if a.release_counter == floor and a.ecu_id in installed:
-                continue  # already installed
+            if a.release_counter == floor:
+                continue  # already installed (an ECU only accepts a strictly newer release)
             assignments.append(a)
             images[info.target] = info
         if not assignments:
@@ -399,11 +399,11 @@ class UpdateClient:
                 attempt: int,
                 _name: str = name,
                 _base: int = base,
+                _received: int = received,
             ) -> None:
-                nonlocal received
-                received = self.downloader.last_stats.bytes_received
                 if progress is not None:
-                    rate = received / max(1e-6, time.monotonic() - started)
+                    got = _received + self.downloader.last_stats.bytes_received
+                    rate = got / max(1e-6, time.monotonic() - started)
                     progress(
                         DownloadProgress(
                             _name, done, total, _base + done, overall_total, rate, resumed, attempt
@@ -414,10 +414,12 @@ class UpdateClient:
                 url, self.target_path(name), length, sha, on_chunk=on_chunk, should_stop=should_stop
             )
             self.last_stats[name] = self.downloader.last_stats
+            received += self.downloader.last_stats.bytes_received
             done_before += length
             if progress is not None:
+                rate = received / max(1e-6, time.monotonic() - started)
                 progress(
-                    DownloadProgress(name, length, length, done_before, overall_total, 0.0, 0, 0)
+                    DownloadProgress(name, length, length, done_before, overall_total, rate, 0, 0)
                 )
         return result
 

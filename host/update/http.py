@@ -8,9 +8,12 @@ families (``ConnectivityError`` reason ``no_connection``/``unstable``, ``SlowRet
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import urllib3
 from otalink.host.update.errors import (
@@ -22,6 +25,8 @@ from otalink.host.update.errors import (
     UpdateError,
 )
 from otalink.host.update.types import DownloadPolicy
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
@@ -69,6 +74,44 @@ def classify(exc: BaseException) -> UpdateError:
     return DownloadError(f"download failed: {reason!r}")
 
 
+def _header_deadline_pools(deadline_s: float) -> dict[str, type[HTTPConnectionPool]]:
+    """Pool classes whose connections must receive the whole response head within
+    ``deadline_s``: the socket read timeout alone lets a server trickle headers forever."""
+
+    def getresponse(self: Any) -> Any:
+        sock = self.sock
+        hit = threading.Event()
+
+        def cut() -> None:
+            hit.set()
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        timer = threading.Timer(deadline_s, cut)
+        timer.daemon = True
+        timer.start()
+        try:
+            resp = super(type(self), self).getresponse()
+        except Exception as exc:
+            if hit.is_set():  # urllib3 turns this into ReadTimeoutError -> slow retrieval
+                raise TimeoutError(f"no response head within {deadline_s:.0f} s") from exc
+            raise
+        finally:
+            timer.cancel()
+        if hit.is_set():  # the cut may also end the head early and look like a response
+            raise TimeoutError(f"no response head within {deadline_s:.0f} s")
+        return resp
+
+    http_conn = type("DeadlineHTTPConnection", (HTTPConnection,), {"getresponse": getresponse})
+    https_conn = type("DeadlineHTTPSConnection", (HTTPSConnection,), {"getresponse": getresponse})
+    return {
+        "http": type("DeadlineHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
+        "https": type("DeadlineHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn}),
+    }
+
+
 class Transport:
     """One urllib3 pool with explicit timeouts; retries are the caller's business."""
 
@@ -84,6 +127,7 @@ class Transport:
                 connect=self.policy.connect_timeout_s, read=self.policy.read_timeout_s
             ),
         )
+        self._pool.pool_classes_by_scheme = _header_deadline_pools(self.policy.header_timeout_s)
 
     def open(
         self, url: str, headers: Mapping[str, str] | None = None, method: str = "GET"

@@ -26,6 +26,7 @@ class DownloadPolicy:
 
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 15.0  # longest gap between two received bytes
+    header_timeout_s: float = 30.0  # the whole response head (status + headers) must arrive
     max_attempts: int = 6  # per target, per download() call; connection failures only
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0

@@ -136,7 +136,7 @@ def test_cli_provision_deploy_info(cli_board: tuple[str, str, Path], tmp_path: P
         str(registry),
         "--json",
     )
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 0, p.stdout + p.stderr
     rec = json.loads(p.stdout)
     on_disk = json.loads((registry / "ecus" / "bms-1.json").read_text())
     assert on_disk["public_key"] == rec["public_key"] and on_disk["format"] == "otalink-ecu/1"
@@ -160,7 +160,7 @@ def test_cli_provision_deploy_info(cli_board: tuple[str, str, Path], tmp_path: P
         str(registry),
         "--json",
     )
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 0, p.stdout + p.stderr
     out = json.loads(p.stdout)
     assert out["ok"] and out["hello"]["ecu_id"] == "bms-1" and out["hello"]["signature"] == "valid"
     # The board got exactly the provisioned key; the Director record still matches it.
@@ -168,7 +168,7 @@ def test_cli_provision_deploy_info(cli_board: tuple[str, str, Path], tmp_path: P
     assert (root / "keys/ecu_key.bin").read_bytes() == seed
 
     p = _cli("info", "--port", line, "--registry", str(registry), "--json")
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 0, p.stdout + p.stderr
     info = json.loads(p.stdout)
     assert info["ecu_id"] == "bms-1" and info["signature"] == "valid"
     p = _cli("info", "--port", line)

@@ -105,7 +105,7 @@ def test_pause_and_resume_keep_the_bytes(vehicle: Vehicle, agent: Agent) -> None
 
 
 def test_preconditions_refuse_then_break_mid_install(vehicle: Vehicle, agent: Agent) -> None:
-    vehicle.release("1.0", 1, pad=48 * 1024)
+    vehicle.release("1.0", 1, pad=20 * 1024)
     agent.check()
     agent.download_start()
     wait_for(lambda: _state(agent) == "awaiting_confirmation", 20, "download")
@@ -158,7 +158,7 @@ def test_preconditions_refuse_then_break_mid_install(vehicle: Vehicle, agent: Ag
 
 
 def test_cancel_before_ponr_changes_nothing(vehicle: Vehicle, agent: Agent) -> None:
-    vehicle.release("1.0", 1, pad=48 * 1024)
+    vehicle.release("1.0", 1, pad=20 * 1024)
     agent.check()
     agent.download_start()
     wait_for(lambda: _state(agent) == "awaiting_confirmation", 20, "download")

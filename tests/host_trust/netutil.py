@@ -174,8 +174,9 @@ http {{
 
 
 class HostileServer:
-    """Answers every GET with 200 and a body of ``mode``: ``trickle`` (1 byte every ``gap`` s,
-    honest Content-Length) or ``endless`` (no Content-Length, bytes forever)."""
+    """Answers every GET with 200 and, by ``mode``: ``trickle`` (a body of 1 byte every ``gap``
+    s, honest Content-Length), ``endless`` (no Content-Length, bytes forever) or ``headers`` (a
+    header line that grows by 1 byte every ``gap`` s)."""
 
     def __init__(self, mode: str, length: int = 1 << 20, gap: float = 0.05) -> None:
         self.mode = mode
@@ -204,7 +205,13 @@ class HostileServer:
     def _serve(self, c: socket.socket) -> None:
         try:
             c.recv(65536)
-            if self.mode == "trickle":
+            if self.mode == "headers":  # a response head that never ends
+                c.sendall(b"HTTP/1.1 200 OK\r\n")
+                while not self._stop.is_set():
+                    c.sendall(b"X")
+                    self.sent += 1
+                    time.sleep(self.gap)
+            elif self.mode == "trickle":
                 c.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {self.length}\r\n\r\n".encode())
                 while not self._stop.is_set():
                     c.sendall(b"x")

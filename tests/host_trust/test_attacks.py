@@ -14,7 +14,7 @@ from otalink.host.update import errors as E
 from otalink.host.update.client import hashed_target_path
 from tuf.api.metadata import Metadata
 
-from tests.host_trust.conftest import VIN, World
+from tests.host_trust.conftest import FAST, VIN, World
 from tests.host_trust.netutil import HostileServer
 
 
@@ -171,6 +171,22 @@ def test_slow_retrieval_of_a_target(world: World) -> None:
             client.download(plan)
         assert ei.value.code == "trust.slow_retrieval"
         assert time.monotonic() - t0 < 15
+        assert_nothing_complete(world, "bms-5.1.bin")
+    finally:
+        hostile.close()
+
+
+def test_slow_retrieval_of_response_headers(world: World) -> None:
+    hostile = HostileServer("headers", gap=0.05)
+    try:
+        policy = replace(FAST, header_timeout_s=0.5, max_attempts=2)
+        client = world.client(image_targets_url=hostile.url + "/", policy=policy)
+        plan = client.check()
+        assert plan is not None
+        t0 = time.monotonic()
+        with pytest.raises(E.SlowRetrievalError):
+            client.download(plan)
+        assert time.monotonic() - t0 < 10
         assert_nothing_complete(world, "bms-5.1.bin")
     finally:
         hostile.close()

@@ -103,11 +103,15 @@ def test_no_connection_is_a_state_and_recovers(world: World) -> None:
 
 def test_server_down_probe_reason(world: World) -> None:
     client = world.client()
-    world.server.stop()
+    assert client.check() is not None  # leaves keep-alive connections in the pool
+    world.server.stop()  # must cut them too
     r = client.probe(timeout_s=1)
     assert not r.ok and r.reason == "no_connection"
     with pytest.raises(E.ConnectivityError) as ei:
         client.check()
+    assert ei.value.reason in ("no_connection", "unstable")
+    with pytest.raises(E.ConnectivityError) as ei:
+        world.client().check()  # a fresh client: nothing answers at all
     assert ei.value.reason == "no_connection"
 
 

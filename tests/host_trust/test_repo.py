@@ -299,3 +299,41 @@ def test_quickstart_cli(tmp_path: Path) -> None:
         "director/V2/metadata/root.json",
     ):
         assert (tmp_path / "srv" / p).exists()
+
+
+def test_cli_root_rotation_followed_by_tuf_client(tmp_path: Path) -> None:
+    k = tmp_path / "K"
+    assert run("keygen", "--dir", str(k), "root1", "root2", "root3", "t", "s", "ts") == 0
+    img, out = str(tmp_path / "IMG"), tmp_path / "OUT"
+    assert (
+        run(
+            "init", "image", "--repo", img, "--root-key", str(k / "root1"),
+            "--root-key", str(k / "root2"), "--targets-key", str(k / "t"),
+            "--snapshot-key", str(k / "s"), "--timestamp-key", str(k / "ts"),
+            "--threshold", "root=2",
+        )
+        == 0
+    )  # fmt: skip
+    assert run("publish", "--repo", img, "--out", str(out)) == 0
+    v1 = tmp_path / "root-v1.json"
+    v1.write_bytes((out / "metadata" / "1.root.json").read_bytes())
+    # only one of the two old root keys signs: root v2 stays below threshold, publish refuses
+    assert run("rotate", "--repo", img, "--role", "root", "--new-key", str(k / "root3"),
+               "--root-key", str(k / "root1")) == 0  # fmt: skip
+    assert run("publish", "--repo", img, "--out", str(out)) == 1
+    assert run("sign", "--repo", img, "--role", "root", "--key", str(k / "root2")) == 0
+    assert run("publish", "--repo", img, "--out", str(out)) == 0
+    md = str(tmp_path / "md")
+    with start_server(out) as srv:
+        assert cli_main(["tuf-client", "--metadata-dir", md, "init", str(v1)]) == 0
+        url = f"{srv.url}/metadata"
+        assert cli_main(["tuf-client", "--metadata-dir", md, "--metadata-url", url, "refresh"]) == 0
+    trusted = json.loads((tmp_path / "md" / "root.json").read_bytes())["signed"]
+    assert trusted["version"] == 2
+    assert trusted["roles"]["root"]["keyids"] == [keymod_load(k / "root3.key")]
+
+
+def keymod_load(path: Path) -> str:
+    from otalink.host.repo import keys
+
+    return keys.load(path).keyid

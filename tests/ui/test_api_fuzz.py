@@ -48,7 +48,7 @@ def fuzz_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
 # The event stream is endless by design (tested in test_api.py); everything else is fuzzed.
 @schema.exclude(path="/api/v1/events").parametrize()
 @settings(
-    max_examples=12,
+    max_examples=8,
     deadline=None,
     suppress_health_check=list(HealthCheck),
     derandomize=True,
