@@ -108,6 +108,7 @@ def main(argv):
     # (crypto, CBOR codec, messages) now, while the heap is still compact: a qstr pool first
     # created later would sit between the freed code and fragment the heap for the transfer.
     try:
+        _s._messages()
         _s._crypto()
     except MemoryError:
         pass  # only an optimisation; the session imports them when needed

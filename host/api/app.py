@@ -18,11 +18,11 @@ from typing import Annotated, Any, Protocol
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from otalink.host.api.events import event_stream_response
 from otalink.host.api.problems import ApiProblem, problem_from_exception, problem_response
 from otalink.host.campaign.errors import AgentError
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
-from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from nacl.signing import SigningKey
-
 from otalink.host.config import AgentConfig, EcuConfig, PolicyConfig
 from otalink.host.ecusim import EcuProcess, build_bundle, make_ecu_config
 from otalink.host.line.sim import LineSim
@@ -213,9 +212,7 @@ def agent_config(
         server_url=server_url,
         check_interval_s=0.0,
         ecus=tuple(
-            EcuConfig(
-                e.ecu_id, e.spec.hw_id, e.host_port, e.spec.public_key, baud=baud or 115200
-            )
+            EcuConfig(e.ecu_id, e.spec.hw_id, e.host_port, e.spec.public_key, baud=baud or 115200)
             for e in ecus
         ),
         policy=policy or PolicyConfig(),

@@ -4,7 +4,8 @@ Public interface (stable):
     EcuRig(workdir, *, ecu_id="ecu-1", hw_id="hw-unix-1", baud=115200, latency_s=0.0,
            faults=None, seed=1, heapsize=DEFAULT_HEAP, director=None, ecu_key=None,
            config_extra=None)
-      .start() / .stop() / context manager     LineSim + supervised EcuProcess (real agent)
+      .start(wait=True) / .stop() / context manager   LineSim + supervised EcuProcess (real
+           agent); start waits until the agent answers HELLO (.wait_ready(timeout))
       .sim: LineSim   .proc: EcuProcess   .flash: FlashFile   .director / .ecu_key: KeyPair
       .client(**kw) -> EcuClient              on the host side of the line, verifying reports
       .instruction(image, version="2.0.0", release_counter=2, kind=0, stream=None)
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from otalink.host.ecu.client import EcuClient
+from otalink.host.ecu.errors import EcuError
 from otalink.host.ecusim import EcuProcess, FlashFile, board_geometry, make_ecu_config
 from otalink.host.keys import KeyPair
 from otalink.host.line.faults import FaultConfig
@@ -76,10 +78,25 @@ class EcuRig:
         self.flash = FlashFile(self.flash_path, board_geometry("unix"))
         self._clients: list[EcuClient] = []
 
-    def start(self) -> EcuRig:
+    def start(self, wait: bool = True) -> EcuRig:
+        """Start the line and the agent; with ``wait``, return once the agent answers HELLO."""
         self.sim.start()
         self.proc.supervise()
+        if wait:
+            self.wait_ready()
         return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Block until the agent answers HELLO (it flushes its input when it opens the line)."""
+        end = time.monotonic() + timeout
+        with EcuClient(self.sim.host_path, baud=self.baud, timeout=0.1) as probe:
+            while True:
+                try:
+                    probe.hello()
+                    return
+                except EcuError:
+                    if time.monotonic() > end:
+                        raise
 
     def stop(self) -> None:
         for c in self._clients:

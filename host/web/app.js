@@ -54,6 +54,8 @@ function hhmm(iso) {
 }
 function human(code) {
   if (!code) return "";
+  const u = /^ecu_unreachable:([^;]+)/.exec(String(code));
+  if (u) return `ECU “${u[1]}” did not come back after restarting.`;
   const m = /^ecu_failed:([^:]+):([^;]+)/.exec(String(code));
   if (m) return `ECU “${m[1]}”: ${REASONS[m[2]] || m[2].replace(/_/g, " ")}.`;
   return REASONS[code] || (String(code).charAt(0).toUpperCase() + String(code).slice(1)).replace(/_/g, " ");
@@ -65,7 +67,7 @@ function bar(p, small) {
 }
 
 const REASONS = {
-  no_connection: "No stable connection. A stable Wi-Fi or cellular connection is required to download the update.",
+  no_connection: "A stable Wi-Fi or cellular connection is required to download the update.",
   unstable_connection: "The connection is not stable enough to download the update.",
   metered: "The car is on a cellular (metered) connection.",
   paused_by_user: "You paused the download.",
@@ -78,6 +80,8 @@ const REASONS = {
   schedule_missed: "The scheduled installation could not start.",
   self_test_failed: "An ECU failed its self-test with the new software.",
   selftest: "the new software failed its self-test", self_test: "the new software failed its self-test",
+  "rejected:50": "the new software failed its self-test", "rejected:51": "the new software crashed at start",
+  "rejected:52": "the new software was not confirmed",
   battery: "The battery charge is too low (and the car is not plugged in).",
   park: "The car was shifted out of Park.",
   speed: "The car started moving.",
@@ -434,7 +438,7 @@ function renderChip() {
   const st = S.status, chip = $("#chip");
   const at = st && st.schedule && st.schedule.at && !["installing", "installing_committed", "restarting", "verifying"].includes(st.state) && st.schedule.at;
   chip.hidden = !at;
-  if (at) $("#chip-text").textContent = "Scheduled for " + hhmm(at);
+  if (at) $("#chip-text").textContent = "Scheduled for " + hhmm(st.schedule.next_at || at);
 }
 function sig(path) { const s = S.signals[path]; return s ? s.value : null; }
 function renderBar() {

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from otalink.host.ecu import EcuClient, EcuLinkError, EcuRejected
+from otalink.host.ecu import EcuClient, EcuLinkError, EcuRejected, SerialTransport
 from otalink.host.ecu.info import EcuInfo
 from otalink.host.ecusim import build_bundle
 from otalink.host.keys import KeyPair
@@ -105,7 +105,7 @@ def test_wrong_ecu_is_rejected(rig: EcuRig) -> None:
 
 def test_resume_after_disconnect_continues_from_the_device_offset(rig_factory: RigFactory) -> None:
     rig = rig_factory(baud=921600)
-    c = rig.client()
+    c = rig.client(timeout=0.5)
     image = os.urandom(120_000)
     instr, sigs = rig.instruction(image)
 
@@ -113,7 +113,7 @@ def test_resume_after_disconnect_continues_from_the_device_offset(rig_factory: R
         while rig.sim.delivered_h2d < 50_000:
             time.sleep(0.005)
         rig.sim.disconnect()
-        time.sleep(2.5)  # longer than the reply timeout: the client must re-HELLO
+        time.sleep(1.5)  # longer than the reply timeout: the client must re-HELLO
         rig.sim.reconnect()
 
     t = threading.Thread(target=cut)
@@ -128,7 +128,7 @@ def test_second_session_resumes_an_interrupted_transfer(rig_factory: RigFactory)
     rig = rig_factory(baud=921600)
     image = os.urandom(150_000)
     instr, sigs = rig.instruction(image)
-    c1 = rig.client(recover_timeout=1.0)
+    c1 = rig.client(timeout=0.5, recover_timeout=1.0)
 
     def cut() -> None:
         while rig.sim.delivered_h2d < 60_000:
@@ -166,7 +166,7 @@ def test_activate_reboot_confirm_a_real_bundle(rig: EcuRig) -> None:
 
 def test_loop_url_without_a_device_is_a_link_error() -> None:
     # loop:// echoes our own frames back: never an INFO, so the client reports a link error
-    c = EcuClient("loop://", timeout=0.2)
+    c = EcuClient(transport=SerialTransport("loop://", write_timeout=0.5), timeout=0.2)
     with pytest.raises(EcuLinkError) as exc:
         c.hello()
     assert exc.value.wire_code == codes.E_TIMEOUT

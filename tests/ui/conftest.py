@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from otalink.host.demo.stack import FAST, DemoOptions, DemoStack
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,11 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
-
 from otalink.host.api.schema import SCHEMA_FILE, dumps, generate
 from otalink.host.api.server import ApiServer, NotLoopback, check_loopback
 from otalink.host.demo.stack import DemoStack
 from otalink.host.vehicle import signals as sig
+
 from tests.ui.conftest import StackFactory, api, wait_status
 
 PROBLEM = "application/problem+json"
@@ -77,7 +77,7 @@ def test_status_update_and_reads(shared_stack: DemoStack) -> None:
         assert c.get("/openapi.json").json()["info"]["title"] == "otalink local API"
         page = httpx.get(shared_stack.url + "/")
         assert page.headers["content-type"] == "text/html; charset=utf-8"
-        assert "<script src=\"/static/app.js\">" in page.text
+        assert '<script src="/static/app.js">' in page.text
         for asset in ("app.js", "app.css", "icon.svg"):
             assert httpx.get(f"{shared_stack.url}/static/{asset}").status_code == 200
         problem(httpx.get(f"{shared_stack.url}/static/..%2fapp.py"), 404, "not_found")

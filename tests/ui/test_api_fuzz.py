@@ -14,7 +14,6 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-
 from otalink.host.api.schema import SCHEMA_FILE
 from otalink.host.demo.stack import FAST, DemoStack
 

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from otalink.host.cli import main
 from otalink.host.cli.user import parse_time
 from otalink.host.demo.stack import DemoStack
 from otalink.host.vehicle import signals as sig
+
 from tests.ui.conftest import StackFactory, api, wait_status
 
 OTALINK = str(Path(sys.executable).parent / "otalink")
@@ -65,7 +65,9 @@ def test_read_commands(shared_stack: DemoStack, capsys: pytest.CaptureFixture[st
 
     code, out, _ = run(capsys, url, "events", "--since", "0", "--limit", "3")
     lines = [json.loads(x) for x in out.splitlines()]
-    assert code == 0 and len(lines) == 3 and [e["id"] for e in lines] == sorted(e["id"] for e in lines)
+    assert (
+        code == 0 and len(lines) == 3 and [e["id"] for e in lines] == sorted(e["id"] for e in lines)
+    )
     code, out, _ = run(capsys, url, "events", "--since", "0")  # without --follow: ends
     assert code == 0 and len(out.splitlines()) >= 3
 
@@ -76,7 +78,9 @@ def test_read_commands(shared_stack: DemoStack, capsys: pytest.CaptureFixture[st
     assert code == 0 and "state: available" in out
 
 
-def test_refusals_and_exit_codes(shared_stack: DemoStack, capsys: pytest.CaptureFixture[str]) -> None:
+def test_refusals_and_exit_codes(
+    shared_stack: DemoStack, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = shared_stack.url
     # 3 refused: no --yes and no terminal to ask on
     code, out, err = run(capsys, url, "install", "--now")

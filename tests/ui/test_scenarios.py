@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from otalink.host.cli import main
 from otalink.host.demo.scenarios import SCENARIOS, play
+
 from tests.ui.conftest import StackFactory
 
 
