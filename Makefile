@@ -51,7 +51,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 test: sysdeps $(STAMP) mpy lint
-	$(BIN)/pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 -m "not slow" --board unix --port emulate $(PYTEST_ARGS)
 
 # Quicker inner loop: no lint, no browser tests.
 test-fast: $(STAMP) mpy

@@ -11,7 +11,12 @@
 * ``mpy_bytes``          total size of the compiled device + protocol modules (build/mpy);
 * ``code_heap_bytes``    live heap taken by the serving agent's loaded modules alone (the unix
   port loads .mpy code and qstrs into the GC heap), and ``peak_data_heap_bytes`` = peak minus
-  that: the heap a board with frozen modules would need (approximate).
+  that: the heap a board with frozen modules would need (approximate);
+* ``codec_code_heap_bytes`` / ``crypto_code_heap_bytes``  the two module groups the session
+  imports per HELLO / STATUS_REQ / BEGIN and drops again (they take turns, never both);
+* ``qstr_count`` / ``qstr_pools`` / ``qstr_heap_bytes``  the agent's interned names at exit: the
+  pools hold 20+40+80+160+320 = 620 names in 5 pools; name 621 allocates a 6th pool of 640
+  entries (~7.7 KB), so the count is a budget to keep under 620.
 """
 
 from __future__ import annotations
@@ -119,6 +124,9 @@ def bench_datapath(tmp: Path, kib: int, compress: bool) -> dict[str, Any]:
 
 
 _MEM = re.compile(rb"otalink-mem peak_live=(\d+) heap=(\d+)")
+_QSTR = re.compile(
+    rb"qstr pool: n_pool=(\d+), n_qstr=(\d+), n_str_data_bytes=\d+, n_total_bytes=(\d+)"
+)
 
 
 def whole_update(tmp: Path, heap: str, max_payload: int | None = None) -> dict[str, Any] | None:
@@ -159,13 +167,19 @@ def whole_update(tmp: Path, heap: str, max_payload: int | None = None) -> dict[s
         ecu.wait_exit()
         peaks += [int(m.group(1)) for m in _MEM.finditer(ecu.stderr)]
         heap_total = [int(m.group(2)) for m in _MEM.finditer(ecu.stderr)]
+        qstr = [m.groups() for m in _QSTR.finditer(ecu.stderr)]
     except (AssertionError, subprocess.TimeoutExpired, OSError):
         return None
     finally:
         ecu.close()
     if len(peaks) < 2:
         return None
-    return {"peak_heap_bytes": max(peaks), "heap_reported": heap_total[-1] if heap_total else 0}
+    out = {"peak_heap_bytes": max(peaks), "heap_reported": heap_total[-1] if heap_total else 0}
+    if qstr:  # the agent's qstr pools at exit (they live in the heap and are never freed)
+        out["qstr_pools"] = int(qstr[-1][0])
+        out["qstr_count"] = int(qstr[-1][1])
+        out["qstr_heap_bytes"] = int(qstr[-1][2])
+    return out
 
 
 def _heap_bytes(h: str) -> int:
@@ -198,6 +212,9 @@ def main() -> int:
                 out["peak_heap_bytes"] = r["peak_heap_bytes"]
                 out["heap_limit_bytes"] = _heap_bytes(heap)
                 out["fits_64k"] = heap == "64k"
+                for k in ("qstr_count", "qstr_pools", "qstr_heap_bytes"):
+                    if k in r:
+                        out[k] = r[k]
                 break
         else:
             out["peak_heap_bytes"] = None
@@ -212,6 +229,7 @@ def main() -> int:
                 break
     ch = run_mp("codeheap", heap="512k")
     out["code_heap_bytes"] = ch["code_heap_bytes"]
+    out["codec_code_heap_bytes"] = ch["codec_code_heap_bytes"]
     out["crypto_code_heap_bytes"] = ch["crypto_code_heap_bytes"]
     if out["peak_heap_bytes"] is not None:
         # what a board with the modules frozen in flash would need (approximate)

@@ -128,7 +128,9 @@ def bench_datapath(cfg_path, frames_path):
 
 def bench_codeheap():
     # Live heap taken by the loaded code of the modules the serving agent keeps imported (the
-    # unix port loads .mpy bytecode and its qstrs into the GC heap; boards freeze it in flash).
+    # unix port loads .mpy bytecode and its qstrs into the GC heap; boards freeze it in flash),
+    # then by the groups the session imports per HELLO / STATUS_REQ / BEGIN and drops again:
+    # the codec (wire + cbor) and the crypto (auth, ed25519, sha512), which take turns.
     gc.collect()
     base = gc.mem_alloc()
     import otalink.device.link
@@ -138,10 +140,18 @@ def bench_codeheap():
 
     gc.collect()
     serving = gc.mem_alloc() - base
+    import otalink.protocol.wire
+
+    gc.collect()
+    codec = gc.mem_alloc() - base - serving
     import otalink.device.auth  # noqa: F401
 
     gc.collect()
-    return {"code_heap_bytes": serving, "crypto_code_heap_bytes": gc.mem_alloc() - base - serving}
+    return {
+        "code_heap_bytes": serving,
+        "codec_code_heap_bytes": codec,
+        "crypto_code_heap_bytes": gc.mem_alloc() - base - serving - codec,
+    }
 
 
 def main(argv):

@@ -27,8 +27,8 @@
 #   8 BEGIN image_len != instruction's E_LENGTH_MISMATCH; 9 BEGIN sha256 != E_HASH_MISMATCH.
 # Change: `fields` (optional, last) lets the session decode the instruction while the message
 # layer is loaded for BEGIN and drop that layer before this module and ed25519 are imported (the
-# two never share the heap, docs/device.md "Memory"); the check order is unchanged. Without
-# `fields` this module imports protocol/messages itself, only when it parses.
+# two never share the heap, see device/session.py); the check order is unchanged. Without
+# `fields` this module imports protocol/wire (messages' parsers) itself, only when it parses.
 import hashlib
 
 from otalink.device import ed25519
@@ -123,13 +123,13 @@ class Instruction:
 
 
 def parse_instruction(instr, fields=None):
-    # Shape rules live in protocol/messages.py (one definition for host and device).
+    # Shape rules live in protocol/wire.py (one definition for host and device).
     f = fields
     if f is None:
-        from otalink.protocol import messages
+        from otalink.protocol import wire
 
         try:
-            f = messages.decode_instruction(instr)
+            f = wire.decode_instruction(instr)
         except ProtocolError as e:
             f = e
     if isinstance(f, ProtocolError):

@@ -1,5 +1,5 @@
 # Boot sequence of the agent on ports whose slots hold application bundles (unix, rp2, stm32):
-#   1. Slots.boot() applies the boot decision table (slots.BOOT_TABLE, docs/device.md) and says
+#   1. Slots.boot() applies the boot decision table (decide.BOOT_TABLE, docs/device.md) and says
 #      which slot to run, counting trial boots and reverting exhausted trials by itself;
 #   2. the chosen slot's bundle is extracted (bundle.extract) and its entry module imported;
 #   3. a slot on trial must pass its self-test: if the import raises -> trial_failed(E_BOOT_CRASH),

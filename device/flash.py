@@ -34,17 +34,7 @@ IOCTL_BLOCK_ERASE = const(6)
 
 OP_ERASE = const(1)
 OP_PROGRAM = const(2)
-
-# Default geometry of the unix board (boards/unix/board.json "flash" overrides each key).
-DEFAULTS = {
-    "size": 1048576,  # whole emulated flash
-    "erase_size": 4096,  # erase sector = block size of the block device
-    "write_size": 256,  # program granularity (address and length alignment)
-    "state_offset": 0,  # persisted records (store.py): state_sectors sectors from here
-    "state_sectors": 4,
-    "slot_size": 393216,  # 384 KiB per slot
-    "slot_offsets": [65536, 458752],  # slot A, slot B
-}
+_PIECE = const(256)  # emulator erase/compare piece
 
 
 class FlashViolation(BaseException):
@@ -52,50 +42,25 @@ class FlashViolation(BaseException):
     pass
 
 
+def _cfg():
+    # start-up helpers (geometry defaults, opening the flash) live in flashcfg.py, which Slots
+    # drops once constructed so the agent does not keep their code in its heap
+    from otalink.device import flashcfg
+
+    return flashcfg
+
+
 def geometry(flash_cfg=None):
-    # Board/ECU "flash" section merged over DEFAULTS, as a new dict.
-    g = dict(DEFAULTS)
-    if flash_cfg:
-        for k in flash_cfg:
-            g[k] = flash_cfg[k]
-    return g
-
-
-def region_base(g):
-    # byte offset of the otalink region inside the block device (board "region" section)
-    r = g.get("region")
-    if isinstance(r, dict):
-        return r.get("offset", 0)
-    return g.get("region_offset", 0)
+    # the board/ECU "flash" section merged over flashcfg.DEFAULTS, as a new dict
+    return _cfg().geometry(flash_cfg)
 
 
 def open_board_flash(g):
-    # The block device of a real board, from the profile's "device" (untestable here: the
-    # constructors are the ports' own). Each offers the extended block protocol with erase.
-    dev = g.get("device")
-    if dev == "rp2.Flash":
-        import rp2
-
-        return rp2.Flash()
-    if dev == "esp32.Partition":
-        import esp32
-
-        found = esp32.Partition.find(esp32.Partition.TYPE_DATA, label=g.get("label", "vfs"))
-        if not found:
-            raise OSError(19)
-        return found[0]
-    if dev == "pyb.Flash":
-        import pyb
-
-        return pyb.Flash(start=0)
-    raise OSError(19)  # ENODEV
+    return _cfg().open_board_flash(g)
 
 
-def _env_int(name, default):
-    v = os.getenv(name)
-    if v is None or v == "":
-        return default
-    return int(v)
+def open_flash(flash_cfg):
+    return _cfg().open_flash(flash_cfg)
 
 
 class NorFlash:
@@ -119,19 +84,19 @@ class NorFlash:
             fresh = st[6] != size
         except OSError:
             fresh = True
+        # One 256-byte (write granularity) piece of 0xFF and one of scratch, looped per piece:
+        # the emulator's RAM counts in the heap figures, so no sector- or program-sized buffers.
+        p = _PIECE if erase_size % _PIECE == 0 and _PIECE % write_size == 0 else write_size
+        self._p = p
+        self._ff = b"\xff" * p
+        self._old = bytearray(p)
         if fresh:
             # a new chip comes erased
             f = open(path, "wb")
-            ff = b"\xff" * erase_size
-            for _ in range(size // erase_size):
-                f.write(ff)
+            for _ in range(size // p):
+                f.write(self._ff)
             f.close()
         self.f = open(path, "r+b")
-        # erase writes 0xFF in pieces of <= 1 KiB: the emulator's RAM counts in the heap figures
-        self._ep = 1024 if erase_size % 1024 == 0 else erase_size
-        self._ff = b"\xff" * self._ep
-        # program-check scratch buffers keyed by length: the hot path uses one length only
-        self._scratch = {}
 
     # ---- block-device protocol ----------------------------------------------------------
     def readblocks(self, block, buf, off=0):
@@ -194,31 +159,38 @@ class NorFlash:
         self.erases += 1
         f = self.f
         f.seek(addr)
-        for _ in range(self.bs // self._ep):
+        for _ in range(self.bs // self._p):
             f.write(self._ff)
 
     def program(self, addr, buf):
         n = len(buf)
         if addr % self.ws or n % self.ws or addr < 0 or addr + n > self.size:
             raise FlashViolation("misaligned program", addr, n)
-        sc = self._scratch.get(n)
-        if sc is None:
-            sc = (bytearray(n), b"\xff" * n)
-            self._scratch[n] = sc
-        old = sc[0]
         f = self.f
+        p = self._p
+        old = self._old
+        ff = self._ff
+        # blank check per piece: bytearray == bytes compares without allocating; n is a
+        # multiple of the piece on the hot path (the program unit), else a short last piece
+        # (a while loop: `for in range` with a variable step allocates a range object)
         f.seek(addr)
-        f.readinto(old)
-        # fast path: target range fully erased (bytearray == bytes compares without allocating)
-        if old != sc[1]:
-            self._check_bits(addr, old, buf)
+        a = 0
+        while a < n:
+            if n - a < p:
+                old = bytearray(n - a)  # short tail (records smaller than a piece): rare
+                ff = ff[: n - a]
+            f.readinto(old)
+            if old != ff:
+                self._check_bits(addr + a, old, buf, a)
+            a += p
         if self._op(OP_PROGRAM, addr):
             if self.tear:
+                part = bytearray(n)  # power is about to go: allocating is fine here
+                f.seek(addr)
+                f.readinto(part)
                 h = n // 2
-                part = bytearray(old)
-                for i in range(h):
-                    part[i] = buf[i]
-                part[h] = old[h] & (buf[h] | 0xF0)  # a half-programmed byte
+                part[h] &= buf[h] | 0xF0  # a half-programmed byte
+                part[:h] = buf[:h]
                 f.seek(addr)
                 f.write(part)
             self._die()
@@ -226,10 +198,10 @@ class NorFlash:
         f.seek(addr)
         f.write(buf)
 
-    def _check_bits(self, addr, old, buf):
+    def _check_bits(self, addr, old, buf, a):
         # slow path, only when the target is not blank: NOR can only clear bits
-        for i in range(len(buf)):
-            b = buf[i]
+        for i in range(len(old)):
+            b = buf[a + i]
             if old[i] & b != b:
                 raise FlashViolation("program 1 over 0", addr + i)
 
@@ -244,16 +216,6 @@ class NorFlash:
     def close(self):
         if not self.dead:
             self.f.close()
-
-
-def open_flash(flash_cfg):
-    # NorFlash from a "flash" config section (path + geometry + optional cut settings); the
-    # environment variables override the cut settings.
-    g = geometry(flash_cfg)
-    cut = _env_int("OTALINK_FLASH_CUT", g.get("cut_after", -1))
-    tear = _env_int("OTALINK_FLASH_TEAR", 1 if g.get("tear") else 0) != 0
-    mode = os.getenv("OTALINK_FLASH_CUT_MODE") or g.get("cut_mode", "kill")
-    return NorFlash(g["path"], g["size"], g["erase_size"], g["write_size"], cut, tear, mode)
 
 
 class Region:

@@ -9,10 +9,12 @@
 # The hot path (one ACK per DATA frame) allocates nothing: poll via ipoll (reuses its result
 # tuple), stream write(buf, off, len) instead of memoryview slices.
 #   close()
-# - UartLink: machine.UART on boards (baud, rxbuf, pins from the board profile).
+# - UartLink (uartlink.py, imported only on boards: on the unix port its code and names would
+#   sit in the heap for nothing): machine.UART (baud, rxbuf, pins from the board profile).
 # - PtyLink: unix port (no machine.UART): a pseudo-terminal slave path opened raw with termios.
 #   VMIN=0/VTIME=0 makes read() return what is buffered instead of waiting for a full buffer, and
 #   select.poll supplies the timeout, so readinto never blocks.
+import select
 import time
 
 try:
@@ -31,7 +33,6 @@ _ETIMEDOUT = const(110)
 
 class PtyLink:
     def __init__(self, path):
-        import select
         import termios
 
         self._f = open(path, "r+b", buffering=0)
@@ -45,12 +46,10 @@ class PtyLink:
         self._rp.register(fd, select.POLLIN)
         self._wp = select.poll()
         self._wp.register(fd, select.POLLOUT)
-        self._pollin = select.POLLIN
-        self._pollout = select.POLLOUT
 
     def wait(self, timeout_ms):
         for _fd, ev in self._rp.ipoll(timeout_ms):
-            if ev & self._pollin:
+            if ev & select.POLLIN:
                 return True
             # POLLHUP/POLLERR: no host on the other end (master closed); wait a little instead of
             # spinning, the runner keeps the pty pair across our restarts.
@@ -87,52 +86,12 @@ class PtyLink:
             pass
 
 
-class UartLink:
-    def __init__(self, uart_id, baud, rxbuf, tx=None, rx=None):
-        import machine
-
-        kw = {"baudrate": baud, "rxbuf": rxbuf, "timeout": 0}
-        if tx is not None:
-            kw["tx"] = tx
-        if rx is not None:
-            kw["rx"] = rx
-        self._u = machine.UART(uart_id, **kw)
-        self._baud = baud
-
-    def wait(self, timeout_ms):
-        u = self._u
-        deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
-        while not u.any():
-            if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
-                return False
-            time.sleep_ms(1)
-        return True
-
-    def readinto(self, buf, n):
-        if not self._u.any():
-            return 0
-        return self._u.readinto(buf, n) or 0
-
-    def write(self, buf, n, timeout_ms=2000):
-        pos = 0
-        deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
-        while pos < n:
-            if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
-                raise OSError(_ETIMEDOUT)
-            w = self._u.write(buf, pos, n - pos)
-            pos += w or 0
-
-    def close(self):
-        try:
-            self._u.deinit()
-        except Exception:
-            pass
-
-
 def open_link(line):
     """The adapter for a config's "line" section: {"path": pty} or {"uart": id, "baud": ...}."""
     if "path" in line:
         return PtyLink(line["path"])
+    from otalink.device.uartlink import UartLink  # boards only: the unix port never loads it
+
     return UartLink(
         line.get("uart", 1),
         line.get("baud", 115200),

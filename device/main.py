@@ -20,14 +20,14 @@ except ImportError:  # CPython (tooling only)
         return x
 
 
-EXIT_STOP = const(0)
-EXIT_RESET = const(64)
-EXIT_CONFIG = const(65)
+_EXIT_STOP = const(0)
+_EXIT_RESET = const(64)
+_EXIT_CONFIG = const(65)
 
 
 def _reset():
     if sys.platform == "linux" or sys.platform == "darwin":
-        sys.exit(EXIT_RESET)
+        sys.exit(_EXIT_RESET)
     import machine
 
     machine.reset()
@@ -71,25 +71,34 @@ def _start(argv):
     except (config.ConfigError, OSError, ValueError) as e:
         print("otalink: config:", e)
         return None
-    memtrace = cfg.raw.get("memtrace") or _env("OTALINK_MEMTRACE")
+    memtrace = cfg.raw.get("memtrace")
+    if not memtrace:
+        try:
+            import os
+
+            memtrace = os.getenv("OTALINK_MEMTRACE")
+        except (ImportError, AttributeError):
+            pass
+    # The frame buffer (the largest block of the session) first, while the heap is compact; the
+    # start-up code freed below would otherwise leave no 4 KiB hole for it in a 96k heap.
+    from otalink.protocol.frame import FrameParser
+
+    parser = FrameParser(cfg.max_payload)
     # The line first: opening it raw flushes stale input, and bytes the host sends while the
     # bundle boots then wait in the line's buffer instead of being lost.
     link = open_link(cfg.line)
     slots = Slots(_open_bdev(cfg), cfg.geom)
     _boot(slots, cfg)
-    return _Settings(cfg), slots, link, memtrace
+    return _Settings(cfg), slots, link, memtrace, parser
 
 
 class _Settings:
     # What the session reads of the config, copied: a Config instance would keep its class and so
     # the whole config module (code and names) alive for as long as the agent serves.
     def __init__(self, cfg):
-        for k in _KEEP:
+        for k in ("ecu_id", "hw_id", "ecu_seed", "director_keys", "threshold", "max_payload",
+                  "window", "time_floor", "idle_ms", "run_ms"):  # fmt: skip
             setattr(self, k, getattr(cfg, k))
-
-
-_KEEP = ("ecu_id", "hw_id", "ecu_seed", "director_keys", "threshold", "max_payload", "window",
-         "time_floor", "idle_ms", "run_ms")  # fmt: skip
 
 
 def main(argv):
@@ -97,16 +106,21 @@ def main(argv):
 
     started = _start(argv)
     if started is None:
-        return EXIT_CONFIG
-    cfg, slots, link, memtrace = started
+        return _EXIT_CONFIG
+    cfg, slots, link, memtrace, parser = started
     started = None
     # start-up only code leaves the heap (see _forget)
     _forget("otalink.device", ("config", "bundle", "boot"))
     from otalink.device import session as _s
 
+    gc.collect()
+    # The session before the lazy modules below are loaded and dropped (its frame buffer was made
+    # first thing in _start, like Slots' transfer ring in Slots()).
+    sess = _s.Session(cfg, slots, link, cfg.idle_ms, parser)
+    parser = None
     # Intern the names of the modules the session imports per HELLO/BEGIN and drops again
-    # (crypto, CBOR codec, messages) now, while the heap is still compact: a qstr pool first
-    # created later would sit between the freed code and fragment the heap for the transfer.
+    # (CBOR codec, message parsers, crypto) now: qstrs are never freed, and a qstr pool first
+    # created later would sit between the freed code and fragment the heap for good.
     try:
         _s._messages()
         _s._crypto()
@@ -114,7 +128,6 @@ def main(argv):
         pass  # only an optimisation; the session imports them when needed
     _s._drop_lazy()
     gc.collect()
-    sess = _s.Session(cfg, slots, link, cfg.idle_ms)
     if memtrace:
         gc.collect()
         sess.memtrace = [gc.mem_alloc()]
@@ -125,36 +138,33 @@ def main(argv):
         _mem_report(sess.memtrace[0])
     if r == _s.RUN_RESET:
         _reset()
-    return EXIT_STOP
+    return _EXIT_STOP
 
 
-def _forget(pkg_name, names):
+def _forget(pkg, names):
     # Drop modules from sys.modules and their package so the GC can free their code: on the
     # unix port loaded .mpy code lives in the heap (boards freeze it into flash instead).
-    pkg = sys.modules.get(pkg_name)
+    mod = sys.modules.get(pkg)
     for n in names:
-        sys.modules.pop(pkg_name + "." + n, None)
-        if pkg is not None and n in pkg.__dict__:
-            delattr(pkg, n)
+        sys.modules.pop(pkg + "." + n, None)
+        if mod is not None and n in mod.__dict__:
+            delattr(mod, n)
 
 
-def _env(name):
-    try:
-        import os
-
-        return os.getenv(name)
-    except (ImportError, AttributeError):
-        return None
-
-
-def _mem_report(peak_live):
-    # Bench hook: one line on stderr. peak_live = highest live heap (after a collection) seen
+def _mem_report(live):
+    # Bench hook: one line on stderr. live = highest live heap (after a collection) seen
     # after each handled message; heap = the -X heapsize the agent runs under.
     import gc
 
     gc.collect()
     heap = gc.mem_alloc() + gc.mem_free()
-    sys.stderr.write("otalink-mem peak_live=%d heap=%d\n" % (peak_live, heap))
+    sys.stderr.write("otalink-mem peak_live=%d heap=%d\n" % (live, heap))
+    try:
+        import micropython
+
+        micropython.qstr_info()  # stdout: qstr pools, counted in the live heap on the unix port
+    except (ImportError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 # The device side of the otalink protocol (docs/protocol.md; device behaviour in docs/device.md
 # "Session"): one single-threaded, bounded loop serving one line.
 #
-#   Session(cfg, slots, link, idle_ms=None)
+#   Session(cfg, slots, link, idle_ms=None, parser=None)
+#       parser: a FrameParser(cfg.max_payload) made earlier (main.py makes it first, while the heap
+#       is compact); None makes one here. (Change: parser is new, optional.)
 #   .run(max_ms=-1) -> RUN_RESET (host sent REBOOT) | RUN_STOP (max_ms elapsed)
 #   .poll(timeout_ms)  one bounded step: wait for bytes, handle every complete frame
 #
@@ -17,14 +19,15 @@
 # The per-DATA-frame path allocates nothing: link.readinto into the FrameParser's buffer,
 # DataView over the payload, slots.write, ACK encoded into the FrameWriter's preallocated buffer.
 #
-# Heap (docs/device.md "Memory"): on the unix port loaded code lives in the GC heap, so a serving
+# Heap: on the unix port loaded code lives in the GC heap, so a serving
 # agent keeps only what a transfer needs: protocol/hotpath.py (DataView, ACK, RxWindow and the
 # parser of the uint-only messages END, ACTIVATE, REBOOT, CONFIRM, REVERT, ABORT, ERROR), frame.py
-# and codes.py. The full CBOR codec and message layer (cbor, messages) and the crypto modules
+# and codes.py. The full CBOR codec and message parsers (cbor, wire) and the crypto modules
 # (auth, ed25519, sha512) are imported for HELLO / STATUS_REQ / BEGIN (and for a payload the small
 # parser does not take, so malformed input gets the full parser's error) and dropped again right
 # after (_lazy / _drop_lazy). main.py imports them once at start-up so their names are interned
 # while the heap is still compact.
+import hashlib
 import sys
 import time
 
@@ -33,19 +36,12 @@ from otalink.protocol import codes
 from otalink.protocol.errors import ProtocolError
 from otalink.protocol.frame import FrameParser, FrameWriter, frame
 from otalink.protocol.hotpath import (
-    ACCEPT,
-    OUT_OF_WINDOW,
     DataView,
     RxWindow,
     ack_into,
     parse_small,
     put_head,
 )
-
-try:
-    import hashlib
-except ImportError:  # pragma: no cover
-    import uhashlib as hashlib
 
 try:
     from micropython import const
@@ -64,11 +60,13 @@ RUN_RESET = const(1)
 _POLL_MS = const(100)  # one loop step; bounds how late an idle timeout is noticed
 _OUT_PAYLOAD = const(64)  # ACK / RESULT / ERROR / PROGRESS fit easily
 _MAX_READS = const(64)  # reads per poll(): a line that never goes quiet still returns to run()
+_ACCEPT = const(0)  # transfer.ACCEPT / OUT_OF_WINDOW (tests/protocol/test_wire.py checks)
+_OUT_OF_WINDOW = const(3)
 
 # (package, modules) imported on demand and forgotten afterwards (see the heap note above). The two
 # groups take turns: BEGIN and HELLO/STATUS_REQ use the codec, drop it, then load the crypto.
-_CODEC = ("otalink.protocol", ("messages", "cbor"))
-_CRYPTO = ("otalink.device", ("auth", "ed25519", "sha512"))
+_CODEC = const(("otalink.protocol", ("wire", "cbor")))
+_CRYPTO = const(("otalink.device", ("auth", "ed25519", "sha512")))
 
 
 def _crypto():
@@ -78,9 +76,10 @@ def _crypto():
 
 
 def _messages():
-    from otalink.protocol import messages
+    # the validating parser and the report / instruction codecs (messages.py re-exports them)
+    from otalink.protocol import wire
 
-    return messages
+    return wire
 
 
 def _drop(group):
@@ -113,11 +112,8 @@ def _signed(t, body, sig):
     return out
 
 
-_drop_crypto = _drop_lazy  # the former name (main.py, tools)
-
-
 class Session:
-    def __init__(self, cfg, slots, link, idle_ms=None):
+    def __init__(self, cfg, slots, link, idle_ms=None, parser=None):
         self.cfg = cfg
         self.slots = slots
         self.link = link
@@ -128,7 +124,7 @@ class Session:
         self.payload = cfg.max_payload  # negotiated in HELLO
         self.window = cfg.window
         self.idle_ms = codes.T_IDLE_MS if idle_ms is None else idle_ms
-        self.parser = FrameParser(cfg.max_payload)
+        self.parser = parser or FrameParser(cfg.max_payload)
         self.out = FrameWriter(_OUT_PAYLOAD)
         self.dv = DataView()
         self.rx = RxWindow(self.window)
@@ -300,7 +296,7 @@ class Session:
         off = dv.offset
         data = dv.data
         c = self.rx.classify(off, len(data))
-        if c == ACCEPT:
+        if c == _ACCEPT:
             try:
                 self.rx.expected = self.slots.write(off, data)
             except DeviceError as e:
@@ -312,7 +308,7 @@ class Session:
                 self._code(self.slots.abort)
                 self._error(e.code, e.detail)
                 return
-        elif c == OUT_OF_WINDOW:
+        elif c == _OUT_OF_WINDOW:
             self._error(codes.E_OUT_OF_WINDOW, self.rx.expected)
             return
         # DUP and GAP: dropped, the ACK tells the host where to continue

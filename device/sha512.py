@@ -1,58 +1,80 @@
 # SHA-512 (FIPS 180-4) in pure Python for MicroPython, whose hashlib has no sha512.
 # Only ed25519 needs it (messages of a few hundred bytes), so it favours small code and
-# few allocations over speed: one 80-word schedule list reused per object, a 128-byte
+# few allocations over speed: one 80-word schedule list shared by all objects, a 128-byte
 # block buffer, words as (big) ints masked to 64 bits.
 #
 # API mirrors hashlib: sha512(data=b"").update(data); .digest() -> bytes(64).
 import struct
-from binascii import unhexlify
 
-_M = 0xFFFFFFFFFFFFFFFF
+try:
+    from micropython import const
+except ImportError:  # CPython (tooling only)
+
+    def const(x):
+        return x
+
+# Module constants go through const(): folded into the code, no names interned (qstrs are never
+# freed, and this module is loaded and dropped per HELLO/BEGIN).
+
+_M = const(0xFFFFFFFFFFFFFFFF)
 
 # Round constants as 640 raw bytes (not 80 boxed big ints: ~2.5 KB less heap while loaded),
-# read with struct.unpack_from per round.
-_K = unhexlify(
-    "428a2f98d728ae227137449123ef65cdb5c0fbcfec4d3b2fe9b5dba58189dbbc"
-    "3956c25bf348b53859f111f1b605d019923f82a4af194f9bab1c5ed5da6d8118"
-    "d807aa98a303024212835b0145706fbe243185be4ee4b28c550c7dc3d5ffb4e2"
-    "72be5d74f27b896f80deb1fe3b1696b19bdc06a725c71235c19bf174cf692694"
-    "e49b69c19ef14ad2efbe4786384f25e30fc19dc68b8cd5b5240ca1cc77ac9c65"
-    "2de92c6f592b02754a7484aa6ea6e4835cb0a9dcbd41fbd476f988da831153b5"
-    "983e5152ee66dfaba831c66d2db43210b00327c898fb213fbf597fc7beef0ee4"
-    "c6e00bf33da88fc2d5a79147930aa72506ca6351e003826f142929670a0e6e70"
-    "27b70a8546d22ffc2e1b21385c26c9264d2c6dfc5ac42aed53380d139d95b3df"
-    "650a73548baf63de766a0abb3c77b2a881c2c92e47edaee692722c851482353b"
-    "a2bfe8a14cf10364a81a664bbc423001c24b8b70d0f89791c76c51a30654be30"
-    "d192e819d6ef5218d69906245565a910f40e35855771202a106aa07032bbd1b8"
-    "19a4c116b8d2d0c81e376c085141ab532748774cdf8eeb9934b0bcb5e19b48a8"
-    "391c0cb3c5c95a634ed8aa4ae3418acb5b9cca4f7763e373682e6ff3d6b2b8a3"
-    "748f82ee5defb2fc78a5636f43172f6084c87814a1f0ab728cc702081a6439ec"
-    "90befffa23631e28a4506cebde82bde9bef9a3f7b2c67915c67178f2e372532b"
-    "ca273eceea26619cd186b8c721c0c207eada7dd6cde0eb1ef57d4f7fee6ed178"
-    "06f067aa72176fba0a637dc5a2c898a6113f9804bef90dae1b710b35131c471b"
-    "28db77f523047d8432caab7b40c724933c9ebe0a15c9bebc431d67c49c100d4c"
-    "4cc5d4becb3e42b6597f299cfc657e2a5fcb6fab3ad6faec6c44198c4a475817"
-)
+# read with struct.unpack_from per round. A bytes literal, not unhexlify(hex text): loading
+# the module then makes one 640-byte object instead of a 1281-byte string plus the result
+# (this module is loaded per HELLO/BEGIN into a fragmented heap; big blocks are what fails).
+_K = const(
+    b"\x42\x8a\x2f\x98\xd7\x28\xae\x22\x71\x37\x44\x91\x23\xef\x65\xcd\xb5\xc0\xfb\xcf\xec\x4d\x3b\x2f"
+    b"\xe9\xb5\xdb\xa5\x81\x89\xdb\xbc\x39\x56\xc2\x5b\xf3\x48\xb5\x38\x59\xf1\x11\xf1\xb6\x05\xd0\x19"
+    b"\x92\x3f\x82\xa4\xaf\x19\x4f\x9b\xab\x1c\x5e\xd5\xda\x6d\x81\x18\xd8\x07\xaa\x98\xa3\x03\x02\x42"
+    b"\x12\x83\x5b\x01\x45\x70\x6f\xbe\x24\x31\x85\xbe\x4e\xe4\xb2\x8c\x55\x0c\x7d\xc3\xd5\xff\xb4\xe2"
+    b"\x72\xbe\x5d\x74\xf2\x7b\x89\x6f\x80\xde\xb1\xfe\x3b\x16\x96\xb1\x9b\xdc\x06\xa7\x25\xc7\x12\x35"
+    b"\xc1\x9b\xf1\x74\xcf\x69\x26\x94\xe4\x9b\x69\xc1\x9e\xf1\x4a\xd2\xef\xbe\x47\x86\x38\x4f\x25\xe3"
+    b"\x0f\xc1\x9d\xc6\x8b\x8c\xd5\xb5\x24\x0c\xa1\xcc\x77\xac\x9c\x65\x2d\xe9\x2c\x6f\x59\x2b\x02\x75"
+    b"\x4a\x74\x84\xaa\x6e\xa6\xe4\x83\x5c\xb0\xa9\xdc\xbd\x41\xfb\xd4\x76\xf9\x88\xda\x83\x11\x53\xb5"
+    b"\x98\x3e\x51\x52\xee\x66\xdf\xab\xa8\x31\xc6\x6d\x2d\xb4\x32\x10\xb0\x03\x27\xc8\x98\xfb\x21\x3f"
+    b"\xbf\x59\x7f\xc7\xbe\xef\x0e\xe4\xc6\xe0\x0b\xf3\x3d\xa8\x8f\xc2\xd5\xa7\x91\x47\x93\x0a\xa7\x25"
+    b"\x06\xca\x63\x51\xe0\x03\x82\x6f\x14\x29\x29\x67\x0a\x0e\x6e\x70\x27\xb7\x0a\x85\x46\xd2\x2f\xfc"
+    b"\x2e\x1b\x21\x38\x5c\x26\xc9\x26\x4d\x2c\x6d\xfc\x5a\xc4\x2a\xed\x53\x38\x0d\x13\x9d\x95\xb3\xdf"
+    b"\x65\x0a\x73\x54\x8b\xaf\x63\xde\x76\x6a\x0a\xbb\x3c\x77\xb2\xa8\x81\xc2\xc9\x2e\x47\xed\xae\xe6"
+    b"\x92\x72\x2c\x85\x14\x82\x35\x3b\xa2\xbf\xe8\xa1\x4c\xf1\x03\x64\xa8\x1a\x66\x4b\xbc\x42\x30\x01"
+    b"\xc2\x4b\x8b\x70\xd0\xf8\x97\x91\xc7\x6c\x51\xa3\x06\x54\xbe\x30\xd1\x92\xe8\x19\xd6\xef\x52\x18"
+    b"\xd6\x99\x06\x24\x55\x65\xa9\x10\xf4\x0e\x35\x85\x57\x71\x20\x2a\x10\x6a\xa0\x70\x32\xbb\xd1\xb8"
+    b"\x19\xa4\xc1\x16\xb8\xd2\xd0\xc8\x1e\x37\x6c\x08\x51\x41\xab\x53\x27\x48\x77\x4c\xdf\x8e\xeb\x99"
+    b"\x34\xb0\xbc\xb5\xe1\x9b\x48\xa8\x39\x1c\x0c\xb3\xc5\xc9\x5a\x63\x4e\xd8\xaa\x4a\xe3\x41\x8a\xcb"
+    b"\x5b\x9c\xca\x4f\x77\x63\xe3\x73\x68\x2e\x6f\xf3\xd6\xb2\xb8\xa3\x74\x8f\x82\xee\x5d\xef\xb2\xfc"
+    b"\x78\xa5\x63\x6f\x43\x17\x2f\x60\x84\xc8\x78\x14\xa1\xf0\xab\x72\x8c\xc7\x02\x08\x1a\x64\x39\xec"
+    b"\x90\xbe\xff\xfa\x23\x63\x1e\x28\xa4\x50\x6c\xeb\xde\x82\xbd\xe9\xbe\xf9\xa3\xf7\xb2\xc6\x79\x15"
+    b"\xc6\x71\x78\xf2\xe3\x72\x53\x2b\xca\x27\x3e\xce\xea\x26\x61\x9c\xd1\x86\xb8\xc7\x21\xc0\xc2\x07"
+    b"\xea\xda\x7d\xd6\xcd\xe0\xeb\x1e\xf5\x7d\x4f\x7f\xee\x6e\xd1\x78\x06\xf0\x67\xaa\x72\x17\x6f\xba"
+    b"\x0a\x63\x7d\xc5\xa2\xc8\x98\xa6\x11\x3f\x98\x04\xbe\xf9\x0d\xae\x1b\x71\x0b\x35\x13\x1c\x47\x1b"
+    b"\x28\xdb\x77\xf5\x23\x04\x7d\x84\x32\xca\xab\x7b\x40\xc7\x24\x93\x3c\x9e\xbe\x0a\x15\xc9\xbe\xbc"
+    b"\x43\x1d\x67\xc4\x9c\x10\x0d\x4c\x4c\xc5\xd4\xbe\xcb\x3e\x42\xb6\x59\x7f\x29\x9c\xfc\x65\x7e\x2a"
+    b"\x5f\xcb\x6f\xab\x3a\xd6\xfa\xec\x6c\x44\x19\x8c\x4a\x47\x58\x17"
+)  # fmt: skip
 
-_IV = (
+_IV = const((
     0x6A09E667F3BCC908, 0xBB67AE8584CAA73B, 0x3C6EF372FE94F82B, 0xA54FF53A5F1D36F1,
     0x510E527FADE682D1, 0x9B05688C2B3E6C1F, 0x1F83D9ABFB41BD6B, 0x5BE0CD19137E2179,
-)  # fmt: skip
+))  # fmt: skip
 
 
 class sha512:
+    # The 80-word message schedule, one list shared by every object: _block never re-enters and
+    # the agent is single-threaded, and a 640-byte block per object (digest() makes a copy) is
+    # what failed first in a fragmented heap.
+    _w = [0] * 80
+
     def __init__(self, data=None):
         self._h = list(_IV)
         self._buf = bytearray(128)
         self._n = 0  # bytes waiting in _buf
         self._len = 0  # total message bytes
-        self._w = [0] * 80
         if data:
             self.update(data)
 
-    def _block(self, blk):
+    def _block(self, b):
         w = self._w
-        w[0:16] = struct.unpack(">16Q", blk)
+        w[0:16] = struct.unpack(">16Q", b)
         M = _M
         for i in range(16, 80):
             x = w[i - 15]

@@ -25,58 +25,30 @@ except ImportError:  # a port built without it: announce deflate_wbits 0 (no com
     deflate = None
 from micropython import RingIO, const
 from otalink.device.errors import DeviceError
-from otalink.device.flash import Region, geometry, region_base
+from otalink.device.flash import Region
 from otalink.device.store import FLAG_TRIAL_OK, NO_SLOT, Store
 from otalink.protocol import codes as C
 
-# Deflate input kept in the ring before an output chunk is pulled: the decompressor must never
-# run dry mid-symbol (DeflateIO raises EOFError and its state is lost). A zlib-made stream needs at
-# most ~1.01 input bytes per output byte (it stores what it cannot shrink) plus a dynamic block
-# header (<= ~290 bytes): 2048 covers a 1 KiB program unit. A stream crafted to need more only
-# fails with E_DECOMPRESS (its output is hashed and never activated).
-_MARGIN = const(2048)
-
-# boot decision table --------------------------------------------------------------------
-# actions
-A_RUN = const(0)  # run the active slot (confirmed)
-A_START_TRIAL = const(1)  # the other slot was activated: make it active, on trial (boot 1)
-A_CONTINUE_TRIAL = const(2)  # active slot still on trial: count this boot
-A_REVERT = const(3)  # give up the trial slot: reject it, fall back to the other slot
-A_REJECT_OTHER = const(4)  # the pending slot fails its hash: reject it
-A_SWITCH = const(5)  # active slot unusable, the other is confirmed: run the other
-A_NONE = const(6)  # nothing bootable: run the agent without an application
-# conditions (evaluated lazily; hashing a slot reads it back)
-K_ANY = const(0)
-K_OTHER_OK = const(1)  # other slot's content matches its recorded sha256
-K_OTHER_BAD = const(2)
-K_EXHAUSTED_CRASHED = const(3)  # trial boots used up, last boot never passed the self-test
-K_EXHAUSTED = const(4)  # trial boots used up (self-test passed, never confirmed)
-K_ACTIVE_BAD = const(5)  # active slot's content does not match its recorded sha256
-K_ACTIVE_OK = const(6)
+# Deflate output is pulled in steps of _STEP bytes (quarters of the program unit, filled in place)
+# and only while the ring holds at least `margin` input bytes: the decompressor must never run dry
+# mid-symbol (DeflateIO raises EOFError and its state is lost). No deflate code spends more than
+# 16 bits per output byte (a 15-bit literal; a match gives >= 3 bytes for <= 48 bits), and a
+# dynamic block header is <= ~290 bytes, so a zlib-made stream needs <= 2 * 256 + 290 = 802 input
+# bytes per 256-byte step: margin 1024. A stream crafted to need more (runs of empty blocks) only
+# fails with E_DECOMPRESS (its output is hashed and never activated). Small steps keep the margin,
+# and with it the ring, 1 KiB smaller than pulling a whole program unit at once.
+_STEP = const(256)
 
 
-def _m(*states):
-    m = 0
-    for s in states:
-        m |= 1 << s
-    return m
+def _drop(name):
+    # forget a lazily imported helper module so the GC can free its code (the unix port and
+    # .mpy files on a filesystem keep loaded bytecode in the heap; frozen code costs nothing)
+    import sys
 
-
-_ALL = const(0xFF)
-# (active slot states, other slot states, condition, action, reason). First matching row wins;
-# REJECT_OTHER and REVERT change state without running anything and are followed by a new pass.
-# docs/device.md "Boot decisions" is this table in prose; keep both in step.
-BOOT_TABLE = (
-    (_ALL, _m(C.SLOT_PENDING), K_OTHER_OK, A_START_TRIAL, C.OK),
-    (_ALL, _m(C.SLOT_PENDING), K_OTHER_BAD, A_REJECT_OTHER, C.E_HASH_MISMATCH),
-    (_m(C.SLOT_TRIAL), _ALL, K_EXHAUSTED_CRASHED, A_REVERT, C.E_BOOT_CRASH),
-    (_m(C.SLOT_TRIAL), _ALL, K_EXHAUSTED, A_REVERT, C.E_NOT_CONFIRMED),
-    (_m(C.SLOT_TRIAL), _ALL, K_ACTIVE_BAD, A_REVERT, C.E_HASH_MISMATCH),
-    (_m(C.SLOT_TRIAL), _ALL, K_ANY, A_CONTINUE_TRIAL, C.OK),
-    (_m(C.SLOT_CONFIRMED), _ALL, K_ACTIVE_OK, A_RUN, C.OK),
-    (_ALL, _m(C.SLOT_CONFIRMED), K_OTHER_OK, A_SWITCH, C.OK),
-    (_ALL, _ALL, K_ANY, A_NONE, C.OK),
-)
+    sys.modules.pop("otalink.device." + name, None)
+    pkg = sys.modules.get("otalink.device")
+    if pkg is not None and name in pkg.__dict__:
+        delattr(pkg, name)
 
 
 def _roundup(n, m):
@@ -85,7 +57,9 @@ def _roundup(n, m):
 
 class Slots:
     def __init__(self, bdev, geom, regions=None, hooks=None):
-        g = geometry(geom)
+        from otalink.device import flashcfg
+
+        g = flashcfg.geometry(geom)
         self.geom = g
         es = g["erase_size"]
         ws = g["write_size"]
@@ -95,7 +69,7 @@ class Slots:
         if regions is None:
             # one device holding the state area and both slots (unix, rp2, stm32); offsets are
             # relative to the board's otalink region of that device ("region": {"offset"})
-            base = region_base(g)
+            base = flashcfg.region_base(g)
             state = Region(bdev, base + g["state_offset"], g["state_sectors"] * es, es)
             offs = g["slot_offsets"]
             regions = (
@@ -107,7 +81,10 @@ class Slots:
         self.regions = (regions[1], regions[2])
         self.hooks = hooks
         self.trial_limit = g.get("trial_boots", 3)
-        self.wbits = g.get("deflate_wbits", 10) if deflate else 0
+        wb = g["deflate_wbits"] if deflate else 0
+        if wb and not 9 <= wb <= 15:
+            raise ValueError("deflate_wbits")
+        self.wbits = wb  # DeflateIO(ring, RAW, wbits) decodes with exactly this window
         self.window = g.get("window", 16384)
         # program unit: a multiple of the write size that divides the erase sector; 1 KiB by
         # default (4x fewer calls than one 256-byte page per program, measured by slotbench)
@@ -116,14 +93,25 @@ class Slots:
         if chunk % ws or es % chunk:
             raise ValueError("program_size")
         self.chunk = chunk
-        # deflate input margin (see _MARGIN), scaled for program units above 1 KiB
-        self.margin = max(_MARGIN, chunk + chunk // 8 + 512)
         self.cbuf = bytearray(chunk)
         self.cmv = memoryview(self.cbuf)
+        # deflate output steps: views of cbuf made once (slicing a memoryview allocates)
+        step = _STEP if chunk % _STEP == 0 else chunk
+        self.step = step
+        self.steps = tuple(self.cmv[i : i + step] for i in range(0, chunk, step))
+        self.margin = 2 * step + 512  # deflate input kept in the ring (see _STEP)
+        self.fill = 0  # deflate output bytes waiting in cbuf
         self.max_data = g.get("max_data", 4096)
-        self.ring = None  # RingIO, allocated at the first begin() and kept
+        # The input ring, allocated once here (the largest block the storage side needs) and
+        # reused by every transfer: a BEGIN late in a fragmented heap must not need a new
+        # contiguous block. Capacity: one DATA chunk plus what a drain may leave behind (< one
+        # program unit uncompressed, < the margin when a deflate stream is being fed).
+        self.ring_size = self.max_data + (max(self.margin, chunk) if self.wbits else chunk)
+        self.ring = RingIO(self.ring_size)
         self.store = Store(self.state_region, ws)
         self.store.load()
+        flashcfg = None
+        _drop("flashcfg")  # start-up only (see flash.py)
         self.live = False  # a transfer is running in this process
         self.dio = None
         self.sha = None
@@ -228,7 +216,13 @@ class Slots:
                 self.t_done = True
                 return wire_len
             if same and st.tslot == tgt and s[0] == C.SLOT_RECEIVING:
-                return self._resume(tgt, image_len, wire_len, compression, progress)
+                # after a reboot (rare): decide.py rebuilds the hash from flash
+                from otalink.device import decide
+
+                try:
+                    return decide.resume(self, tgt, image_len, wire_len, compression, progress)
+                finally:
+                    _drop("decide")
             # new transfer: mark the slot RECEIVING before touching its content
             st.slot[tgt] = [C.SLOT_RECEIVING, kind, 0, release_counter, image_len, sha256, version]
             st.tslot = tgt
@@ -255,14 +249,7 @@ class Slots:
                 progress(i + 1 - first, last - first)
 
     def _setup(self, tgt, image_len, wire_len, compression):
-        # input ring: one DATA chunk + a partial program unit (+ the decompressor's margin);
-        # kept across transfers, replaced only when a bigger one is needed
-        need = self.max_data + self.chunk + (self.margin if compression else 0)
-        if self.ring is None or self.ring_size < need:
-            self.ring = None
-            self.ring = RingIO(need)
-            self.ring_size = need
-        ring = self.ring
+        ring = self.ring  # allocated once in __init__
         while ring.any():  # drop leftovers of an aborted transfer
             ring.readinto(self.cbuf)
         self.t_slot = tgt
@@ -275,27 +262,10 @@ class Slots:
         self.t_done = False
         self.sha = hashlib.sha256()
         self.dio = None
+        self.fill = 0
         if compression == C.COMP_DEFLATE:
             self.dio = deflate.DeflateIO(ring, deflate.RAW, self.wbits)
         self.live = True
-
-    def _resume(self, tgt, image_len, wire_len, compression, progress):
-        # After a reboot: rebuild the running hash from flash up to the durable offset, erase
-        # what may have been programmed after it. A compressed transfer restarts at 0: the
-        # decompressor's state died with the process.
-        st = self.store
-        d = st.image_off if compression == C.COMP_NONE else 0
-        self._erase(tgt, d, image_len, progress)
-        self._setup(tgt, image_len, wire_len, compression)
-        reg = self.regions[tgt]
-        sha = self.sha
-        buf = self.cbuf
-        for a in range(0, d, self.chunk):
-            reg.read(a, buf)
-            sha.update(buf)
-        self.t_wire = d
-        self.t_img = d
-        return d
 
     def write(self, offset, mv):
         # Hot path: no allocation in steady state (ring write, decompress into the preallocated
@@ -337,15 +307,25 @@ class Slots:
                 self._put(k)
             return
         dio = self.dio
-        while final or ring.any() >= self.margin:
+        steps = self.steps
+        step = self.step
+        fill = self.fill
+        margin = self.margin
+        while final or ring.any() >= margin:
             try:
-                k = dio.readinto(cbuf)
+                k = dio.readinto(steps[fill // step])
             except (OSError, EOFError, ValueError):
                 raise DeviceError(C.E_DECOMPRESS, self.t_img)
-            if k:
-                self._put(k)
-            if k < chunk:
+            fill += k
+            if fill == chunk:
+                self._put(chunk)
+                fill = 0
+            if k < step:  # end of the stream
                 break
+        if final and fill:
+            self._put(fill)
+            fill = 0
+        self.fill = fill
 
     def _put(self, k):
         # program one chunk (k valid bytes, the rest padded with 0xFF) at the image offset
@@ -516,84 +496,14 @@ class Slots:
 
     # ---- boot ---------------------------------------------------------------------------
     def boot(self):
-        # Apply BOOT_TABLE until a row that runs something (RUN / CONTINUE_TRIAL / START_TRIAL /
-        # SWITCH / NONE). Returns (slot to run or -1, action, reason of the last state change).
-        st = self.store
-        self.live = False
-        if self.hooks:
-            r = self.hooks.running()
-            if r is not None and r != st.active and st.slot[r][0] != C.SLOT_PENDING:
-                # the bootloader chose another slot than ours (ESP32 rollback of an unconfirmed
-                # firmware): the trial slot crashed; follow the bootloader
-                if st.slot[st.active][0] == C.SLOT_TRIAL:
-                    self._revert_trial(C.E_BOOT_CRASH)
-                else:
-                    st.active = r
-                    self._commit()
-        hashes = {}
-        reason = C.OK
-        for _ in range(4):  # at most REJECT_OTHER / REVERT then a running row
-            a = st.active
-            o = 1 - a
-            sa = st.slot[a]
-            so = st.slot[o]
-            for row in BOOT_TABLE:
-                if not (row[0] >> sa[0]) & 1 or not (row[1] >> so[0]) & 1:
-                    continue
-                if not self._cond(row[2], a, o, hashes):
-                    continue
-                act = row[3]
-                break
-            if row[4] != C.OK:
-                reason = row[4]
-            if act == A_REJECT_OTHER:
-                so[0] = C.SLOT_REJECTED
-                st.last_error = row[4]
-                self._commit()
-                continue
-            if act == A_REVERT:
-                self._revert_trial(row[4])
-                continue
-            if act == A_START_TRIAL:
-                st.active = o
-                so[0] = C.SLOT_TRIAL
-                so[2] = 1
-                st.flags &= ~FLAG_TRIAL_OK
-                st.boot_state = C.BOOT_TRIAL
-                st.last_error = C.OK
-                self._commit()
-                return (o, act, reason)
-            if act == A_CONTINUE_TRIAL:
-                sa[2] += 1
-                st.flags &= ~FLAG_TRIAL_OK
-                self._commit()
-                return (a, act, reason)
-            if act == A_SWITCH:
-                st.active = o
-                self._commit()
-                return (o, act, reason)
-            if act == A_RUN:
-                return (a, act, reason)
-            return (-1, A_NONE, reason)
-        return (-1, A_NONE, reason)
+        # The boot decision table lives in decide.py, loaded for this call only: it runs at
+        # start-up, so its code need not stay in the agent's heap while it serves the line.
+        from otalink.device import decide
 
-    def _cond(self, k, a, o, hashes):
-        if k == K_ANY:
-            return True
-        if k == K_OTHER_OK or k == K_OTHER_BAD:
-            if o not in hashes:
-                hashes[o] = self._hash_ok(o)
-            return hashes[o] == (k == K_OTHER_OK)
-        if k == K_ACTIVE_OK or k == K_ACTIVE_BAD:
-            if a not in hashes:
-                hashes[a] = self._hash_ok(a)
-            return hashes[a] == (k == K_ACTIVE_OK)
-        st = self.store
-        exhausted = st.slot[a][2] >= self.trial_limit
-        crashed = not st.flags & FLAG_TRIAL_OK
-        if k == K_EXHAUSTED_CRASHED:
-            return exhausted and crashed
-        return exhausted  # K_EXHAUSTED
+        try:
+            return decide.boot(self)
+        finally:
+            _drop("decide")
 
     def trial_passed(self):
         # the trial bundle imported and passed its self-test in this boot

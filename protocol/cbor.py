@@ -15,7 +15,7 @@ import sys
 
 from otalink.protocol import codes
 from otalink.protocol.errors import ProtocolError
-from otalink.protocol.hotpath import put_head as _put_head
+from otalink.protocol.hotpath import put_head
 
 try:
     from micropython import const
@@ -32,7 +32,6 @@ MAX_UINT = const(0xFFFFFFFF)
 
 _E_BAD = codes.E_BAD_MESSAGE
 _E_BIG = codes.E_TOO_LARGE
-_COPY_DEFAULT = sys.implementation.name != "micropython"
 
 
 def _bad(detail):
@@ -135,7 +134,7 @@ def decode(mv, pos=0, end=-1, copy=False):
 def loads(data, copy=None):
     """Decode data, which must hold exactly one item (trailing bytes are E_BAD_MESSAGE)."""
     if copy is None:
-        copy = _COPY_DEFAULT
+        copy = sys.implementation.name != "micropython"
     mv = data if isinstance(data, memoryview) else memoryview(data)
     end = len(mv)
     obj, pos = _dec(mv, 0, end, 0, copy)
@@ -210,7 +209,7 @@ def _enc(obj, buf, pos, depth):
             major = 1
             val = -1 - obj
         _room(buf, pos, _head_len(val))
-        return _put_head(major, val, buf, pos)
+        return put_head(major, val, buf, pos)
     if isinstance(obj, str):
         obj = obj.encode("utf-8")
         major = 3
@@ -221,7 +220,7 @@ def _enc(obj, buf, pos, depth):
         if n > MAX_ITEMS or depth >= MAX_DEPTH:
             _big(pos)
         _room(buf, pos, 1)
-        pos = _put_head(4, n, buf, pos)
+        pos = put_head(4, n, buf, pos)
         for item in obj:
             pos = _enc(item, buf, pos, depth + 1)
         return pos
@@ -231,7 +230,7 @@ def _enc(obj, buf, pos, depth):
     if n > MAX_STR:
         _big(pos)
     _room(buf, pos, _head_len(n) + n)
-    pos = _put_head(major, n, buf, pos)
+    pos = put_head(major, n, buf, pos)
     buf[pos : pos + n] = obj
     return pos + n
 
@@ -239,7 +238,6 @@ def _enc(obj, buf, pos, depth):
 # Public names for hand-built hot-path payloads (device ACK/RESULT/ERROR): write one head in
 # shortest form at pos (caller checked the room; values over 2**32-1 raise E_TOO_LARGE) and the
 # size such a head takes.
-put_head = _put_head
 head_len = _head_len
 
 

@@ -33,7 +33,7 @@ _SOF0 = const(0xA5)
 _SOF1 = const(0x5A)
 _HDR = const(6)
 _OVH = const(10)
-_SOF0_B = b"\xa5"
+_SOF0_B = const(b"\xa5")
 # MicroPython streams take readinto(buf, n); CPython ones (io, pyserial) only readinto(buf).
 _MPY = sys.implementation.name == "micropython"
 

@@ -1,4 +1,4 @@
-# The protocol code a serving ECU keeps loaded (docs/protocol.md; docs/device.md "Memory").
+# The protocol code a serving ECU keeps loaded (docs/protocol.md; heap notes in device/session.py).
 #
 # On the MicroPython unix port every loaded module's code and names live in the GC heap, so the
 # device imports only this module (plus codes, errors and frame) while it serves a transfer; the
@@ -9,7 +9,7 @@
 #   DataView                                 DATA without allocating (messages.DataView)
 #   ack_into(buf, pos, offset, window, phase) -> end                      (messages.ack_into)
 #   parse_small(payload, out) -> type | -1   messages that are only uints, without the codec
-#   RxWindow, ACCEPT, DUP, GAP, OUT_OF_WINDOW                            (transfer.RxWindow)
+#   RxWindow            (transfer.RxWindow) classify() -> transfer.ACCEPT/DUP/GAP/OUT_OF_WINDOW
 from otalink.protocol import codes
 from otalink.protocol.errors import ProtocolError
 
@@ -21,13 +21,15 @@ except ImportError:  # CPython
         return x
 
 
-MAX_UINT = const(0xFFFFFFFF)
-MAX_DATA = const(8176)  # codes.MAX_PAYLOAD_ABS - messages.DATA_OVERHEAD
+_MAX_UINT = const(0xFFFFFFFF)
+# Constants are private (const() folds them, no name is interned on the device); the public
+# names with the same values are in messages.py / transfer.py (tests/protocol/test_wire.py).
+_MAX_DATA = const(8176)  # codes.MAX_PAYLOAD_ABS - messages.DATA_OVERHEAD
 
-ACCEPT = const(0)  # offset == expected and inside the window: write it, advance
-DUP = const(1)  # offset < expected: already have it; drop, re-ACK expected
-GAP = const(2)  # expected < offset, inside the window: a frame was lost; drop, ACK expected
-OUT_OF_WINDOW = const(3)  # past offset + window (or past wire_len): ERROR E_OUT_OF_WINDOW
+_ACCEPT = const(0)  # offset == expected and inside the window: write it, advance
+_DUP = const(1)  # offset < expected: already have it; drop, re-ACK expected
+_GAP = const(2)  # expected < offset, inside the window: a frame was lost; drop, ACK expected
+_OUT_OF_WINDOW = const(3)  # past offset + window (or past wire_len): ERROR E_OUT_OF_WINDOW
 
 _E_BAD = codes.E_BAD_MESSAGE
 _E_BIG = codes.E_TOO_LARGE
@@ -49,7 +51,7 @@ def put_head(major, val, buf, pos):
         buf[pos + 1] = val >> 8
         buf[pos + 2] = val & 0xFF
         return pos + 3
-    if val > MAX_UINT:
+    if val > _MAX_UINT:
         raise ProtocolError(_E_BIG, pos)
     buf[pos] = mt | 26
     buf[pos + 1] = val >> 24
@@ -203,7 +205,7 @@ class DataView:
                 raise ProtocolError(_E_BAD, p)
         else:
             raise ProtocolError(_E_BIG if ai <= 27 else _E_BAD, p)
-        if n > MAX_DATA:
+        if n > _MAX_DATA:
             raise ProtocolError(_E_BIG, p)
         if n == 0 or p + n != end:
             raise ProtocolError(_E_BAD, p)
@@ -231,13 +233,13 @@ class RxWindow:
     def classify(self, offset, n):
         exp = self.expected
         if offset < exp:
-            return DUP
+            return _DUP
         end = offset + n
         if n <= 0 or end > exp + self.window or end > self.wire_len:
-            return OUT_OF_WINDOW
+            return _OUT_OF_WINDOW
         if offset > exp:
-            return GAP
-        return ACCEPT
+            return _GAP
+        return _ACCEPT
 
     def accept(self, n):
         self.expected += n

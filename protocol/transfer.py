@@ -1,5 +1,5 @@
 # Window bookkeeping shared by both ends (docs/protocol.md, "Flow control").
-# Change: RxWindow and ACCEPT/DUP/GAP/OUT_OF_WINDOW are defined in hotpath.py (same names here).
+# Change: RxWindow is defined in hotpath.py (same name here).
 #
 # The device owns the offset: it grants [expected, expected + window) in every ACK, and a resumed
 # transfer restarts at the offset the device reports. TxWindow (host) decides what to send next
@@ -9,7 +9,7 @@ from otalink.protocol import codes
 from otalink.protocol.errors import ProtocolError
 
 # The device's half lives in hotpath.py (what a serving ECU keeps loaded); re-exported here.
-from otalink.protocol.hotpath import ACCEPT, DUP, GAP, OUT_OF_WINDOW, RxWindow  # noqa: F401
+from otalink.protocol.hotpath import RxWindow  # noqa: F401
 
 try:
     from micropython import const
@@ -17,6 +17,13 @@ except ImportError:  # CPython
 
     def const(x):
         return x
+
+
+# RxWindow.classify() results (hotpath.py holds private copies; tests/protocol/test_wire.py)
+ACCEPT = const(0)  # offset == expected and inside the window: write it, advance
+DUP = const(1)  # offset < expected: already have it; drop, re-ACK expected
+GAP = const(2)  # expected < offset, inside the window: a frame was lost; drop, ACK expected
+OUT_OF_WINDOW = const(3)  # past offset + window (or past wire_len): ERROR E_OUT_OF_WINDOW
 
 
 class TxWindow:

@@ -138,6 +138,37 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _BODY_ERRORS: dict[int | str, dict[str, Any]] = {400: _PROBLEM_SCHEMA, **_ERRORS}
 
 
+_LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def _host_is_local(host_header: str) -> bool:
+    """``Host`` names this machine (defeats DNS rebinding: a page of another origin that
+    resolves its own name to 127.0.0.1 still sends its own name)."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host in _LOCAL_NAMES or host.startswith("127.")
+
+
+class LocalHostOnly:
+    """ASGI middleware: refuse requests whose ``Host`` is not a loopback name (421)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or [])
+            host = headers.get(b"host", b"").decode("latin-1")
+            if not _host_is_local(host):
+                resp = problem_response(421, "not_local", "This API answers loopback names only.")
+                await resp(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _web_dir() -> Path:
     return Path(str(resources.files("otalink.host.web")))
 
@@ -156,6 +187,7 @@ def create_app(agent: AgentLike) -> FastAPI:
         openapi_url=PREFIX + "/openapi.json",
     )
     _install_error_handlers(app)
+    app.add_middleware(LocalHostOnly)
 
     def ok(result: Any = None) -> JsonObject:
         """Mutating calls answer with the status after the change."""

@@ -27,6 +27,7 @@ _TITLES: dict[int, str] = {
     409: "Refused",
     413: "Request too large",
     415: "Unsupported media type",
+    421: "Misdirected request",
     422: "Invalid request",
     500: "Internal error",
     503: "Unavailable",

@@ -48,7 +48,9 @@ def _out(args: argparse.Namespace, data: Any, text: str | None = None) -> None:
 
 
 def _mb(n: Any) -> str:
-    return f"{(n or 0) / 1e6:.1f} MB"
+    """Bytes as MB, or kB below one megabyte."""
+    b = float(n or 0)
+    return f"{b / 1e6:.1f} MB" if b >= 1e6 else f"{b / 1e3:.1f} kB"
 
 
 def _dur(s: Any) -> str:
@@ -71,7 +73,7 @@ def _download_line(st: dict[str, Any]) -> str:
     done = d.get("bytes") or 0
     p = 100.0 * done / total if total else 0.0
     rate = d.get("rate")
-    rate_s = f"  {rate / 1e6:.2f} MB/s" if isinstance(rate, int | float) and rate else ""
+    rate_s = f"  {_mb(rate)}/s" if isinstance(rate, int | float) and rate else ""
     eta = d.get("eta_s")
     eta_s = f"  ETA {_dur(eta)}" if isinstance(eta, int | float) else ""
     return f"download {bar(p)}  {_mb(done)} / {_mb(total)}{rate_s}{eta_s}"
@@ -216,8 +218,12 @@ def cmd_show(args: argparse.Namespace, client: ApiClient) -> int:
     ]
     if d.get("unavailable_functions"):
         lines.append("unavailable while installing: " + ", ".join(d["unavailable_functions"]))
-    if d.get("network_policy"):
-        lines.append(f"network policy: {d['network_policy']}")
+    pol = d.get("network_policy")
+    if isinstance(pol, dict):
+        cell = "allowed" if pol.get("cellular_allowed") else "only with your permission"
+        lines.append(f"network: {pol.get('network')} (cellular: {cell})")
+    elif pol:
+        lines.append(f"network policy: {pol}")
     for e in d.get("ecus") or []:
         if isinstance(e, dict):
             lines.append(

@@ -58,7 +58,8 @@ class DemoOptions:
     fail_selftest: str | None = None  # ECU id whose new image fails its self-test
     schedule_in_s: float = 4.0  # scenario "no-connection-then-schedule": install this soon
     est_install_s: int = 90
-    heapsize: str | None = None  # MicroPython heap of each ECU (None: the runner's default)
+    # MicroPython heap of each ECU: the device agent does not yet fit the runner's 64k default
+    heapsize: str | None = "256k"
     factory: bool = True  # ECUs first get the factory release 1.0.0 (so a rollback has a target)
     signals: dict[str, Any] = field(default_factory=dict)  # overrides of the parked defaults
     policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(restart_timeout_s=30.0))
@@ -74,7 +75,6 @@ FAST = DemoOptions(
     baud=None,
     server_rate_bps=256 * 1024,
     est_install_s=20,
-    heapsize="256k",
     factory=False,
     # a HELLO sent while an ECU is still rebooting is lost: retry after 2 s, not 5
     policy=PolicyConfig(restart_timeout_s=30.0, ecu_timeout_s=2.0),

@@ -3,6 +3,7 @@
 Public interface (stable):
     compile_tree(arch: str, out: Path | None = None) -> dict[str, bytes]
         relative path on the board under the lib dir ("otalink/device/main.mpy") -> .mpy bytes
+    collect_tree(dest: Path) -> dict[str, bytes]      the same from an existing staging tree
     mpy_header(data: bytes) -> tuple[int, int, int]   (version, sub-version, arch code)
     MPY_CROSS_VERSION: int = 6
 
@@ -48,7 +49,7 @@ def _build(arch: str, tool: Path, dest: Path) -> dict[str, bytes]:
     stamp = dest / ".sources.sha256"
     digest = _sources_digest(arch, tool)
     if stamp.is_file() and stamp.read_text() == digest:
-        return _collect(dest)
+        return collect_tree(dest)
     proc = subprocess.run(
         [sys.executable, str(tool), "--out", str(dest), "--arch", arch],
         capture_output=True,
@@ -57,7 +58,7 @@ def _build(arch: str, tool: Path, dest: Path) -> dict[str, bytes]:
     )
     if proc.returncode != 0:
         raise CompileError(f"mpy-cross failed for {arch}:\n{proc.stdout}{proc.stderr}")
-    files = _collect(dest)
+    files = collect_tree(dest)
     stamp.write_text(digest)
     return files
 
@@ -81,7 +82,8 @@ def _sources_digest(arch: str, tool: Path) -> str:
     return h.hexdigest()
 
 
-def _collect(dest: Path) -> dict[str, bytes]:
+def collect_tree(dest: Path) -> dict[str, bytes]:
+    """The .mpy files of a staging tree (``<dest>/otalink/**.mpy``) by board lib path."""
     files: dict[str, bytes] = {}
     for path in sorted((dest / "otalink").rglob("*.mpy")):
         files[path.relative_to(dest).as_posix()] = path.read_bytes()

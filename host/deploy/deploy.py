@@ -4,21 +4,22 @@ Public interface (stable):
     DeployOptions(board: Board, port: str, ecu_id: str, hw_id: str, ecu_seed: bytes,
                   director_keys: list[bytes], line_port: str | None = None,
                   start: bool = True, hello: bool = True, repl_timeout: float = 5.0,
-                  hello_timeout: float = 20.0, time_floor: int = 0, frozen: bool = False)
+                  hello_timeout: float = 20.0, time_floor: int = 0, frozen: bool = False,
+                  mpy_tree: Path | None = None)
     deploy(opts, log: Callable[[str], None] = ...) -> DeployReport
     DeployReport: .to_dict() -> {"board", "port", "micropython", "mpy", "written", "skipped",
                   "removed", "started", "hello": {...} | None, "seconds"}
     check_compat(board: Board, mpy_word: int | None, version: tuple[int, ...],
                  headers: Iterable[tuple[int, int, int]]) -> None    (MpyMismatchError)
     ecu_config(opts, wiring) -> dict    the ECU config JSON written to the board (otalink.json)
-    BOOT_GLUE: Path                     boards/main.py, copied to the board as main.py
+    boot_glue_path() -> Path            boards/main.py, copied to the board as main.py
 
 Steps: open the REPL (mpremote) -> probe MicroPython version, .mpy ABI and file hashes -> refuse
 an incompatible board -> compile with mpy-cross for the board's arch -> write only what changed
 (sha256 on the board vs here; temp + rename) and remove stale agent files -> write board.json,
 otalink.json (ECU id, hardware id, line), the key files the profile names (ECU seed, Director
-public keys) and main.py -> reset the board so
-main.py starts the agent -> HELLO over the agent's line (EcuClient) and check the signed INFO.
+public keys) and main.py (last) -> soft-reset the board so main.py starts the agent -> HELLO over
+the agent's line (EcuClient) and check the signed INFO.
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from otalink.host.deploy.compile import MPY_CROSS_VERSION, compile_tree, mpy_header
+from otalink.host.deploy.compile import (
+    MPY_CROSS_VERSION,
+    collect_tree,
+    compile_tree,
+    mpy_header,
+)
 from otalink.host.deploy.errors import (
     BoardExecError,
     DeployError,
@@ -65,6 +71,7 @@ class DeployOptions:
     hello_timeout: float = 20.0
     time_floor: int = 0
     frozen: bool = False  # the firmware has the agent frozen in (boards/manifest.py): no .mpy copy
+    mpy_tree: Path | None = None  # a staging tree compiled before (else compile for the arch)
 
 
 @dataclass
@@ -235,6 +242,13 @@ def deploy(opts: DeployOptions, log: Callable[[str], None] = lambda s: None) -> 
         report.mpy = probe.get("mpy")
         log(f"board: MicroPython {report.micropython} ({probe.get('platform')}), mpy {report.mpy}")
         check_compat(board, report.mpy, version)
+        wiring = json.loads(probe["wiring"]) if probe.get("wiring") else None
+        line_port = opts.line_port or (wiring or {}).get("uart_host")
+        if opts.start and opts.hello and not line_port:
+            raise HelloError(
+                "no --line-port (host end of the agent's UART): cannot check the agent with "
+                "HELLO (or pass --no-hello)"
+            )
         if opts.frozen:
             try:
                 repl.exec("import otalink.device.config")
@@ -244,9 +258,11 @@ def deploy(opts: DeployOptions, log: Callable[[str], None] = lambda s: None) -> 
                 ) from exc
             files: dict[str, bytes] = {}
         else:
-            files = compile_tree(board.micropython.arch)
+            if opts.mpy_tree is not None:
+                files = collect_tree(opts.mpy_tree)
+            else:
+                files = compile_tree(board.micropython.arch)
             check_compat(board, report.mpy, version, (mpy_header(b) for b in files.values()))
-        wiring = json.loads(probe["wiring"]) if probe.get("wiring") else None
         wanted: dict[str, bytes] = {f"{lib}/{rel}": data for rel, data in files.items()}
         wanted[PROFILE_NAME] = _json_bytes(board.raw)
         wanted[board.deploy.config] = _json_bytes(ecu_config(opts, wiring))
@@ -254,11 +270,11 @@ def deploy(opts: DeployOptions, log: Callable[[str], None] = lambda s: None) -> 
         wanted[board.keys.director_keys] = b"".join(opts.director_keys)
         wanted[BOOT_GLUE_NAME] = boot_glue_path().read_bytes()
         have: dict[str, str | None] = probe.get("files", {})
-        dirs = sorted({p.rsplit("/", 1)[0] for p in wanted if "/" in p})
-        for d in dirs:
+        changed = [p for p, data in wanted.items() if have.get(p) != _sha(data)]
+        for d in sorted({p.rsplit("/", 1)[0] for p in changed if "/" in p}):
             repl.mkdirs(d)
         for path, data in wanted.items():
-            if have.get(path) == _sha(data):
+            if path not in changed:
                 report.skipped.append(path)
                 continue
             repl.write_file(path, data)
@@ -269,7 +285,6 @@ def deploy(opts: DeployOptions, log: Callable[[str], None] = lambda s: None) -> 
                 repl.remove(path)
                 report.removed.append(path)
         log(f"{len(report.written)} written, {len(report.skipped)} unchanged")
-        line_port = opts.line_port or (wiring or {}).get("uart_host")
         if opts.start:
             # Keep the REPL port open: if the agent fails to start, its traceback is there.
             # Same keys on the unix port: Ctrl-D ends its REPL process, and the emulated board
@@ -277,9 +292,7 @@ def deploy(opts: DeployOptions, log: Callable[[str], None] = lambda s: None) -> 
             repl.reboot_to_main()
             report.started = True
             log("agent started (board reset)")
-        if opts.start and opts.hello:
-            if not line_port:
-                raise HelloError("no --line-port given: cannot check the agent with HELLO")
+        if opts.start and opts.hello and line_port:
             from otalink.host.keys import public_key
 
             try:

@@ -54,6 +54,8 @@ function hhmm(iso) {
 }
 function human(code) {
   if (!code) return "";
+  const pc = /^precondition:(\w+)/.exec(String(code));
+  if (pc) return REASONS[pc[1]] || human(pc[1]);
   const u = /^ecu_unreachable:([^;]+)/.exec(String(code));
   if (u) return `ECU “${u[1]}” did not come back after restarting.`;
   const m = /^ecu_failed:([^:]+):([^;]+)/.exec(String(code));

@@ -10,6 +10,7 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from otalink.host.deploy.deploy import DeployOptions, DeployReport, deploy
 from otalink.host.deploy.profile import Board
@@ -40,6 +41,7 @@ def deploy_agent(
     hw_id: str = "bench-hw",
     ecu: KeyPair | None = None,
     director: KeyPair | None = None,
+    mpy_tree: Path | None = None,
 ) -> Deployed:
     ecu = ecu or KeyPair.generate()
     director = director or KeyPair.generate()
@@ -52,6 +54,7 @@ def deploy_agent(
         director_keys=[director.public],
         line_port=line_port,
         hello_timeout=20.0,
+        mpy_tree=mpy_tree,
     )
     report = deploy(opts)
     return Deployed(board, port, line_port, ecu_id, hw_id, ecu, director, report)

@@ -7,8 +7,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from otalink.host.deploy.compile import compile_tree
 from otalink.host.deploy.profile import Board, load_board
 from otalink.host.deploy.unixboard import UnixBoard
+
+
+@pytest.fixture(scope="session")
+def agent_mpy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The agent compiled once for the session (x64), so deploys within a test see one tree even
+    while protocol/ and device/ change underneath."""
+    out = tmp_path_factory.mktemp("agent-mpy") / "x64"
+    compile_tree("x64", out=out)
+    return out
 
 
 @pytest.fixture
@@ -42,6 +52,6 @@ def hil(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HilTarget]:
             assert emu.wait_boots(1, 10)
             yield HilTarget(board, emu.port, emu.uart_host, emu)
         return
-    if not port:
-        pytest.fail("--board given without --port")
-    yield HilTarget(board, str(port), line_port, None)
+    if not port or not line_port:
+        pytest.fail("hardware tests need --port (REPL) and --line-port (agent UART), docs/hil.md")
+    yield HilTarget(board, str(port), str(line_port), None)

@@ -37,9 +37,9 @@ def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_deploy_update_and_redeploy(unixboard: UnixBoard) -> None:
+def test_deploy_update_and_redeploy(unixboard: UnixBoard, agent_mpy: Path) -> None:
     board = load_board("unix")
-    d = _flow.deploy_agent(board, unixboard.port)
+    d = _flow.deploy_agent(board, unixboard.port, mpy_tree=agent_mpy)
     hello = d.report.hello
     assert hello is not None
     assert (hello["ecu_id"], hello["hw_id"], hello["signature"]) == (
@@ -66,7 +66,9 @@ def test_deploy_update_and_redeploy(unixboard: UnixBoard) -> None:
 
     # Deploying the same agent again stops the running agent (Ctrl-C), writes nothing,
     # and the agent comes back with the installed application untouched.
-    again = _flow.deploy_agent(board, unixboard.port, ecu=d.ecu, director=d.director)
+    again = _flow.deploy_agent(
+        board, unixboard.port, ecu=d.ecu, director=d.director, mpy_tree=agent_mpy
+    )
     assert again.report.written == [] and again.report.removed == []
     assert len(again.report.skipped) == len(d.report.written)
     h2 = again.report.hello
@@ -78,11 +80,11 @@ def unixboard_profile() -> Board:
     return load_board("unix")
 
 
-def test_deploy_removes_stale_agent_files(unixboard: UnixBoard) -> None:
+def test_deploy_removes_stale_agent_files(unixboard: UnixBoard, agent_mpy: Path) -> None:
     stale = unixboard.root / "lib/otalink/device/old_module.mpy"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"M\x06\x00\x1f")
-    d = _flow.deploy_agent(load_board("unix"), unixboard.port)
+    d = _flow.deploy_agent(load_board("unix"), unixboard.port, mpy_tree=agent_mpy)
     assert d.report.removed == ["lib/otalink/device/old_module.mpy"]
     assert not stale.exists()
     # Power cut while someone sits in the raw REPL: the board boots its agent again, and the
@@ -92,7 +94,9 @@ def test_deploy_removes_stale_agent_files(unixboard: UnixBoard) -> None:
     unixboard.power_cycle()
     repl.close()
     assert unixboard.wait_boots(boots + 1, 10)
-    again = _flow.deploy_agent(unixboard_profile(), unixboard.port, ecu=d.ecu, director=d.director)
+    again = _flow.deploy_agent(
+        unixboard_profile(), unixboard.port, ecu=d.ecu, director=d.director, mpy_tree=agent_mpy
+    )
     assert again.report.written == [] and again.report.hello is not None
 
 
@@ -326,3 +330,25 @@ def test_frozen_deploy_needs_a_frozen_agent(unixboard: UnixBoard, tmp_path: Path
     )
     assert p.returncode == 1 and "no frozen otalink agent" in p.stderr
     assert not (unixboard.root / "otalink.json").exists()
+
+
+def test_mpremote_command_talks_to_the_emulated_board(unixboard: UnixBoard) -> None:
+    # The plain `mpremote` command works too, with `resume` (no soft reset: Ctrl-D would end the
+    # unix REPL; docs/hil.md).
+    mpremote = str(Path(sys.executable).parent / "mpremote")
+
+    def run(*args: str) -> str:
+        p = subprocess.run(
+            [mpremote, "connect", unixboard.port, "resume", *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    assert run("exec", "import sys; print(sys.implementation._mpy & 0xff)").strip() == "6"
+    run("fs", "mkdir", ":lib")
+    assert (unixboard.root / "lib").is_dir()
+    assert "board_wiring.json" in run("fs", "ls", ":")

@@ -6,7 +6,8 @@ import os
 
 from otalink.device.errors import DeviceError
 from otalink.device.flash import NorFlash
-from otalink.device.slots import A_RUN, A_START_TRIAL, Slots
+from otalink.device.decide import A_RUN, A_START_TRIAL
+from otalink.device.slots import Slots
 from otalink.protocol import codes as C
 
 GEOM = {

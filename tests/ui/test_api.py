@@ -197,3 +197,14 @@ def test_refusals_leave_state_unchanged(make_stack: StackFactory) -> None:
         assert c.get("/history").json()
         problem(c.post("/cancel"), 409, "illegal_in_state")
         assert c.post("/acknowledge").json()["state"] == "idle"
+
+
+def test_foreign_host_and_content_type_refused(shared_stack: DemoStack) -> None:
+    """DNS rebinding (foreign Host) and form/text posts from web pages do nothing."""
+    with api(shared_stack) as c:
+        problem(c.get("/status", headers={"Host": "evil.example:8765"}), 421, "not_local")
+        r = c.post("/install", content=b'{"confirm": true}', headers={"content-type": "text/plain"})
+        assert r.status_code == 422, r.text
+        assert c.get("/status", headers={"Host": "localhost:1"}).status_code == 200
+        assert c.get("/status", headers={"Host": "[::1]:8765"}).status_code == 200
+        assert c.get("/status").json()["state"] == "available"

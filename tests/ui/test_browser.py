@@ -123,7 +123,11 @@ def test_main_story(make_stack: StackFactory, screen: Screen) -> None:
     screen.shot("countdown")
 
     screen.wait("installing", timeout=20)
-    screen.page.wait_for_selector("li[data-ecu] .phase:has-text('Sending software')")
+    screen.page.wait_for_function(
+        "document.body.dataset.screen !== 'installing' ||"
+        " !document.querySelector('#inst-percent').textContent.startsWith('0 ')"
+    )
+    assert screen.wait("installing") == "installing"
     body = screen.text()
     assert "DO NOT DRIVE" in body
     for ecu in ("bms", "body", "adas"):
@@ -178,6 +182,16 @@ def test_no_connection_retry_then_stop(make_stack: StackFactory, screen: Screen)
     assert "2.0.0" not in versions.values()
     screen.click("dismiss")
     screen.wait("confirm")
+
+    # again, and this time the car is shifted out of Park during the install
+    screen.click("install-now")
+    screen.wait("installing")
+    put_signals(stack, gear=127)
+    screen.wait("stopped")
+    assert "Nothing was changed" in screen.text()
+    assert "shifted out of Park" in screen.page.inner_text("#stop-reason")
+    assert "Shift to Park" in screen.text()
+    screen.shot("stopped-out-of-park")
 
 
 def test_no_connection_schedule(make_stack: StackFactory, screen: Screen) -> None:

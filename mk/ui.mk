@@ -1,0 +1,8 @@
+# ui: the screen's screenshots (test-artifacts/screens, best ones to docs/img) and the API schema.
+.PHONY: screens openapi
+
+screens: sysdeps $(STAMP) mpy
+	$(BIN)/pytest tests/ui/test_browser.py -q
+
+openapi: $(STAMP)
+	$(BIN)/python -m otalink.host.api.schema

@@ -1,0 +1,280 @@
+# Validating parsers and the two signed-body codecs (install instruction, INFO/STATUS report): the
+# part of the message layer the device needs (docs/protocol.md, "Messages"). messages.py
+# re-exports every public name here and adds the builders and the public field-index constants;
+# the device imports this module (not messages.py) for HELLO / STATUS_REQ / BEGIN only and drops
+# it again (heap notes in device/session.py), so it keeps its constants private (const() folds
+# them and no name is interned). Their values equal messages' public ones
+# (tests/protocol/test_wire.py).
+from otalink.protocol import cbor, codes
+from otalink.protocol.errors import ProtocolError
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+_INSTR_FMT = const(1)
+_I_ECU_ID = const(1)
+_I_EXPIRES = const(8)
+_I_FMT = const(0)
+_I_HW_ID = const(2)
+_I_IMAGE_LEN = const(5)
+_I_ISSUED = const(7)
+_I_KIND = const(10)
+_I_RELEASE = const(4)
+_I_SHA256 = const(6)
+_I_TARGET = const(9)
+_I_VERSION = const(3)
+_KEYID_LEN = const(8)
+_KIND_FIRMWARE = const(1)
+_MAX_BODY = const(1024)
+_MAX_DATA = const(8176)
+_MAX_ID = const(32)
+_MAX_INSTR = const(512)
+_MAX_SIGS = const(4)
+_MAX_TARGET = const(64)
+_MAX_UINT = const(0xFFFFFFFF)
+_NONCE_LEN = const(16)
+_R_ACTIVE_SLOT = const(4)
+_R_BOOT_STATE = const(5)
+_R_CAPS = const(8)
+_R_ECU_ID = const(1)
+_R_HW_ID = const(2)
+_R_LAST_ERROR = const(6)
+_R_NONCE = const(3)
+_R_PROTO = const(0)
+_R_RELEASE_FLOOR = const(10)
+_R_SLOTS = const(7)
+_R_TRANSFER = const(9)
+_R_TRIAL_BOOTS = const(12)
+_R_TRUSTED_TIME = const(11)
+_SHA256_LEN = const(32)
+_SIG_LEN = const(64)
+_S_IMAGE_LEN = const(3)
+_S_RELEASE = const(2)
+_S_SHA256 = const(4)
+_S_STATE = const(0)
+_S_VERSION = const(1)
+
+_E_BAD = codes.E_BAD_MESSAGE
+_E_BIG = codes.E_TOO_LARGE
+
+
+# ---- validation helpers -------------------------------------------------------------------------
+# Field specs: (kind, lo, hi). uint: value in [lo, hi]; bstr/tstr: length in [lo, hi].
+_U = const(0)
+_B = const(1)
+_T = const(2)
+_SIGS = const(3)
+
+_UINT = const((_U, 0, _MAX_UINT))
+_NONCE = const((_B, _NONCE_LEN, _NONCE_LEN))
+_SIG = const((_B, _SIG_LEN, _SIG_LEN))
+
+SPECS = {
+    codes.MSG_HELLO: (_UINT, _NONCE, (_U, codes.MIN_PAYLOAD, _MAX_UINT)),
+    codes.MSG_INFO: ((_B, 1, _MAX_BODY), _SIG),
+    codes.MSG_BEGIN: (
+        (_B, 1, _MAX_INSTR),
+        (_SIGS, 0, _MAX_SIGS),
+        _UINT,
+        (_B, _SHA256_LEN, _SHA256_LEN),
+        (_U, codes.COMP_NONE, codes.COMP_DEFLATE),
+        _UINT,
+    ),
+    codes.MSG_DATA: (_UINT, (_B, 1, _MAX_DATA)),
+    codes.MSG_ACK: (_UINT, _UINT, _UINT),
+    codes.MSG_STATUS: ((_B, 1, _MAX_BODY), _SIG),
+    codes.MSG_PROGRESS: (_UINT, _UINT, _UINT),
+    codes.MSG_END: (_UINT,),
+    codes.MSG_RESULT: (_UINT, _UINT, _UINT),
+    codes.MSG_ACTIVATE: (),
+    codes.MSG_REBOOT: (),
+    codes.MSG_CONFIRM: (),
+    codes.MSG_REVERT: (),
+    codes.MSG_ABORT: (),
+    codes.MSG_ERROR: (_UINT, _UINT),
+    codes.MSG_STATUS_REQ: (_NONCE,),
+}
+
+
+def _is_uint(v):
+    # bool is not an int on MicroPython but is on CPython: exclude it explicitly.
+    return isinstance(v, int) and v is not True and v is not False and v >= 0
+
+
+def _is_bytes(v):
+    return isinstance(v, (bytes, bytearray, memoryview))
+
+
+def _check(v, spec, idx, err):
+    kind, lo, hi = spec
+    if kind == _U:
+        if not _is_uint(v) or v < lo or v > hi:
+            raise ProtocolError(err, idx)
+    elif kind == _B or kind == _T:
+        if kind == _B:
+            if not _is_bytes(v):
+                raise ProtocolError(err, idx)
+            n = len(v)
+        else:
+            if not isinstance(v, str):
+                raise ProtocolError(err, idx)
+            n = len(v.encode("utf-8"))
+        if n > hi:
+            raise ProtocolError(_E_BIG if err == _E_BAD else err, idx)
+        if n < lo:
+            raise ProtocolError(err, idx)
+    else:  # _SIGS: array of [keyid bstr(8), sig bstr(64)]
+        if not isinstance(v, list):
+            raise ProtocolError(err, idx)
+        if len(v) > hi:
+            raise ProtocolError(_E_BIG if err == _E_BAD else err, idx)
+        for pair in v:
+            if (
+                not isinstance(pair, list)
+                or len(pair) != 2
+                or not _is_bytes(pair[0])
+                or len(pair[0]) != _KEYID_LEN
+                or not _is_bytes(pair[1])
+                or len(pair[1]) != _SIG_LEN
+            ):
+                raise ProtocolError(err, idx)
+
+
+def _check_text(v, hi, idx, err):
+    if not isinstance(v, str):
+        raise ProtocolError(err, idx)
+    if len(v.encode("utf-8")) > hi:
+        raise ProtocolError(err, idx)
+
+
+def parse(payload, copy=None):
+    """Decode and validate one message payload; returns [type, ...fields].
+
+    E_BAD_MESSAGE: not a CBOR array in the profile, wrong arity or field type;
+    E_UNKNOWN_TYPE: type not in codes.MSG_*; E_TOO_LARGE: a length over its bound.
+    """
+    msg = cbor.loads(payload, copy)
+    if not isinstance(msg, list) or not msg:
+        raise ProtocolError(_E_BAD, 0)
+    t = msg[0]
+    if not _is_uint(t):
+        raise ProtocolError(_E_BAD, 0)
+    spec = SPECS.get(t)
+    if spec is None:
+        raise ProtocolError(codes.E_UNKNOWN_TYPE, t if t <= 0xFFFF else 0)
+    if len(msg) != len(spec) + 1:
+        raise ProtocolError(_E_BAD, len(msg))
+    i = 1
+    for s in spec:
+        _check(msg[i], s, i, _E_BAD)
+        i += 1
+    return msg
+
+
+def decode_instruction(data):
+    """Decode and validate an install instruction; any problem is E_BAD_INSTRUCTION (detail =
+    field index, or 0xFF for CBOR-level problems)."""
+    err = codes.E_BAD_INSTRUCTION
+    if len(data) > _MAX_INSTR:
+        raise ProtocolError(err, 0xFF)
+    try:
+        v = cbor.loads(data)
+    except ProtocolError:
+        raise ProtocolError(err, 0xFF)
+    if not isinstance(v, list) or len(v) != 11:
+        raise ProtocolError(err, 0xFF)
+    if v[_I_FMT] != _INSTR_FMT or not _is_uint(v[_I_FMT]):
+        raise ProtocolError(err, _I_FMT)
+    _check_text(v[_I_ECU_ID], _MAX_ID, _I_ECU_ID, err)
+    _check_text(v[_I_HW_ID], _MAX_ID, _I_HW_ID, err)
+    _check_text(v[_I_VERSION], _MAX_ID, _I_VERSION, err)
+    if not v[_I_ECU_ID] or not v[_I_HW_ID] or not v[_I_VERSION]:
+        raise ProtocolError(err, _I_ECU_ID)
+    for i in (_I_RELEASE, _I_IMAGE_LEN, _I_ISSUED, _I_EXPIRES):
+        if not _is_uint(v[i]):
+            raise ProtocolError(err, i)
+    _check(v[_I_SHA256], (_B, _SHA256_LEN, _SHA256_LEN), _I_SHA256, err)
+    _check_text(v[_I_TARGET], _MAX_TARGET, _I_TARGET, err)
+    if not _is_uint(v[_I_KIND]) or v[_I_KIND] > _KIND_FIRMWARE:
+        raise ProtocolError(err, _I_KIND)
+    return v
+
+
+def encode_report(
+    ecu_id,
+    hw_id,
+    nonce,
+    active_slot,
+    boot_state,
+    last_error,
+    slots,
+    caps,
+    transfer,
+    release_floor,
+    trusted_time,
+    trial_boots,
+    proto_ver=codes.PROTOCOL_VERSION,
+):
+    """slots: 2 x [state, version, release_counter, image_len, sha256 (32 bytes or b"")];
+    caps: 7 uints (see C_*); transfer: [phase, wire_offset, wire_len, image_len]."""
+    out = cbor.dumps(
+        [
+            proto_ver,
+            ecu_id,
+            hw_id,
+            nonce,
+            active_slot,
+            boot_state,
+            last_error,
+            [list(s) for s in slots],
+            list(caps),
+            list(transfer),
+            release_floor,
+            trusted_time,
+            trial_boots,
+        ]
+    )
+    decode_report(out)
+    return out
+
+
+def decode_report(data):
+    """Decode and validate a report body; E_BAD_MESSAGE / E_TOO_LARGE (detail = field index)."""
+    if len(data) > _MAX_BODY:
+        raise ProtocolError(_E_BIG, 0)
+    v = cbor.loads(data)
+    err = _E_BAD
+    if not isinstance(v, list) or len(v) != 13:
+        raise ProtocolError(err, 0xFF)
+    for i in (_R_PROTO, _R_LAST_ERROR, _R_RELEASE_FLOOR, _R_TRUSTED_TIME, _R_TRIAL_BOOTS):
+        _check(v[i], _UINT, i, err)
+    _check(v[_R_ECU_ID], (_T, 0, _MAX_ID), _R_ECU_ID, err)
+    _check(v[_R_HW_ID], (_T, 0, _MAX_ID), _R_HW_ID, err)
+    _check(v[_R_NONCE], _NONCE, _R_NONCE, err)
+    _check(v[_R_ACTIVE_SLOT], (_U, 0, 1), _R_ACTIVE_SLOT, err)
+    _check(v[_R_BOOT_STATE], (_U, 0, codes.BOOT_REVERTED), _R_BOOT_STATE, err)
+    slots = v[_R_SLOTS]
+    if not isinstance(slots, list) or len(slots) != 2:
+        raise ProtocolError(err, _R_SLOTS)
+    for s in slots:
+        if not isinstance(s, list) or len(s) != 5:
+            raise ProtocolError(err, _R_SLOTS)
+        _check(s[_S_STATE], (_U, 0, codes.SLOT_REJECTED), _R_SLOTS, err)
+        _check(s[_S_VERSION], (_T, 0, _MAX_ID), _R_SLOTS, err)
+        _check(s[_S_RELEASE], _UINT, _R_SLOTS, err)
+        _check(s[_S_IMAGE_LEN], _UINT, _R_SLOTS, err)
+        _check(s[_S_SHA256], (_B, 0, _SHA256_LEN), _R_SLOTS, err)
+        if len(s[_S_SHA256]) not in (0, _SHA256_LEN):
+            raise ProtocolError(err, _R_SLOTS)
+    for i, n in ((_R_CAPS, 7), (_R_TRANSFER, 4)):
+        a = v[i]
+        if not isinstance(a, list) or len(a) != n:
+            raise ProtocolError(err, i)
+        for x in a:
+            _check(x, _UINT, i, err)
+    return v

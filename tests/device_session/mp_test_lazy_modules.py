@@ -1,0 +1,130 @@
+# The serving agent keeps only its hot-path modules loaded (device/session.py, "Heap"): the CBOR
+# codec, the message parsers and the crypto modules are imported for HELLO / STATUS_REQ / BEGIN
+# (or a payload only the full parser can judge) and are gone again once the reply is out, while
+# the replies stay exactly what the protocol says.
+# mpy-heapsize: 512k
+import gc
+import sys
+
+import micropython
+from otalink.device import ed25519
+from otalink.device.flash import NorFlash, geometry
+from otalink.device.session import IDLE, RECEIVING, Session
+from otalink.device.slots import Slots
+from otalink.protocol import codes, messages
+from otalink.protocol.frame import FrameParser, frame
+
+LAZY = (
+    "otalink.protocol.wire",
+    "otalink.protocol.cbor",
+    "otalink.protocol.messages",
+    "otalink.device.auth",
+    "otalink.device.ed25519",
+    "otalink.device.sha512",
+)
+
+
+class RingLink:
+    def __init__(self, size):
+        self.ring = micropython.RingIO(size)
+        self.out = bytearray()
+
+    def wait(self, timeout_ms):
+        return self.ring.any() > 0
+
+    def readinto(self, buf, n):
+        k = self.ring.any()
+        if k > n:
+            k = n
+        return self.ring.readinto(buf, k) if k else 0
+
+    def write(self, buf, n, timeout_ms=0):
+        self.out += bytes(buf[:n])
+
+    def close(self):
+        pass
+
+
+class Cfg:
+    ecu_id = "bms-1"
+    hw_id = "hw-1"
+    max_payload = 2048
+    window = 8192
+    time_floor = 0
+
+    def __init__(self, pub, seed):
+        self.director_keys = [pub]
+        self.threshold = 1
+        self.ecu_seed = seed
+
+
+def loaded():
+    return [m for m in LAZY if m in sys.modules]
+
+
+def test_codec_and_crypto_leave_after_each_request():
+    import hashlib
+    import os
+    from binascii import hexlify
+
+    director = ed25519.SigningKey(bytes(range(32)))
+    image = bytes((i * 5) & 0xFF for i in range(6000))
+    sha = hashlib.sha256(image).digest()
+    instr = messages.encode_instruction(
+        "bms-1", "hw-1", "2.0.0", 2, len(image), sha, 1000, 2000, "app", 0
+    )
+    kid = hashlib.sha256(director.public).digest()[:8]
+    begin = messages.begin(instr, [[kid, director.sign(instr)]], len(image), sha, 0, len(image))
+    hello = messages.hello(bytes(range(16)), 4096)
+    status = messages.status_req(bytes(16))
+    data = [messages.data(o, image[o : o + 1024]) for o in range(0, len(image), 1024)]
+    end = messages.end(len(image))
+    bad_end = bytes([0x83, codes.MSG_END, 1, 2])  # wrong arity: only the full parser rejects it
+    path = "/tmp/otalink-lazy-" + hexlify(os.urandom(6)).decode() + ".bin"
+    g = geometry(
+        {
+            "size": 1114112,
+            "erase_size": 4096,
+            "write_size": 4,
+            "state_sectors": 2,
+            "slot_size": 524288,
+            "slot_offsets": [65536, 589824],
+            "max_data": 2048,
+        }
+    )
+    # the test itself used the full layer to build its frames: forget it, as the agent does
+    for m in LAZY:
+        sys.modules.pop(m, None)
+    try:
+        slots = Slots(NorFlash(path, g["size"], g["erase_size"], g["write_size"]), g)
+        slots.boot()
+        link = RingLink(16384)
+        sess = Session(Cfg(director.public, bytes(32)), slots, link)
+        replies = FrameParser(4096)
+
+        def ask(payload):
+            link.out = bytearray()
+            link.ring.write(frame(payload))
+            sess.poll(0)
+            gc.collect()
+            assert loaded() == [], loaded()
+            out = replies.feed_all(link.out)
+            assert len(out) >= 1, out
+            return out[-1]
+
+        assert ask(hello)[1] == codes.MSG_INFO
+        assert ask(status)[1] == codes.MSG_STATUS
+        r = ask(bad_end)
+        assert r[1] == codes.MSG_ERROR and r[2] == codes.E_BAD_MESSAGE, bytes(r)
+        assert ask(begin)[1] == codes.MSG_ACK
+        assert sess.state == RECEIVING
+        for d in data:
+            assert ask(d)[1] == codes.MSG_ACK
+        r = ask(end)
+        assert r[1] == codes.MSG_RESULT and r[2] == codes.MSG_END and r[3] == codes.OK, bytes(r)
+        assert sess.state == IDLE and sess.errors_out == 1
+    finally:
+        try:
+            os.remove(path)
+        except OSError:
+            pass

@@ -1,0 +1,84 @@
+"""Link-fault matrix: the real agent behind LineSim, one transfer per fault (issue 6, part 2).
+
+``make test`` runs the short matrix (stall scaled to 1.5 s over a 0.5 s reply timeout);
+``make soak`` adds the full 30 s stall and the 1000-transfer sweep (test_soak.py).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import pytest
+
+from otalink.host.line import FaultConfig
+from otalink.host.line.rig import EcuRig
+from tests.ecu.conftest import RigFactory
+from tests.line.faulted import COMPLETED, CORRUPTED, FAILED_CLEANLY, faulted_transfer
+
+IMAGE = 48 * 1024
+
+
+def _disconnect(seconds: float) -> Callable[[EcuRig], None]:
+    def act(rig: EcuRig) -> None:
+        rig.sim.disconnect()
+        time.sleep(seconds)
+        rig.sim.reconnect()
+
+    return act
+
+
+def _stall(seconds: float) -> Callable[[EcuRig], None]:
+    return lambda rig: rig.sim.stall(seconds)
+
+
+def _reset(rig: EcuRig) -> None:
+    rig.reset()
+
+
+FAULTS = {
+    "ber_1e-5": FaultConfig(ber=1e-5),
+    "ber_1e-4": FaultConfig(ber=1e-4),
+    "drop_1pct_bursts": FaultConfig(drop_rate=0.01, drop_burst=32),
+    "drop_5pct_bursts": FaultConfig(drop_rate=0.05, drop_burst=32),
+}
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_byte_faults(rig_factory: RigFactory, name: str) -> None:
+    rig = rig_factory(baud=921600, seed=hash(name) & 0xFFFF)
+    image = os.urandom(IMAGE)
+    out = faulted_transfer(rig, image, 2, faults=FAULTS[name], activate=True)
+    assert out.kind in (COMPLETED, FAILED_CLEANLY), out
+    assert out.kind != CORRUPTED
+
+
+@pytest.mark.parametrize(
+    ("name", "action", "timeout"),
+    [
+        ("stall", _stall(1.5), 0.5),  # longer than the client's reply timeout
+        ("disconnect", _disconnect(1.5), 0.5),
+        ("device_reset", _reset, 0.5),
+    ],
+)
+def test_line_events_mid_transfer(
+    rig_factory: RigFactory, name: str, action: Callable[[EcuRig], None], timeout: float
+) -> None:
+    rig = rig_factory(baud=921600)
+    image = os.urandom(IMAGE * 2)
+    out = faulted_transfer(
+        rig, image, 2, action=action, action_after=IMAGE, timeout=timeout, activate=True
+    )
+    assert out.kind == COMPLETED, out  # these the client rides out by itself
+    if name != "stall":
+        assert out.reconnects >= 1, out
+
+
+@pytest.mark.slow
+def test_thirty_second_stall(rig_factory: RigFactory) -> None:
+    rig = rig_factory(baud=115200)
+    image = os.urandom(IMAGE)
+    out = faulted_transfer(rig, image, 2, action=_stall(30.0), action_after=IMAGE // 3)
+    assert out.kind == COMPLETED, out
+    assert out.seconds >= 30

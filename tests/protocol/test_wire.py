@@ -1,0 +1,120 @@
+"""The device's lean protocol modules agree with the full message layer.
+
+wire.py keeps private copies of messages' field-index constants (so the device interns no names
+for them), hotpath.parse_small() takes the uint-only messages without the CBOR codec, and
+device/auth.py reads instruction fields by its own private indices: each must give exactly what
+messages.py / messages.parse() give.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from otalink.protocol import codes, hotpath, messages, transfer
+from otalink.protocol.errors import ProtocolError
+
+from tests.vectors.vecio import rows, unhex
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+_CONST = re.compile(r"^_([A-Z][A-Z0-9_]*) = const\((\w+)\)", re.M)
+
+
+@pytest.mark.parametrize(
+    ("path", "public", "least"),
+    [
+        ("protocol/wire.py", messages, 30),
+        ("device/auth.py", messages, 10),
+        ("protocol/hotpath.py", transfer, 4),
+        ("protocol/hotpath.py", messages, 2),
+        ("device/session.py", transfer, 2),
+    ],
+)
+def test_private_constants_equal_the_public_ones(path: str, public: Any, least: int) -> None:
+    found = _CONST.findall((ROOT / path).read_text())
+    mirrored = [(n, v) for n, v in found if hasattr(public, n)]
+    assert len(mirrored) >= least, mirrored  # the check really looked at the copies
+    for name, value in mirrored:
+        assert getattr(public, name) == int(value, 0), name
+
+
+def _full(payload: bytes) -> list[Any] | int:
+    try:
+        return messages.parse(payload, copy=True)
+    except ProtocolError as e:
+        return -e.code
+
+
+def _small(payload: bytes) -> list[Any] | None:
+    out = [0, 0, 0, 0]
+    t = hotpath.parse_small(memoryview(payload), out)
+    if t < 0:
+        return None
+    return out[: len(messages.SPECS[t]) + 1]
+
+
+SMALL = [
+    messages.end(0),
+    messages.end(70_000),
+    messages.end(0xFFFFFFFF),
+    messages.activate(),
+    messages.reboot(),
+    messages.confirm(),
+    messages.revert(),
+    messages.abort(),
+    messages.error(codes.E_TIMEOUT, 300),
+    messages.ack(65536, 8192, codes.PH_RECEIVING),
+    messages.progress(codes.PH_ERASING, 8, 128),
+    messages.result(codes.MSG_END, codes.OK, 0),
+]
+
+
+@pytest.mark.parametrize("payload", SMALL, ids=lambda p: p.hex())
+def test_parse_small_takes_uint_messages_like_parse(payload: bytes) -> None:
+    got = _small(payload)
+    assert got is not None
+    assert got == _full(payload)
+
+
+def test_parse_small_leaves_everything_else_to_parse() -> None:
+    others = [
+        messages.hello(bytes(16), 4096),
+        messages.status_req(bytes(16)),
+        messages.data(0, b"x"),
+        cbor2.dumps([codes.MSG_END]),  # wrong arity
+        cbor2.dumps([codes.MSG_END, 1, 2]),
+        cbor2.dumps([codes.MSG_END, -1]),
+        cbor2.dumps([codes.MSG_END, 2**32]),  # 8-byte head
+        bytes.fromhex("82081817"),  # non-shortest head
+        bytes.fromhex("820818"),  # truncated
+        bytes.fromhex("8208010a"),  # trailing byte
+        bytes.fromhex("9f08ff"),  # indefinite array
+        cbor2.dumps([codes.MSG_ACTIVATE, 0]),
+    ]
+    for p in others:
+        assert _small(p) is None, p.hex()
+    for name, payload_hex, _code in rows("bad_messages.hex"):
+        assert _small(unhex(payload_hex)) is None, name
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.integers(0, 2**33), st.integers(-5, -1), st.binary(max_size=3)),
+        max_size=4,
+    ),
+    st.integers(0, 20),
+)
+def test_parse_small_never_disagrees_with_parse(fields: list[Any], t: int) -> None:
+    payload = cbor2.dumps([t, *fields])
+    got = _small(payload)
+    if got is not None:
+        assert got == _full(payload)
+    elif t in messages.SPECS and all(isinstance(f, int) for f in fields):
+        # declined although made of ints only: the full parser must reject it too
+        assert isinstance(_full(payload), int), (t, fields)
