@@ -18,13 +18,14 @@ class ConfigError(Exception):
     pass
 
 
-def _unhex(text, n, what):
+# (Short, reused parameter names on purpose: every distinct name is a qstr the heap keeps.)
+def _unhex(text, n, k):
     try:
         b = bytes.fromhex(text)
     except Exception:
-        raise ConfigError(what)
+        raise ConfigError(k)
     if len(b) != n:
-        raise ConfigError(what)
+        raise ConfigError(k)
     return b
 
 
@@ -33,11 +34,12 @@ def _load_json(path):
         return json.load(f)
 
 
-def _join(base, rel):
-    if not rel or rel[0] == "/":
-        return rel
-    i = base.rfind("/")
-    return rel if i < 0 else base[: i + 1] + rel
+def _join(a, b):
+    # b relative to the directory of file a (absolute b as is)
+    if not b or b[0] == "/":
+        return b
+    i = a.rfind("/")
+    return b if i < 0 else a[: i + 1] + b
 
 
 def _board(cfg, path):
@@ -64,24 +66,6 @@ def _board(cfg, path):
     return {}
 
 
-def _keys_from_files(board):
-    # board "keys": {"store": "file", "ecu_key": path, "director_keys": path}: the ECU seed as
-    # 32 raw bytes, the Director keys as concatenated 32-byte public keys (docs/device.md).
-    k = board.get("keys") or {}
-    seed = None
-    pubs = []
-    if k.get("store") == "file":
-        try:
-            with open(k["ecu_key"], "rb") as f:
-                seed = f.read()
-            with open(k["director_keys"], "rb") as f:
-                raw = f.read()
-            pubs = [raw[i : i + 32] for i in range(0, len(raw) - 31, 32)]
-        except (OSError, KeyError):
-            pass
-    return seed, pubs
-
-
 class Config:
     """Validated ECU config. Attributes are documented in docs/device.md."""
 
@@ -96,7 +80,20 @@ class Config:
             raise ConfigError("ecu_id/hw_id")
         if not self.ecu_id or not self.hw_id or len(self.ecu_id) > 32 or len(self.hw_id) > 32:
             raise ConfigError("ecu_id/hw_id length")
-        fseed, fpubs = _keys_from_files(b)
+        # board "keys": {"store": "file", "ecu_key": path, "director_keys": path}: the ECU seed as
+        # 32 raw bytes, the Director keys as concatenated 32-byte public keys (docs/device.md).
+        k = b.get("keys") or {}
+        fseed = None
+        fpubs = []
+        if k.get("store") == "file":
+            try:
+                with open(k["ecu_key"], "rb") as f:
+                    fseed = f.read()
+                with open(k["director_keys"], "rb") as f:
+                    kr = f.read()
+                fpubs = [kr[i : i + 32] for i in range(0, len(kr) - 31, 32)]
+            except (OSError, KeyError):
+                pass
         if "ecu_seed" in raw:
             self.ecu_seed = _unhex(raw["ecu_seed"], 32, "ecu_seed")
         elif fseed and len(fseed) == 32:
@@ -126,31 +123,19 @@ class Config:
         self.time_floor = raw.get("time_floor", 0)  # provisioning time: nothing older is valid
         self.idle_ms = raw.get("idle_ms")  # None: T_IDLE_MS
         self.run_ms = raw.get("run_ms", -1)  # -1: serve until REBOOT
-        self.line = self._line(raw, b)
-        self.geom = self._geometry(raw, b, base)
-
-    def slim(self):
-        # After start-up: drop the parsed JSON (config + board profile) from the heap; the
-        # session needs only the validated attributes.
-        self.raw = None
-        self.board = None
-        self.geom = None
-
-    def _line(self, raw, b):
         if "line" in raw:
-            return raw["line"]
-        u = b.get("uart") or {}
-        if u.get("kind") == "pty":
-            raise ConfigError("line: the unix port needs a pty path")
-        return {
-            "uart": u.get("id", 1),
-            "baud": u.get("baud", 115200),
-            "rxbuf": u.get("rxbuf", 2048),
-            "tx": u.get("tx"),
-            "rx": u.get("rx"),
-        }
-
-    def _geometry(self, raw, b, base):
+            self.line = raw["line"]
+        else:
+            u = b.get("uart") or {}
+            if u.get("kind") == "pty":
+                raise ConfigError("line: the unix port needs a pty path")
+            self.line = {
+                "uart": u.get("id", 1),
+                "baud": u.get("baud", 115200),
+                "rxbuf": u.get("rxbuf", 2048),
+                "tx": u.get("tx"),
+                "rx": u.get("rx"),
+            }
         # Flat geometry for Slots/flash (keys of device/flash.py DEFAULTS), from the board's
         # "flash" and "slots" sections, then the ECU config's "flash" section on top.
         g = {}
@@ -174,7 +159,7 @@ class Config:
             g[k] = rf[k]
         if "path" in g:
             g["path"] = _join(base, g["path"])
-        return g
+        self.geom = g
 
 
 def load(path):

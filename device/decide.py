@@ -4,6 +4,7 @@
 #   resume(slots, tgt, image_len, wire_len, compression, progress) -> wire offset to resume from
 # `self` below is the Slots instance (these were its methods; the names inside are unchanged).
 from micropython import const
+from otalink.device.slots import COMP_DEFLATE_SEG
 from otalink.device.store import FLAG_TRIAL_OK
 from otalink.protocol import codes as C
 
@@ -133,11 +134,18 @@ def _cond(self, k, a, o, hashes):
 
 
 def resume(self, tgt, image_len, wire_len, compression, progress):
-    # After a reboot: rebuild the running hash from flash up to the durable offset, erase
-    # what may have been programmed after it. A compressed transfer restarts at 0: the
-    # decompressor's state died with the process.
+    # After a reboot: rebuild the running hash from flash up to the durable image offset, erase
+    # what may have been programmed after it, continue at the durable wire offset. Uncompressed:
+    # both offsets are equal (a checkpoint every erase sector). Deflate segments: a checkpoint
+    # at every segment end on a sector boundary. Plain deflate restarts at 0: the decompressor's
+    # state died with the process.
     st = self.store
-    d = st.image_off if compression == C.COMP_NONE else 0
+    d = w = 0
+    if compression == C.COMP_NONE:
+        d = w = st.image_off
+    elif compression == COMP_DEFLATE_SEG:
+        d = st.image_off
+        w = st.wire_off
     self._erase(tgt, d, image_len, progress)
     self._setup(tgt, image_len, wire_len, compression)
     reg = self.regions[tgt]
@@ -146,6 +154,7 @@ def resume(self, tgt, image_len, wire_len, compression, progress):
     for a in range(0, d, self.chunk):
         reg.read(a, buf)
         sha.update(buf)
-    self.t_wire = d
+    self.t_wire = w
+    self.w_cons = w
     self.t_img = d
-    return d
+    return w

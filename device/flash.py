@@ -90,6 +90,7 @@ class NorFlash:
         self._p = p
         self._ff = b"\xff" * p
         self._old = bytearray(p)
+        self._tail = None  # (scratch, 0xFF) for a program length that is not a multiple of p
         if fresh:
             # a new chip comes erased
             f = open(path, "wb")
@@ -177,8 +178,12 @@ class NorFlash:
         a = 0
         while a < n:
             if n - a < p:
-                old = bytearray(n - a)  # short tail (records smaller than a piece): rare
-                ff = ff[: n - a]
+                # short tail (a state record smaller than a piece): buffers made once per length
+                t = self._tail
+                if t is None or len(t[0]) != n - a:
+                    t = self._tail = (bytearray(n - a), ff[: n - a])
+                old = t[0]
+                ff = t[1]
             f.readinto(old)
             if old != ff:
                 self._check_bits(addr + a, old, buf, a)

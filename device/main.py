@@ -25,40 +25,9 @@ _EXIT_RESET = const(64)
 _EXIT_CONFIG = const(65)
 
 
-def _reset():
-    if sys.platform == "linux" or sys.platform == "darwin":
-        sys.exit(_EXIT_RESET)
-    import machine
-
-    machine.reset()
-
-
-def _open_bdev(cfg):
-    # unix port: the file-backed NOR emulator; boards: device-storage's adapter when present
-    from otalink.device import flash
-
-    if cfg.geom.get("device", "nor-file") == "nor-file":
-        return flash.open_flash(cfg.geom)
-    opener = getattr(flash, "open_board_flash", None)
-    if opener is None:
-        raise OSError(19)  # ENODEV: this port has no flash adapter yet
-    return opener(cfg.geom)
-
-
-def _boot(slots, cfg):
-    # Boot decision (Slots.boot) and the bundle run live in device-storage's modules; import
-    # lazily so the agent still serves the line when a board has no bundle support.
-    try:
-        from otalink.device import bundle
-    except ImportError:
-        slots.boot()
-        return
-    bundle.boot(slots, cfg)
-
-
 def _start(argv):
     # Start-up in its own frame: the config module and the parsed JSON are referenced only here,
-    # so once it returns (and _forget ran) the GC can free them before the session allocates.
+    # so once it returns (and main() forgot them) the GC can free them before the session allocates.
     from otalink.device import config
     from otalink.device.link import open_link
     from otalink.device.slots import Slots
@@ -87,8 +56,26 @@ def _start(argv):
     # The line first: opening it raw flushes stale input, and bytes the host sends while the
     # bundle boots then wait in the line's buffer instead of being lost.
     link = open_link(cfg.line)
-    slots = Slots(_open_bdev(cfg), cfg.geom)
-    _boot(slots, cfg)
+    # Flash: the file-backed NOR emulator on the unix port; boards: device-storage's adapter.
+    # (Helpers are inlined here and below: every function name is a qstr the heap keeps.)
+    from otalink.device import flash
+
+    if cfg.geom.get("device", "nor-file") == "nor-file":
+        bdev = flash.open_flash(cfg.geom)
+    else:
+        opener = getattr(flash, "open_board_flash", None)
+        if opener is None:
+            raise OSError(19)  # ENODEV: this port has no flash adapter yet
+        bdev = opener(cfg.geom)
+    slots = Slots(bdev, cfg.geom)
+    # Boot decision (Slots.boot) and the bundle run live in device-storage's modules; imported
+    # lazily so the agent still serves the line when a board has no bundle support.
+    try:
+        from otalink.device import bundle
+    except ImportError:
+        slots.boot()
+    else:
+        bundle.boot(slots, cfg)
     return _Settings(cfg), slots, link, memtrace, parser
 
 
@@ -109,8 +96,15 @@ def main(argv):
         return _EXIT_CONFIG
     cfg, slots, link, memtrace, parser = started
     started = None
-    # start-up only code leaves the heap (see _forget)
-    _forget("otalink.device", ("config", "bundle", "boot"))
+    # Start-up only code leaves the heap: drop the modules from sys.modules and their package so
+    # the GC can free their code (on the unix port loaded .mpy code lives in the heap; boards
+    # freeze it into flash instead).
+    mod = sys.modules["otalink.device"]
+    for n in ("config", "bundle", "boot"):
+        sys.modules.pop("otalink.device." + n, None)
+        if n in mod.__dict__:
+            delattr(mod, n)
+    mod = None
     from otalink.device import session as _s
 
     gc.collect()
@@ -137,18 +131,12 @@ def main(argv):
     if memtrace:
         _mem_report(sess.memtrace[0])
     if r == _s.RUN_RESET:
-        _reset()
+        if sys.platform == "linux" or sys.platform == "darwin":
+            sys.exit(_EXIT_RESET)
+        import machine
+
+        machine.reset()
     return _EXIT_STOP
-
-
-def _forget(pkg, names):
-    # Drop modules from sys.modules and their package so the GC can free their code: on the
-    # unix port loaded .mpy code lives in the heap (boards freeze it into flash instead).
-    mod = sys.modules.get(pkg)
-    for n in names:
-        sys.modules.pop(pkg + "." + n, None)
-        if mod is not None and n in mod.__dict__:
-            delattr(mod, n)
 
 
 def _mem_report(live):

@@ -97,21 +97,6 @@ def _drop_lazy():
     _drop(_CRYPTO)
 
 
-def _signed(t, body, sig):
-    # INFO / STATUS payload [t, body, sig] with the codec already gone: the same bytes
-    # messages.info / messages.status make (shortest-form heads).
-    n = len(body)
-    hb = 1 if n < 24 else 2 if n < 0x100 else 3
-    out = bytearray(2 + hb + n + 2 + len(sig))
-    out[0] = 0x83
-    out[1] = t
-    p = put_head(2, n, out, 2)
-    out[p : p + n] = body
-    p = put_head(2, len(sig), out, p + n)
-    out[p:] = sig
-    return out
-
-
 class Session:
     def __init__(self, cfg, slots, link, idle_ms=None, parser=None):
         self.cfg = cfg
@@ -202,12 +187,22 @@ class Session:
             trial_boots,
         )
 
-    def _report(self, mtype, nonce):
+    def _report(self, t, nonce):
         body = self.report_body(nonce)
         _drop(_CODEC)  # the codec leaves before the crypto arrives
         sig = _crypto().Reporter(self.cfg.ecu_seed).sign(body)
         _drop(_CRYPTO)
-        self._send_view(memoryview(frame(_signed(mtype, body, sig))))
+        # INFO / STATUS payload [t, body, sig] built by hand (the codec is gone): the same bytes
+        # messages.info / messages.status make (shortest-form heads).
+        n = len(body)
+        out = bytearray(2 + (1 if n < 24 else 2 if n < 0x100 else 3) + n + 2 + len(sig))
+        out[0] = 0x83
+        out[1] = t
+        p = put_head(2, n, out, 2)
+        out[p : p + n] = body
+        p = put_head(2, len(sig), out, p + n)
+        out[p:] = sig
+        self._send_view(memoryview(frame(out)))
 
     # ---- input ------------------------------------------------------------------------------
     def poll(self, timeout_ms=_POLL_MS):

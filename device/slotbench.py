@@ -3,8 +3,17 @@
 #   micropython -X heapsize=64k -m otalink.device.slotbench FLASH.bin [KIB] [WIRE.bin SHA_HEX
 #       IMAGE_LEN COMP]
 # prints one JSON line: {"us_per_kib", "us_per_image_kib", "finish_ms", "erase_ms",
-#   "heap_slots_bytes", "heap_steady_alloc_bytes", "peak_heap_bytes", "image_bytes",
-#   "wire_bytes", "comp", "chunk"}.
+#   "code_heap_bytes", "heap_slots_bytes", "heap_steady_alloc_bytes", "peak_live_bytes",
+#   "peak_heap_bytes", "ring_bytes", "image_bytes", "wire_bytes", "comp", "chunk"}:
+#   code_heap_bytes   storage modules the serving agent keeps loaded (errors, flash, store, slots;
+#                     protocol.codes not included), after gc;
+#   heap_slots_bytes  storage data after BEGIN and the first DATA: NorFlash + Slots (ring, program
+#                     unit, store buffers, hash / deflate state) + what start-up-only modules
+#                     (flashcfg, decide) leave behind (their qstrs);
+#   peak_live_bytes   highest live heap (after gc) sampled at each step, whole process;
+#   peak_heap_bytes   micropython.mem_peak() (garbage included).
+# `make bench-slots` also runs it down a ladder of -X heapsize values and prints the smallest that
+# completes.
 # Without WIRE a deterministic uncompressed image of KIB KiB (default 256) is written to
 # FLASH.bin.wire first (MicroPython's deflate cannot compress: pass a raw-deflate WIRE file made on
 # the host for comp=1). DATA is read from the file into one preallocated buffer, as frames would be.
@@ -15,9 +24,29 @@ import sys
 import time
 
 import micropython
-from otalink.device.flash import NorFlash, geometry
-from otalink.device.slots import Slots
-from otalink.protocol import codes as C
+
+# measured imports: protocol.codes first (not storage), then the storage modules
+gc.collect()
+_A0 = gc.mem_alloc()
+from otalink.protocol import codes as C  # noqa: E402
+
+gc.collect()
+_A1 = gc.mem_alloc()
+from otalink.device import errors, store  # noqa: E402, F401
+from otalink.device.flash import NorFlash  # noqa: E402
+from otalink.device.slots import Slots  # noqa: E402
+
+gc.collect()
+_A2 = gc.mem_alloc()
+_live = [_A2]
+
+
+def _sample():
+    gc.collect()
+    a = gc.mem_alloc()
+    if a > _live[0]:
+        _live[0] = a
+    return a
 
 
 def _peak():
@@ -42,12 +71,15 @@ def make_wire(path, kib):
 
 
 def run(path, wire_path, image_len, sha, comp=C.COMP_NONE, step=4000, geom=None):
-    g = geometry(geom)
-    gc.collect()
-    base = gc.mem_alloc()
+    base = _sample()
+    g = {"size": 1048576, "erase_size": 4096, "write_size": 256}  # flashcfg.DEFAULTS
+    if geom:
+        g.update(geom)
     f = NorFlash(path, g["size"], g["erase_size"], g["write_size"])
     s = Slots(f, g)
+    _sample()
     s.boot()
+    _sample()
     fw = open(wire_path, "rb")
     n = fw.seek(0, 2)
     fw.seek(0)
@@ -61,8 +93,7 @@ def run(path, wire_path, image_len, sha, comp=C.COMP_NONE, step=4000, geom=None)
     # first DATA outside the measurement: lazily made buffers (emulator scratch, deflate state)
     k = fw.readinto(buf)
     off = s.write(0, mv if k == step else mv[:k])
-    gc.collect()
-    heap_slots = gc.mem_alloc() - base
+    heap_slots = _sample() - base - step  # the frame buffer stands for the session's
     a0 = gc.mem_alloc()
     t0 = time.ticks_us()
     first = off
@@ -72,9 +103,11 @@ def run(path, wire_path, image_len, sha, comp=C.COMP_NONE, step=4000, geom=None)
     dt = time.ticks_diff(time.ticks_us(), t0)
     steady = gc.mem_alloc() - a0
     fw.close()
+    _sample()
     t0 = time.ticks_us()
     code = s.finish()
     fin = time.ticks_diff(time.ticks_us(), t0)
+    _sample()
     f.close()
     if code != C.OK:
         raise RuntimeError("finish failed: %d" % code)
@@ -83,8 +116,12 @@ def run(path, wire_path, image_len, sha, comp=C.COMP_NONE, step=4000, geom=None)
         "us_per_image_kib": dt * 1024 * n / (n - first) / image_len,
         "erase_ms": erase_us / 1000,
         "finish_ms": fin / 1000,
+        "code_heap_bytes": _A2 - _A1,
+        "codes_heap_bytes": _A1 - _A0,
         "heap_slots_bytes": heap_slots,
+        "ring_bytes": s.ring_size,
         "heap_steady_alloc_bytes": steady,
+        "peak_live_bytes": _live[0],
         "peak_heap_bytes": _peak(),
         "image_bytes": image_len,
         "wire_bytes": n,

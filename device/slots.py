@@ -1,7 +1,7 @@
 # A/B slots of the device agent: transfer into the inactive slot, read-back verification,
 # activation, trial boot, confirm and rollback, over the block-device protocol (flash.py) with
 # every decision persisted power-safely (store.py). docs/device.md describes the states, the boot
-# decision table (BOOT_TABLE below is that table, as data) and the power-safety argument.
+# decision table (decide.BOOT_TABLE is that table, as data) and the power-safety argument.
 #
 # API used by the session (names are stable; changes get noted here first):
 #   Slots(bdev, geom, regions=None, hooks=None)
@@ -14,9 +14,13 @@
 #   finish() -> code        activate() / confirm() / revert() / abort() -> code
 #   boot() -> (slot, action, reason)       trial_passed()      trial_failed(code)
 #   caps() -> (window, slot_size, erase_size, write_size, deflate_wbits)
+#   .cap_flags   INFO caps flags: CAP_DEFLATE_SEG (1) = compression COMP_DEFLATE_SEG (2) accepted
 # Errors that stop an operation are raised as DeviceError(code, detail) from device/errors.py.
 # Changes: begin() with another instruction while a transfer is live in this process replaces
 # that transfer (was E_BUSY; the session guards its active transfer session itself).
+# Added: compression COMP_DEFLATE_SEG (resumable deflate segments) and .cap_flags; the input ring
+# is allocated in __init__ (not at the first begin); boot() and the after-reboot resume run in
+# decide.py (loaded per call, dropped after); geometry defaults moved to flashcfg.py.
 import hashlib
 
 try:
@@ -38,6 +42,12 @@ from otalink.protocol import codes as C
 # fails with E_DECOMPRESS (its output is hashed and never activated). Small steps keep the margin,
 # and with it the ring, 1 KiB smaller than pulling a whole program unit at once.
 _STEP = const(256)
+# Compression code of resumable deflate segments (docs/device.md "Deflate segments"): the wire is
+# a sequence of [u32 LE compressed length][a complete raw-deflate stream], each decoding to a
+# multiple of 4 KiB (the last: the rest). To go into protocol/codes.py as COMP_DEFLATE_SEG.
+COMP_DEFLATE_SEG = const(2)
+# Slots.cap_flags bit: COMP_DEFLATE_SEG accepted (the session puts it into INFO caps flags)
+CAP_DEFLATE_SEG = const(1)
 
 
 def _drop(name):
@@ -85,6 +95,7 @@ class Slots:
         if wb and not 9 <= wb <= 15:
             raise ValueError("deflate_wbits")
         self.wbits = wb  # DeflateIO(ring, RAW, wbits) decodes with exactly this window
+        self.cap_flags = CAP_DEFLATE_SEG if wb else 0
         self.window = g.get("window", 16384)
         # program unit: a multiple of the write size that divides the erase sector; 1 KiB by
         # default (4x fewer calls than one 256-byte page per program, measured by slotbench)
@@ -101,6 +112,9 @@ class Slots:
         self.steps = tuple(self.cmv[i : i + step] for i in range(0, chunk, step))
         self.margin = 2 * step + 512  # deflate input kept in the ring (see _STEP)
         self.fill = 0  # deflate output bytes waiting in cbuf
+        self.pbuf = bytearray(4)  # a segment's length prefix
+        self.seg_left = -1  # compressed bytes left in the current segment, -1 = prefix next
+        self.w_cons = 0  # wire bytes taken out of the ring (segments)
         self.max_data = g.get("max_data", 4096)
         # The input ring, allocated once here (the largest block the storage side needs) and
         # reused by every transfer: a BEGIN late in a fragmented heap must not need a new
@@ -180,7 +194,9 @@ class Slots:
             raise DeviceError(C.E_IMAGE_TOO_LARGE, self.slot_size)
         if release_counter <= st.release_floor:
             raise DeviceError(C.E_ROLLBACK, st.release_floor)
-        if compression != C.COMP_NONE and (compression != C.COMP_DEFLATE or not self.wbits):
+        if compression != C.COMP_NONE and (
+            (compression != C.COMP_DEFLATE and compression != COMP_DEFLATE_SEG) or not self.wbits
+        ):
             raise DeviceError(C.E_BAD_MESSAGE, compression)
         if compression == C.COMP_NONE and wire_len != image_len:
             raise DeviceError(C.E_WIRE_LENGTH, image_len)
@@ -263,6 +279,8 @@ class Slots:
         self.sha = hashlib.sha256()
         self.dio = None
         self.fill = 0
+        self.seg_left = -1
+        self.w_cons = 0
         if compression == C.COMP_DEFLATE:
             self.dio = deflate.DeflateIO(ring, deflate.RAW, self.wbits)
         self.live = True
@@ -297,6 +315,8 @@ class Slots:
         ring = self.ring
         chunk = self.chunk
         cbuf = self.cbuf
+        if self.t_comp == COMP_DEFLATE_SEG:
+            return self._drain_seg(final)
         if self.dio is None:
             while ring.any() >= chunk:
                 ring.readinto(cbuf)
@@ -327,6 +347,70 @@ class Slots:
             fill = 0
         self.fill = fill
 
+    def _drain_seg(self, final):
+        # Deflate segments: read a length prefix, then pull one complete raw-deflate stream
+        # (a fresh DeflateIO per segment: its state cannot be reused) while the ring holds the
+        # margin or the whole rest of the segment; the decoder stops at the stream's final block,
+        # so what it consumed is exact (ring.any() before - after). A segment ending on an
+        # erase-sector boundary is a durable checkpoint: (wire offset, image offset).
+        ring = self.ring
+        chunk = self.chunk
+        steps = self.steps
+        step = self.step
+        margin = self.margin
+        fill = self.fill
+        left = self.seg_left
+        try:
+            while True:
+                avail = ring.any()
+                if left < 0:
+                    if avail < 4:
+                        break
+                    ring.readinto(self.pbuf)
+                    p = self.pbuf
+                    left = p[0] | p[1] << 8 | p[2] << 16 | p[3] << 24
+                    self.w_cons += 4
+                    if left == 0 or self.w_cons + left > self.t_wlen:
+                        raise DeviceError(C.E_DECOMPRESS, self.t_img)
+                    self.dio = None  # the previous segment's decoder goes first
+                    self.dio = deflate.DeflateIO(ring, deflate.RAW, self.wbits)
+                    continue
+                if avail < margin and avail < left:
+                    break  # more input needed (final: the wire is short; finish() reports)
+                try:
+                    k = self.dio.readinto(steps[fill // step])
+                except (OSError, EOFError, ValueError):
+                    raise DeviceError(C.E_DECOMPRESS, self.t_img)
+                used = avail - ring.any()
+                left -= used
+                self.w_cons += used
+                if left < 0:
+                    raise DeviceError(C.E_DECOMPRESS, self.t_img)
+                fill += k
+                if fill == chunk:
+                    self._put(chunk)
+                    fill = 0
+                if k < step:  # this segment's stream ended
+                    if left:
+                        raise DeviceError(C.E_DECOMPRESS, self.t_img)
+                    self.dio = None
+                    left = -1
+                    img = self.t_img
+                    if fill:
+                        if self.w_cons != self.t_wlen:  # only the last segment may end here
+                            raise DeviceError(C.E_DECOMPRESS, img)
+                    elif img % self.es == 0 and img < self.t_len:
+                        st = self.store
+                        st.wire_off = self.w_cons
+                        st.image_off = img
+                        st.commit()
+        finally:
+            self.fill = fill
+            self.seg_left = left
+        if final and fill:
+            self._put(fill)
+            self.fill = 0
+
     def _put(self, k):
         # program one chunk (k valid bytes, the rest padded with 0xFF) at the image offset
         img = self.t_img
@@ -342,7 +426,7 @@ class Slots:
         self.t_reg.program(img, cbuf)
         img += k
         self.t_img = img
-        if img % self.es == 0 and self.dio is None and img < self.t_len:
+        if img % self.es == 0 and self.t_comp == C.COMP_NONE and img < self.t_len:
             # durable checkpoint at every erase-sector boundary (uncompressed: wire == image)
             st = self.store
             st.wire_off = img
@@ -370,6 +454,9 @@ class Slots:
                     code = C.E_DECOMPRESS
                 if code == C.OK and self.t_img != self.t_len:
                     code = C.E_LENGTH_MISMATCH
+                if code == C.OK and self.t_comp == COMP_DEFLATE_SEG:
+                    if self.w_cons != self.t_wlen or self.seg_left >= 0:
+                        code = C.E_DECOMPRESS  # bytes after the last segment, or a cut one
                 st = self.store
                 if code == C.OK and self.sha.digest() != st.slot[self.t_slot][5]:
                     code = C.E_HASH_MISMATCH

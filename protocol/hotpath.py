@@ -72,39 +72,6 @@ def ack_into(buf, pos, offset, window, phase):
     return put_head(0, phase, buf, pos)
 
 
-def _uint(mv, p, end):
-    # (value, next position) of a shortest-form major-0 head at p, or (-1, 0) for anything else
-    # (the full parser then decides which error it is).
-    if p >= end:
-        return -1, 0
-    ib = mv[p]
-    if ib < 24:
-        return ib, p + 1
-    if ib == 24 and p + 2 <= end:
-        v = mv[p + 1]
-        return (v, p + 2) if v >= 24 else (-1, 0)
-    if ib == 25 and p + 3 <= end:
-        v = (mv[p + 1] << 8) | mv[p + 2]
-        return (v, p + 3) if v >= 0x100 else (-1, 0)
-    if ib == 26 and p + 5 <= end:
-        v = (mv[p + 1] << 24) | (mv[p + 2] << 16) | (mv[p + 3] << 8) | mv[p + 4]
-        return (v, p + 5) if v >= 0x10000 else (-1, 0)
-    return -1, 0
-
-
-def _small_arity(t):
-    # fields after the type of the messages made of uints only; -1: not one of them
-    if t == codes.MSG_END:
-        return 1
-    if codes.MSG_ACTIVATE <= t <= codes.MSG_ABORT:
-        return 0
-    if t == codes.MSG_ERROR:
-        return 2
-    if t == codes.MSG_ACK or t == codes.MSG_PROGRESS or t == codes.MSG_RESULT:
-        return 3
-    return -1
-
-
 def parse_small(mv, out):
     """Parse a message made of uints only (END, ACTIVATE, REBOOT, CONFIRM, REVERT, ABORT, ERROR,
     ACK, PROGRESS, RESULT) into out[0..] (a list of >= 4 items, reused); returns its type.
@@ -117,14 +84,45 @@ def parse_small(mv, out):
         return -1
     n = mv[0] - 0x80
     t = mv[1]
-    if n < 1 or n > 4 or t >= 24 or _small_arity(t) != n - 1:
+    # fields after the type of the messages made of uints only (-1: not one of them)
+    if t == codes.MSG_END:
+        k = 1
+    elif codes.MSG_ACTIVATE <= t <= codes.MSG_ABORT:
+        k = 0
+    elif t == codes.MSG_ERROR:
+        k = 2
+    elif t == codes.MSG_ACK or t == codes.MSG_PROGRESS or t == codes.MSG_RESULT:
+        k = 3
+    else:
+        return -1
+    if n != k + 1:
         return -1
     out[0] = t
     p = 2
     i = 1
     while i < n:
-        v, p = _uint(mv, p, end)
-        if v < 0:
+        # a shortest-form major-0 head; anything else goes to the full parser
+        if p >= end:
+            return -1
+        v = mv[p]
+        if v < 24:
+            p += 1
+        elif v == 24 and p + 2 <= end:
+            v = mv[p + 1]
+            p += 2
+            if v < 24:
+                return -1
+        elif v == 25 and p + 3 <= end:
+            v = (mv[p + 1] << 8) | mv[p + 2]
+            p += 3
+            if v < 0x100:
+                return -1
+        elif v == 26 and p + 5 <= end:
+            v = (mv[p + 1] << 24) | (mv[p + 2] << 16) | (mv[p + 3] << 8) | mv[p + 4]
+            p += 5
+            if v < 0x10000:
+                return -1
+        else:
             return -1
         out[i] = v
         i += 1

@@ -76,8 +76,8 @@ FAST = DemoOptions(
     server_rate_bps=256 * 1024,
     est_install_s=20,
     factory=False,
-    # a HELLO sent while an ECU is still rebooting is lost: retry after 2 s, not 5
-    policy=PolicyConfig(restart_timeout_s=30.0, ecu_timeout_s=2.0),
+    # a HELLO sent while an ECU is still rebooting is lost: retry after 3 s, not 5
+    policy=PolicyConfig(restart_timeout_s=30.0, ecu_timeout_s=3.0),
 )
 
 

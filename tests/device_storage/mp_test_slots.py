@@ -4,9 +4,9 @@
 import hashlib
 import os
 
+from otalink.device.decide import A_RUN, A_START_TRIAL
 from otalink.device.errors import DeviceError
 from otalink.device.flash import NorFlash
-from otalink.device.decide import A_RUN, A_START_TRIAL
 from otalink.device.slots import Slots
 from otalink.protocol import codes as C
 

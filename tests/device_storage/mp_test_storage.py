@@ -119,10 +119,10 @@ def _stored_deflate(data):
     return bytes(out)
 
 
-def _steady_state_no_alloc(comp):
-    p, f = _flash()
+def _steady_state_no_alloc(comp, g=GEOM):
+    p, f = _flash(g)
     try:
-        s = Slots(f, GEOM)
+        s = Slots(f, g)
         img = bytes((i * 31 + (i >> 8)) & 0xFF for i in range(50000))
         wire = _stored_deflate(img) if comp else img
         sha = hashlib.sha256(img).digest()
@@ -159,6 +159,14 @@ def test_write_steady_state_allocates_nothing():
 
 def test_write_deflate_steady_state_allocates_nothing():
     _steady_state_no_alloc(C.COMP_DEFLATE)
+
+
+def test_write_steady_state_allocates_nothing_small_write_size():
+    # 4-byte write granularity (stm32-like): state records are not a multiple of the emulator's
+    # 256-byte compare piece, and a checkpoint record is programmed every erase sector
+    g = dict(GEOM)
+    g["write_size"] = 4
+    _steady_state_no_alloc(C.COMP_NONE, g)
 
 
 def test_bad_offset_and_too_large():

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from otalink.host.ecu import segments
+
 from tests.device_storage.conftest import HERE, MpRun, json_lines
 
 DRIVER = HERE / "cutdriver.py"
@@ -80,7 +82,10 @@ class Sweep:
 def _job(
     d: Path, geom: dict[str, Any], img: bytes, version: str, rc: int, comp: int
 ) -> dict[str, Any]:
-    wire = deflate_raw(img) if comp else img
+    if comp == segments.COMP_DEFLATE_SEG:
+        wire = segments.encode(img, 10, 16384)  # resumable: checkpoints at segment ends
+    else:
+        wire = deflate_raw(img) if comp else img
     wp = d / f"wire-{version}.bin"
     wp.write_bytes(wire)
     return {

@@ -95,11 +95,13 @@ def test_powercut_sweep(mp_run: MpRun, sweep_dir: Path, batch: int) -> None:
 
 @pytest.mark.parametrize("batch", range(BATCHES))
 @pytest.mark.parametrize(
-    ("name", "geom", "comp"), [("w4", GEOM_W4, 0), ("w1k", GEOM_W1K, 0), ("w256", GEOM, 1)]
+    ("name", "geom", "comp"),
+    [("w4", GEOM_W4, 0), ("w1k", GEOM_W1K, 0), ("w256", GEOM, 1), ("w256", GEOM, 2)],
 )
 def test_powercut_sample(mp_run: MpRun, sweep_dir: Path, batch: int, name: str,
                          geom: dict[str, Any], comp: int) -> None:  # fmt: skip
-    """Other write sizes and deflate: state ops + erases + every 3rd data write."""
+    """Other write sizes, deflate and deflate segments: state ops + erases + every 3rd data
+    write."""
     _sweep(mp_run, sweep_dir, batch, name, geom, comp, data_every=3, tear=None)
 
 
@@ -115,6 +117,7 @@ def test_powercut_sample(mp_run: MpRun, sweep_dir: Path, batch: int, name: str,
         ("w256", GEOM, 1),
         ("big", GEOM_BIG, 0),
         ("big", GEOM_BIG, 1),
+        ("big", GEOM_BIG, 2),
     ],
 )
 def test_powercut_every_op(mp_run: MpRun, sweep_dir: Path, batch: int, tear: bool, name: str,
