@@ -7,7 +7,8 @@
   whole update run by the real agent over a pty: verify, receive (deflate), write, read back,
   activate, reboot, trial boot, confirm;
 * ``heap_limit_bytes``   the ``-X heapsize`` that whole update ran under (the smallest of a ladder
-  of sizes starting at 64k that completes it);
+  of sizes starting at 64k that completes it); ``fail_64k``: the step and the agent's error where
+  the update stops under 64k (absent once it fits);
 * ``mpy_bytes``          total size of the compiled device + protocol modules (build/mpy);
 * ``code_heap_bytes``    live heap taken by the serving agent's loaded modules alone (the unix
   port loads .mpy code and qstrs into the GC heap), and ``peak_data_heap_bytes`` = peak minus
@@ -129,46 +130,73 @@ _QSTR = re.compile(
 )
 
 
-def whole_update(tmp: Path, heap: str, max_payload: int | None = None) -> dict[str, Any] | None:
-    """One complete update under ``-X heapsize=heap``; None if the agent did not make it.
-    ``max_payload`` overrides the board's (smaller frames: smaller parser and slot buffers)."""
+def _why(step: str, ecu: Ecu) -> str:
+    # the step that failed and the agent's last error line (MemoryError ... allocating N bytes)
+    err = ecu.stderr.decode(errors="replace") if ecu.stderr else ""
+    if ecu.proc is not None and ecu.proc.poll() is not None and not err:
+        err = ecu.proc_output()
+    lines = [ln.strip() for ln in err.splitlines() if "Error" in ln or "line" in ln]
+    return step + (": " + " <- ".join(lines[-2:]) if lines else "")
+
+
+def whole_update(
+    tmp: Path, heap: str, max_payload: int | None = None, why: list[str] | None = None
+) -> dict[str, Any] | None:
+    """One complete update under ``-X heapsize=heap``; None if the agent did not make it (then
+    ``why`` gets the step and the agent's error). ``max_payload`` overrides the board's (smaller
+    frames: smaller parser and slot buffers)."""
+    why = why if why is not None else []
     tmp.mkdir(parents=True, exist_ok=True)
     extra = {"max_payload": max_payload, "window": 2 * max_payload} if max_payload else None
     chunk = (max_payload or 4096) - 16
     ecu = Ecu(tmp, micropython(), MPY, heap=heap, extra=extra)
     env = {"OTALINK_MEMTRACE": "1"}
     peaks: list[int] = []
+    step = "start"
     try:
         ecu.start(env)
+        step = "hello"
         ecu.hello()
         image = app_bundle("2.0.0", pad=48 * 1024)
         wire = _deflate(image, 10)
         instr = ecu.instruction(image)
+        step = "begin"
         ack = ecu.begin(image, instr=instr, compression=codes.COMP_DEFLATE, wire_len=len(wire))
         if ack[0] != codes.MSG_ACK:
-            return None
+            raise AssertionError(f"BEGIN -> {ack}")
+        step = "data"
         ecu.send_data(wire, ack[1], chunk=chunk, window=2 * (chunk + 16))
+        step = "end"
         r = ecu.request(messages.end(len(wire)), timeout=30)
         if r[2] != codes.OK:
-            return None
+            raise AssertionError(f"END -> {r}")
+        step = "activate"
         if ecu.request(messages.activate())[2] != codes.OK:
-            return None
+            raise AssertionError("ACTIVATE")
+        step = "reboot"
         if ecu.request(messages.reboot())[2] != codes.OK or ecu.wait_exit() != 64:
-            return None
+            raise AssertionError("REBOOT")
         peaks += [int(m.group(1)) for m in _MEM.finditer(ecu.stderr)]
+        step = "trial boot"
         ecu.start(env)
         ecu.hello()
+        step = "confirm"
         if ecu.request(messages.confirm())[2] != codes.OK:
-            return None
+            raise AssertionError("CONFIRM")
+        step = "status"
         body, _, _ = ecu.status()
         if body[messages.R_SLOTS][body[messages.R_ACTIVE_SLOT]][1] != "2.0.0":
-            return None
+            raise AssertionError("not on 2.0.0")
         ecu.send(messages.reboot())
         ecu.wait_exit()
         peaks += [int(m.group(1)) for m in _MEM.finditer(ecu.stderr)]
         heap_total = [int(m.group(2)) for m in _MEM.finditer(ecu.stderr)]
         qstr = [m.groups() for m in _QSTR.finditer(ecu.stderr)]
-    except (AssertionError, subprocess.TimeoutExpired, OSError):
+    except (AssertionError, subprocess.TimeoutExpired, OSError) as e:
+        ecu.kill()
+        why.append(
+            _why(f"{step} ({str(e).splitlines()[0][:80] if str(e) else type(e).__name__})", ecu)
+        )
         return None
     finally:
         ecu.close()
@@ -206,8 +234,11 @@ def main() -> int:
         out["end_readback_ms"] = round(raw["end_ms"], 1)
         out["begin_ms"] = round(raw["begin_ms"], 1)
         out["datapath_image_bytes"] = raw["image_bytes"]
+        why: list[str] = []
         for heap in HEAP_LADDER:
-            r = whole_update(Path(d) / f"whole-{heap}", heap)
+            r = whole_update(Path(d) / f"whole-{heap}", heap, why=why)
+            if heap == "64k" and why:
+                out["fail_64k"] = why[0]  # where the whole update stops under 64k
             if r is not None:
                 out["peak_heap_bytes"] = r["peak_heap_bytes"]
                 out["heap_limit_bytes"] = _heap_bytes(heap)

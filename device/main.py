@@ -50,9 +50,9 @@ def _start(argv):
             pass
     # The frame buffer (the largest block of the session) first, while the heap is compact; the
     # start-up code freed below would otherwise leave no 4 KiB hole for it in a 96k heap.
-    from otalink.protocol.frame import FrameParser
+    from otalink.protocol.hotpath import FrameReader
 
-    parser = FrameParser(cfg.max_payload)
+    parser = FrameReader(cfg.max_payload)
     # The line first: opening it raw flushes stale input, and bytes the host sends while the
     # bundle boots then wait in the line's buffer instead of being lost.
     link = open_link(cfg.line)

@@ -2,8 +2,9 @@
 # "Session"): one single-threaded, bounded loop serving one line.
 #
 #   Session(cfg, slots, link, idle_ms=None, parser=None)
-#       parser: a FrameParser(cfg.max_payload) made earlier (main.py makes it first, while the heap
-#       is compact); None makes one here. (Change: parser is new, optional.)
+#       parser: a hotpath.FrameReader(cfg.max_payload) made earlier (main.py makes it first, while
+#       the heap is compact); None makes one here. (Change: parser is new, optional; FrameReader
+#       is frame.FrameParser's device part, the device no longer loads frame.py.)
 #   .run(max_ms=-1) -> RUN_RESET (host sent REBOOT) | RUN_STOP (max_ms elapsed)
 #   .poll(timeout_ms)  one bounded step: wait for bytes, handle every complete frame
 #
@@ -16,7 +17,7 @@
 #   END, ACTIVATE, REBOOT, CONFIRM, REVERT, ABORT -> RESULT(type, code, detail)
 #   a message the current state does not allow -> ERROR(E_BAD_STATE, type)
 #   a malformed payload -> ERROR(code from the parser, detail)
-# The per-DATA-frame path allocates nothing: link.readinto into the FrameParser's buffer,
+# The per-DATA-frame path allocates nothing: link.readinto into the FrameReader's buffer,
 # DataView over the payload, slots.write, ACK encoded into the FrameWriter's preallocated buffer.
 #
 # Heap: on the unix port loaded code lives in the GC heap, so a serving
@@ -34,11 +35,13 @@ import time
 from otalink.device.errors import DeviceError
 from otalink.protocol import codes
 from otalink.protocol.errors import ProtocolError
-from otalink.protocol.frame import FrameParser, FrameWriter, frame
 from otalink.protocol.hotpath import (
     DataView,
+    FrameReader,
+    FrameWriter,
     RxWindow,
     ack_into,
+    frame,
     parse_small,
     put_head,
 )
@@ -109,7 +112,7 @@ class Session:
         self.payload = cfg.max_payload  # negotiated in HELLO
         self.window = cfg.window
         self.idle_ms = codes.T_IDLE_MS if idle_ms is None else idle_ms
-        self.parser = parser or FrameParser(cfg.max_payload)
+        self.parser = parser or FrameReader(cfg.max_payload)
         self.out = FrameWriter(_OUT_PAYLOAD)
         self.dv = DataView()
         self.rx = RxWindow(self.window)
@@ -190,7 +193,11 @@ class Session:
     def _report(self, t, nonce):
         body = self.report_body(nonce)
         _drop(_CODEC)  # the codec leaves before the crypto arrives
-        sig = _crypto().Reporter(self.cfg.ecu_seed).sign(body)
+        # ed25519 alone (auth.Reporter is this same call): auth's ~3 KB of code is for BEGIN only
+        from otalink.device import ed25519
+
+        sig = ed25519.SigningKey(self.cfg.ecu_seed).sign(body)
+        ed25519 = None
         _drop(_CRYPTO)
         # INFO / STATUS payload [t, body, sig] built by hand (the codec is gone): the same bytes
         # messages.info / messages.status make (shortest-form heads).

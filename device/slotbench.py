@@ -7,9 +7,10 @@
 #   "peak_heap_bytes", "ring_bytes", "image_bytes", "wire_bytes", "comp", "chunk"}:
 #   code_heap_bytes   storage modules the serving agent keeps loaded (errors, flash, store, slots;
 #                     protocol.codes not included), after gc;
+#   startup_residue_bytes  what the start-up-only modules (decide, flashcfg) leave in the heap
+#                     once dropped: their interned names (qstrs; possibly a new qstr pool);
 #   heap_slots_bytes  storage data after BEGIN and the first DATA: NorFlash + Slots (ring, program
-#                     unit, store buffers, hash / deflate state) + what start-up-only modules
-#                     (flashcfg, decide) leave behind (their qstrs);
+#                     unit, store buffers, hash / deflate state);
 #   peak_live_bytes   highest live heap (after gc) sampled at each step, whole process;
 #   peak_heap_bytes   micropython.mem_peak() (garbage included).
 # `make bench-slots` also runs it down a ladder of -X heapsize values and prints the smallest that
@@ -38,7 +39,17 @@ from otalink.device.slots import Slots  # noqa: E402
 
 gc.collect()
 _A2 = gc.mem_alloc()
-_live = [_A2]
+# start-up-only modules (Slots loads and drops them): what they leave behind is their interned
+# names (qstrs, possibly a new qstr pool), reported on its own so heap_slots_bytes is data only
+from otalink.device import decide, flashcfg  # noqa: E402, F401
+
+del decide, flashcfg
+for _m in ("decide", "flashcfg"):
+    sys.modules.pop("otalink.device." + _m, None)
+    delattr(sys.modules["otalink.device"], _m)
+gc.collect()
+_A3 = gc.mem_alloc()
+_live = [_A3]
 
 
 def _sample():
@@ -118,6 +129,7 @@ def run(path, wire_path, image_len, sha, comp=C.COMP_NONE, step=4000, geom=None)
         "finish_ms": fin / 1000,
         "code_heap_bytes": _A2 - _A1,
         "codes_heap_bytes": _A1 - _A0,
+        "startup_residue_bytes": _A3 - _A2,
         "heap_slots_bytes": heap_slots,
         "ring_bytes": s.ring_size,
         "heap_steady_alloc_bytes": steady,

@@ -9,6 +9,7 @@ the handlers are plain functions FastAPI runs in its thread pool.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import datetime
 from importlib import resources
@@ -138,9 +139,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _BODY_ERRORS: dict[int | str, dict[str, Any]] = {400: _PROBLEM_SCHEMA, **_ERRORS}
 
 
-_LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
-
-
 def _host_is_local(host_header: str) -> bool:
     """``Host`` names this machine (defeats DNS rebinding: a page of another origin that
     resolves its own name to 127.0.0.1 still sends its own name)."""
@@ -149,7 +147,12 @@ def _host_is_local(host_header: str) -> bool:
         host = host[1 : host.find("]")] if "]" in host else host
     elif host.count(":") == 1:
         host = host.split(":", 1)[0]
-    return host in _LOCAL_NAMES or host.startswith("127.")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class LocalHostOnly:

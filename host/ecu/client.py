@@ -389,7 +389,8 @@ class EcuClient:
                 timeouts += 1
                 if now - silent_since >= 2 * self.timeout:
                     raise EcuLinkError("no ACK from the device")
-                st.rewind(st.acked, 0)
+                # Frames may only be delayed (a stall): their ACKs are still due.
+                st.rewind(st.acked, st.inflight, shrink=False)
                 self._flush_line(st.max_frame + codes.FRAME_OVERHEAD)
                 st.max_frame = 0
                 rto = min(self.timeout, rto * 2)
@@ -418,6 +419,7 @@ class EcuClient:
                         rttvar = 0.75 * rttvar + 0.25 * abs(srtt - sample)
                         srtt = 0.875 * srtt + 0.125 * sample
                     base_rto = min(self.timeout, max(_MIN_RTO, srtt + 4 * rttvar))
+                    st.srtt = srtt
                 if off > st.acked:
                     rto = base_rto  # the line is alive: drop any timeout back-off
                     if len(sent_at) > 64:
@@ -511,6 +513,9 @@ class _TxState:
         self.losses = 0
         self.max_frame = self.max_chunk + 16  # largest frame since the last timeout
         self.resumed_from = -1
+        self.rewound_to = -1
+        self.rewound_at = 0.0
+        self.srtt = 0.0  # smoothed round trip, kept by the stream loop
 
     @property
     def limit(self) -> int:
@@ -537,16 +542,24 @@ class _TxState:
         self.inflight = 0
         self.stale = 0
 
-    def rewind(self, offset: int, stale: int) -> None:
-        """Go back to ``offset`` after a loss; ``stale`` ACKs are still due for older frames."""
+    def rewind(self, offset: int, stale: int, shrink: bool = True) -> None:
+        """Go back to ``offset``; ``stale`` ACKs are still due for frames sent before.
+
+        ``shrink`` (a loss the device reported) halves the frame size and the congestion
+        window: on a lossy line every loss costs what is in flight. A timeout does not shrink:
+        it may be a stall that delays frames without losing them.
+        """
         self.losses += 1
         in_flight_bytes = self.next_send - offset
         self.next_send = offset
         self.stale = max(0, stale)
         self.inflight = 0
         self.clean = 0
-        self.chunk = max(_MIN_CHUNK, self.chunk // 2)
-        self.cwnd = max(2 * self.chunk, min(self.cwnd, in_flight_bytes) // 2)
+        self.rewound_to = offset
+        self.rewound_at = time.monotonic()
+        if shrink:
+            self.chunk = max(_MIN_CHUNK, self.chunk // 2)
+            self.cwnd = max(2 * self.chunk, min(self.cwnd, in_flight_bytes) // 2)
 
     def on_ack(self, offset: int, window: int) -> None:
         was_stale = self.stale > 0
@@ -569,7 +582,12 @@ class _TxState:
             return
         if offset == self.acked:
             self.window_end = offset + window
-            if not was_stale and self.next_send > offset:
+            recent = (
+                offset == self.rewound_to
+                and time.monotonic() - self.rewound_at < max(_MIN_RTO, 2 * self.srtt)
+            )
+            if not was_stale and not recent and self.next_send > offset:
                 # A gap ACK: the frame at ``offset`` was lost (it will never be ACKed); every
-                # other frame still in flight answers with this same offset.
+                # other frame still in flight answers with this same offset. Repeats of the
+                # offset just gone back to, within a round trip, are echoes of that loss.
                 self.rewind(offset, self.inflight - 1)

@@ -169,6 +169,50 @@ def test_write_steady_state_allocates_nothing_small_write_size():
     _steady_state_no_alloc(C.COMP_NONE, g)
 
 
+def test_deflate_segments_allocate_only_per_segment():
+    # compression 2: DATA frames allocate only where a new segment starts (one DeflateIO and its
+    # state); the gc is off so every allocation shows in mem_alloc
+    import gc
+
+    from otalink.device.slots import COMP_DEFLATE_SEG
+
+    p, f = _flash()
+    try:
+        s = Slots(f, GEOM)
+        img = bytes((i * 131 + (i >> 9)) & 0xFF for i in range(50000))
+        wire = bytearray()
+        starts = []
+        for o in range(0, len(img), 16384):
+            body = _stored_deflate(img[o : o + 16384])
+            starts.append(len(wire))
+            wire += len(body).to_bytes(4, "little") + body
+        wire = bytes(wire)
+        sha = hashlib.sha256(img).digest()
+        s.begin(b"j" * 32, len(img), sha, len(wire), COMP_DEFLATE_SEG, "1", 1, 0)
+        mv = memoryview(wire)
+        parts = [(o, mv[o : o + 1024]) for o in range(0, len(wire), 1024)]
+        allocating = []
+        gc.collect()
+        gc.disable()
+        try:
+            for o, part in parts[:-1]:
+                a = gc.mem_alloc()
+                s.write(o, part)
+                if gc.mem_alloc() != a:
+                    allocating.append(o)
+        finally:
+            gc.enable()
+        s.write(parts[-1][0], parts[-1][1])
+        assert s.finish() == C.OK
+        # the DeflateIO object when the prefix is read, its state at its first read (the next
+        # frame): at most two frames per segment, both at the segment's start
+        assert len(parts) > 40 and len(allocating) <= 2 * len(starts), allocating
+        for o in allocating:
+            assert any(-1024 < o - w < 2048 for w in starts), (o, starts)
+    finally:
+        _done(p, f)
+
+
 def test_bad_offset_and_too_large():
     p, f = _flash()
     try:

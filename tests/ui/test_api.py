@@ -202,7 +202,8 @@ def test_refusals_leave_state_unchanged(make_stack: StackFactory) -> None:
 def test_foreign_host_and_content_type_refused(shared_stack: DemoStack) -> None:
     """DNS rebinding (foreign Host) and form/text posts from web pages do nothing."""
     with api(shared_stack) as c:
-        problem(c.get("/status", headers={"Host": "evil.example:8765"}), 421, "not_local")
+        for foreign in ("evil.example:8765", "127.0.0.1.nip.example", "127.evil.example"):
+            problem(c.get("/status", headers={"Host": foreign}), 421, "not_local")
         r = c.post("/install", content=b'{"confirm": true}', headers={"content-type": "text/plain"})
         assert r.status_code == 422, r.text
         assert c.get("/status", headers={"Host": "localhost:1"}).status_code == 200
