@@ -7,8 +7,8 @@
   whole update run by the real agent over a pty: verify, receive (deflate), write, read back,
   activate, reboot, trial boot, confirm;
 * ``heap_limit_bytes``   the ``-X heapsize`` that whole update ran under (the smallest of a ladder
-  of sizes starting at 64k that completes it); ``fail_64k``: the step and the agent's error where
-  the update stops under 64k (absent once it fits);
+  of sizes starting at 64k that completes it); ``fail_64k``, ``fail_80k``...: the step and the
+  agent's error where the update stops under each smaller size (absent once 64k fits);
 * ``mpy_bytes``          total size of the compiled device + protocol modules (build/mpy);
 * ``code_heap_bytes``    live heap taken by the serving agent's loaded modules alone (the unix
   port loads .mpy code and qstrs into the GC heap), and ``peak_data_heap_bytes`` = peak minus
@@ -130,13 +130,16 @@ _QSTR = re.compile(
 )
 
 
-def _why(step: str, ecu: Ecu) -> str:
-    # the step that failed and the agent's last error line (MemoryError ... allocating N bytes)
-    err = ecu.stderr.decode(errors="replace") if ecu.stderr else ""
-    if ecu.proc is not None and ecu.proc.poll() is not None and not err:
-        err = ecu.proc_output()
-    lines = [ln.strip() for ln in err.splitlines() if "Error" in ln or "line" in ln]
-    return step + (": " + " <- ".join(lines[-2:]) if lines else "")
+def _why(step: str, err: BaseException, ecu: Ecu) -> str:
+    # the step that failed and the agent's last error lines (MemoryError ... allocating N bytes:
+    # from its stderr, or from the host's assertion that quotes it), else the host's complaint
+    # (an E_INTERNAL reply, a timeout)
+    out = (ecu.stderr.decode(errors="replace") if ecu.stderr else "") + "\n" + str(err)
+    lines = [ln.strip() for ln in out.splitlines() if "MemoryError" in ln or 'File "otalink' in ln]
+    if lines:
+        return f"{step}: agent: " + " <- ".join(lines[-2:])
+    first = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+    return f"{step}: {first}"
 
 
 def whole_update(
@@ -194,9 +197,7 @@ def whole_update(
         qstr = [m.groups() for m in _QSTR.finditer(ecu.stderr)]
     except (AssertionError, subprocess.TimeoutExpired, OSError) as e:
         ecu.kill()
-        why.append(
-            _why(f"{step} ({str(e).splitlines()[0][:80] if str(e) else type(e).__name__})", ecu)
-        )
+        why.append(_why(step, e, ecu))
         return None
     finally:
         ecu.close()
@@ -237,8 +238,8 @@ def main() -> int:
         why: list[str] = []
         for heap in HEAP_LADDER:
             r = whole_update(Path(d) / f"whole-{heap}", heap, why=why)
-            if heap == "64k" and why:
-                out["fail_64k"] = why[0]  # where the whole update stops under 64k
+            if r is None and why:
+                out[f"fail_{heap}"] = why[-1]  # where the whole update stops under this heap
             if r is not None:
                 out["peak_heap_bytes"] = r["peak_heap_bytes"]
                 out["heap_limit_bytes"] = _heap_bytes(heap)

@@ -65,6 +65,7 @@ _OUT_PAYLOAD = const(64)  # ACK / RESULT / ERROR / PROGRESS fit easily
 _MAX_READS = const(64)  # reads per poll(): a line that never goes quiet still returns to run()
 _ACCEPT = const(0)  # transfer.ACCEPT / OUT_OF_WINDOW (tests/protocol/test_wire.py checks)
 _OUT_OF_WINDOW = const(3)
+_MAX_BODY = const(1024)  # wire._MAX_BODY: the longest report body
 
 # (package, modules) imported on demand and forgotten afterwards (see the heap note above). The two
 # groups take turns: BEGIN and HELLO/STATUS_REQ use the codec, drop it, then load the crypto.
@@ -85,6 +86,49 @@ def _messages():
     return wire
 
 
+def _parse(p):
+    # (helpers below: see _on_begin on why module objects stay in their own frames)
+    return _messages().parse(p)
+
+
+def _decode(instr):
+    # the instruction's fields (or the ProtocolError auth turns into E_BAD_INSTRUCTION)
+    try:
+        return _messages().decode_instruction(instr)
+    except ProtocolError as e:
+        return e
+
+
+def _sign(seed, body):
+    # ed25519 alone (auth.Reporter is this same call): auth's ~3 KB of code is for BEGIN only
+    from otalink.device import ed25519
+
+    return ed25519.SigningKey(seed).sign(body)
+
+
+def _verify(sess, instr, sigs, image_len, sha, now, fields):
+    # -> (0, issued, version, release_counter, kind) | (-1, code, detail) of the AuthError
+    cfg = sess.cfg
+    auth = _crypto()
+    try:
+        i = auth.check_begin(
+            auth.Trust(cfg.director_keys, cfg.threshold),
+            instr,
+            sigs,
+            cfg.ecu_id,
+            cfg.hw_id,
+            image_len,
+            sha,
+            sess.slot_size,
+            sess.slots.release_floor,
+            now,
+            fields,
+        )
+    except auth.AuthError as e:
+        return (-1, e.code, e.detail)
+    return (0, i.issued, i.version, i.release_counter, i.kind)
+
+
 def _drop(group):
     # Forget the modules so the GC can free their code; the next use imports them again.
     pkg_name, names = group
@@ -98,6 +142,25 @@ def _drop(group):
 def _drop_lazy():
     _drop(_CODEC)
     _drop(_CRYPTO)
+
+
+def _put(v, b, p):
+    # CBOR of uints, text, bytes and lists/tuples of them into b at p; returns the end. b is
+    # _MAX_BODY long: a longer report raises IndexError (E_INTERNAL), like wire's E_TOO_LARGE.
+    if isinstance(v, int):
+        return put_head(0, v, b, p)
+    if isinstance(v, (list, tuple)):
+        p = put_head(4, len(v), b, p)
+        for x in v:
+            p = _put(x, b, p)
+        return p
+    if isinstance(v, str):
+        v = v.encode()
+        p = put_head(3, len(v), b, p)
+    else:
+        p = put_head(2, len(v), b, p)
+    b[p : p + len(v)] = v
+    return p + len(v)
 
 
 class Session:
@@ -175,29 +238,36 @@ class Session:
         phase, off, wire_len, image_len = s.transfer()
         if self.state == RECEIVING and phase == codes.PH_RECEIVING:
             off = self.rx.expected
-        return _messages().encode_report(
-            self.cfg.ecu_id,
-            self.cfg.hw_id,
-            bytes(nonce),
-            active,
-            boot_state,
-            last_error,
-            slots_list,
-            caps,
-            (phase, off, wire_len, image_len),
-            s.release_floor,
-            s.trusted_time,
-            trial_boots,
+        # The report body in CBOR without the codec (wire.encode_report makes the same bytes:
+        # shortest-form heads, definite lengths; tests/device_session checks the host decodes it):
+        # HELLO / STATUS_REQ then load only ed25519, and the codec's 7 KB never fragment the heap.
+        b = bytearray(_MAX_BODY)
+        p = _put(
+            [
+                codes.PROTOCOL_VERSION,
+                self.cfg.ecu_id,
+                self.cfg.hw_id,
+                bytes(nonce),
+                active,
+                boot_state,
+                last_error,
+                slots_list,
+                caps,
+                (phase, off, wire_len, image_len),
+                s.release_floor,
+                s.trusted_time,
+                trial_boots,
+            ],
+            b,
+            0,
         )
+        return bytes(memoryview(b)[:p])
 
     def _report(self, t, nonce):
+        _drop(_CODEC)  # (loaded to parse HELLO / STATUS_REQ) leaves before the body is made
         body = self.report_body(nonce)
-        _drop(_CODEC)  # the codec leaves before the crypto arrives
         # ed25519 alone (auth.Reporter is this same call): auth's ~3 KB of code is for BEGIN only
-        from otalink.device import ed25519
-
-        sig = ed25519.SigningKey(self.cfg.ecu_seed).sign(body)
-        ed25519 = None
+        sig = _sign(self.cfg.ecu_seed, body)
         _drop(_CRYPTO)
         # INFO / STATUS payload [t, body, sig] built by hand (the codec is gone): the same bytes
         # messages.info / messages.status make (shortest-form heads).
@@ -261,7 +331,7 @@ class Session:
                 self._on_message(self.m)  # uint-only messages: no codec loaded
             else:
                 try:
-                    self._on_message(_messages().parse(p))
+                    self._on_message(_parse(p))
                 finally:
                     _drop_lazy()
         except ProtocolError as e:
@@ -381,39 +451,24 @@ class Session:
         s = self.slots
         trusted = s.trusted_time
         tf = self.cfg.time_floor
-        # Decode the instruction while the codec is loaded (auth interprets it only after the
-        # signatures check out), then let the codec go before the crypto is imported.
-        try:
-            fields = _messages().decode_instruction(instr)
-        except ProtocolError as e:
-            fields = e
+        # The codec and the crypto each work in a helper's frame and hand back only plain
+        # values: a module object left in a live frame's stack slots (or an auth.Instruction /
+        # AuthError, whose methods hold auth's globals) would keep that code in the heap beside
+        # the transfer's buffers.
+        fields = _decode(instr)
         _drop(_CODEC)
-        auth = None
         try:
-            auth = _crypto()
-            ins = auth.check_begin(
-                auth.Trust(self.cfg.director_keys, self.cfg.threshold),
-                instr,
-                m[2],
-                self.cfg.ecu_id,
-                self.cfg.hw_id,
-                image_len,
-                sha,
-                self.slot_size,
-                s.release_floor,
-                trusted if trusted > tf else tf,
-                fields,
+            ins = _verify(
+                self, instr, m[2], image_len, sha, trusted if trusted > tf else tf, fields
             )
-        except Exception as e:
-            if auth is None or not isinstance(e, auth.AuthError):
-                raise
+        finally:
+            _drop_lazy()  # before s.begin(): the transfer's buffers never sit beside that code
+        if ins[0] < 0:
             # nothing was written: the active slot (and any other slot) is untouched
             self.state = IDLE
-            self._error(e.code, e.detail)
+            self._error(ins[1], ins[2])
             return
-        finally:
-            auth = None
-            _drop_lazy()  # before s.begin(): the transfer's buffers never sit beside that code
+        issued = ins[1]
         if comp == codes.COMP_NONE and wire_len != image_len:
             self._error(codes.E_WIRE_LENGTH, wire_len)
             return
@@ -423,17 +478,17 @@ class Session:
             # "0 if the instruction differs").
             self._code(s.abort)
             self.instr = None
-        if ins.issued > trusted:
-            s.note_time(ins.issued)
+        if issued > trusted:
+            s.note_time(issued)
         resume = s.begin(
             hashlib.sha256(instr).digest(),
             image_len,
             sha,
             wire_len,
             comp,
-            ins.version,
-            ins.release_counter,
-            ins.kind,
+            ins[2],
+            ins[3],
+            ins[4],
             self._erase_progress,
         )
         self.instr = instr

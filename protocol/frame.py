@@ -19,7 +19,8 @@
 # The device's part (FrameReader: readinto_from + next; FrameWriter; encode_frame; frame) lives in
 # hotpath.py, which the device loads alone; this module re-exports it and adds the host's feed().
 from otalink.protocol import codes
-from otalink.protocol.hotpath import FrameReader, FrameWriter, encode_frame, frame  # noqa: F401
+from otalink.protocol.hotpath import FrameReader as _FrameReader
+from otalink.protocol.hotpath import FrameWriter, encode_frame, frame  # noqa: F401
 
 try:
     from micropython import RingIO, const
@@ -30,7 +31,7 @@ except ImportError:  # CPython (or a port without RingIO): plain slice copies
         return x
 
 
-class FrameParser(FrameReader):
+class FrameParser(_FrameReader):
     def __init__(self, max_payload=codes.DEFAULT_PAYLOAD, slack=0):
         # slack: extra scratch bytes past the capacity, so that feed(chunk, n) with a reused
         # read buffer of up to `slack` bytes copies the whole object (no view, no allocation)

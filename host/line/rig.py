@@ -89,14 +89,16 @@ class EcuRig:
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Block until the agent answers HELLO (it flushes its input when it opens the line)."""
         end = time.monotonic() + timeout
-        with EcuClient(self.sim.host_path, baud=self.baud, timeout=0.1) as probe:
-            while True:
+        wait = 0.1  # grows: a loaded machine slows the agent's start and its signing
+        while True:
+            with EcuClient(self.sim.host_path, baud=self.baud, timeout=wait) as probe:
                 try:
                     probe.hello()
                     return
                 except EcuError:
                     if time.monotonic() > end:
                         raise
+            wait = min(2.0, wait * 2)
 
     def stop(self) -> None:
         for c in self._clients:

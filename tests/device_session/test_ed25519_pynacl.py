@@ -46,6 +46,8 @@ def test_verify_and_sign_match_pynacl(
     lines: list[str] = []
     expect_v: list[bool] = []
     expect_s: list[tuple[str, str]] = []
+    # one untampered case always: a batch drawn all-tampered must still test acceptance
+    batch = [(batch[0][0], batch[0][1], 0, 0), *batch]
     for seed, msg, tamper, where in batch:
         sk = nacl.signing.SigningKey(seed)
         pub = bytes(sk.verify_key)

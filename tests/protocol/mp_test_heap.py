@@ -7,7 +7,7 @@ import hashlib
 import io
 
 import micropython
-from otalink.protocol import codes, frame, messages, transfer
+from otalink.protocol import codes, frame, hotpath, messages, transfer
 
 MAXP = codes.DEFAULT_PAYLOAD
 CHUNK = MAXP - messages.DATA_OVERHEAD
@@ -30,8 +30,9 @@ def make_wire(start):
 
 
 class Device:
-    def __init__(self, start, slack=0):
-        self.p = frame.FrameParser(MAXP, slack)
+    def __init__(self, start, slack=0, reader=False):
+        # reader: hotpath.FrameReader, the parser the device agent really uses (no feed())
+        self.p = hotpath.FrameReader(MAXP) if reader else frame.FrameParser(MAXP, slack)
         self.dv = messages.DataView()
         self.rx = transfer.RxWindow(4 * CHUNK, expected=start)
         self.fw = frame.FrameWriter(64)
@@ -77,11 +78,11 @@ def check(dev, image, start):
     assert dev.p.crc_errors == 0 and dev.p.frame_errors == 0
 
 
-def test_readinto_from_stream():
+def _readinto_from_stream(reader):
     start = 70000  # offsets take the 5-byte CBOR form: frames have the same size
     image, wire = make_wire(start)
     src = io.BytesIO(wire)
-    dev = Device(start)
+    dev = Device(start, reader=reader)
 
     def step():
         while True:
@@ -94,6 +95,14 @@ def test_readinto_from_stream():
 
     run_locked(step)
     check(dev, image, start)
+
+
+def test_readinto_from_stream():
+    _readinto_from_stream(False)
+
+
+def test_device_frame_reader_readinto_from_stream():
+    _readinto_from_stream(True)
 
 
 def test_feed_in_odd_chunks():

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from otalink.protocol import codes, frame
 from otalink.protocol.frame import FrameParser
+from otalink.protocol.hotpath import FrameReader
 
 MAXP = 512
 payloads = st.binary(min_size=1, max_size=MAXP)
@@ -164,13 +165,14 @@ class _Trickle:
 @given(
     st.lists(st.tuples(st.binary(max_size=30), payloads), max_size=6),
     st.lists(st.integers(1, 700), min_size=1, max_size=6),
+    st.sampled_from([FrameParser, FrameReader]),  # FrameReader: the device's (no feed())
 )
 def test_readinto_from_with_short_reads_and_garbage(
-    parts: list[tuple[bytes, bytes]], sizes: list[int]
+    parts: list[tuple[bytes, bytes]], sizes: list[int], cls: type[FrameReader]
 ) -> None:
     stream = b"".join(g + ref_frame(p) for g, p in parts) + pad()
     src = _Trickle(stream, sizes)
-    parser = FrameParser(MAXP)
+    parser = cls(MAXP)
     got = []
     while True:
         p = parser.next()
