@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from otalink.host.line.rig import EcuRig
 
 # Behaviour tests: the agent gets room to spare (heap figures come from bench/bench_line.py).

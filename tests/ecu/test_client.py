@@ -8,7 +8,6 @@ import threading
 import time
 
 import pytest
-
 from otalink.host.ecu import EcuClient, EcuLinkError, EcuRejected, SerialTransport
 from otalink.host.ecu.info import EcuInfo
 from otalink.host.ecusim import build_bundle

@@ -64,7 +64,9 @@ def faulted_transfer(
 ) -> Outcome:
     """Install ``image`` with ``faults`` on the line and ``action`` (disconnect, stall, reset)
     fired once ``action_after`` bytes reached the device; judge the result."""
-    instr, sigs = rig.instruction(image, version=f"v{release_counter}", release_counter=release_counter)
+    instr, sigs = rig.instruction(
+        image, version=f"v{release_counter}", release_counter=release_counter
+    )
     if faults is not None:
         rig.sim.faults = faults
     fired = threading.Event()
@@ -100,9 +102,7 @@ def faulted_transfer(
         why = _slot_ok(rig, image, activate)
         if why:
             return Outcome(CORRUPTED, f"verified but {why}", seconds)
-        return Outcome(
-            COMPLETED, "", seconds, result.retransmitted_bytes, result.reconnects
-        )
+        return Outcome(COMPLETED, "", seconds, result.retransmitted_bytes, result.reconnects)
     # A clear error: nothing corrupted may be verified, and a retry on a clean line completes.
     st = rig.client().status()
     bad = st.inactive

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import pytest
 import serial
-
 from otalink.host.line import FaultConfig, FaultInjector, LineSim
 
 
