@@ -88,7 +88,7 @@ def test_clean_transfer() -> None:
 @settings(max_examples=60, deadline=None)
 @given(
     st.integers(1, 40000),
-    st.integers(1, 3000),
+    st.integers(16, 3000),  # tiny chunks make tens of thousands of rounds for no new state
     st.integers(1, 12000),
     st.sampled_from([0.0, 0.05, 0.3]),
     st.integers(0, 2**16),
