@@ -357,7 +357,10 @@ class Agent:
         return list(h) if isinstance(h, list) else []
 
     def ecus(self) -> list[dict[str, Any]]:
-        """Each configured ECU: versions from its last signed report, and link health."""
+        """Each configured ECU: versions from its last signed report, and link health.
+
+        ``link.ok`` is True unless each of the last ``fleet.HEALTH_WINDOW`` (3) requests on the
+        line failed (False before the first answer); ``link.errors`` counts every failure."""
         out = []
         for e in self.config.ecus:
             line = self.fleet.lines[e.ecu_id]
@@ -548,13 +551,14 @@ class Agent:
         ts = (at if at.tzinfo else at.astimezone()).timestamp()
         if ts < self.clock.now() - 60:
             raise Refused("schedule_in_past", "Pick a time in the future.")
-        self._require(Ev.SCHEDULE)
-        self.machine.fire(
-            Ev.SCHEDULE,
-            None,
-            updates={"schedule": sch.new_schedule(ts)},
-            history={"at": _iso(ts)},
-        )
+        with self.machine.lock:
+            self._require(Ev.SCHEDULE)
+            self.machine.fire(
+                Ev.SCHEDULE,
+                self._kept_reason(),
+                updates={"schedule": sch.new_schedule(ts)},
+                history={"at": _iso(ts)},
+            )
         if self.machine.state in (S.DOWNLOADING,):
             self._gate_link()
 
@@ -562,8 +566,23 @@ class Agent:
         """Drop the scheduled install."""
         if not self.machine.get("schedule"):
             raise NotFound("no_schedule", "Nothing is scheduled.")
-        self._require(Ev.UNSCHEDULE)
-        self.machine.fire(Ev.UNSCHEDULE, "unscheduled", updates={"schedule": None}, history={})
+        with self.machine.lock:
+            self._require(Ev.UNSCHEDULE)
+            keep = self.machine.state in (S.DOWNLOADING, S.DOWNLOAD_PAUSED)
+            self.machine.fire(
+                Ev.UNSCHEDULE,
+                self._kept_reason() if keep else "unscheduled",
+                updates={"schedule": None},
+                history={},
+            )
+
+    def _kept_reason(self) -> str | None:
+        """The reason a schedule change leaves in place: a paused download keeps why it is
+        paused (``no_connection`` ... : the ticker resumes it by itself when the link returns);
+        any other state gets none. Call with ``machine.lock`` held."""
+        if self.machine.state in (S.DOWNLOADING, S.DOWNLOAD_PAUSED):
+            return self.machine.reason
+        return None
 
     def cancel(self) -> None:
         """Stop what is going on, before the point of no return only."""
@@ -676,10 +695,12 @@ class Agent:
                     d.event, None, updates={"schedule": None}, history={"at": _iso(sched["at"])}
                 )
                 return
-            reason = "schedule_missed"
+            reason: str | None = "schedule_missed"
+            if d.event != Ev.SCHEDULE_GAVE_UP or st in (S.DOWNLOADING, S.DOWNLOAD_PAUSED):
+                reason = self.machine.reason  # a paused download keeps why it is paused
             self.machine.fire(
                 d.event,
-                reason if d.event == Ev.SCHEDULE_GAVE_UP else self.machine.reason,
+                reason,
                 updates={"schedule": d.schedule},
                 history={
                     "at": _iso(sched["at"]),
@@ -807,6 +828,7 @@ class Agent:
 
     # ---- installer ---------------------------------------------------------------------------
     def _installer(self) -> None:
+        failing_since: float | None = None  # first error of a PONR step still failing
         while not self._stop.is_set():
             self._wake_inst.wait(0.5)
             self._wake_inst.clear()
@@ -825,10 +847,20 @@ class Agent:
                 elif self._inventory_due and st not in INSTALL_STATES:
                     self._inventory_due = False
                     self._inventory()
+                failing_since = None
             except Exception as exc:
                 self.events.append("agent_error", {"where": "installer", "error": repr(exc)})
                 if self._stop.is_set():
                     return
+                # after the PONR a step that keeps failing must still end the campaign
+                now = time.monotonic()
+                failing_since = failing_since if failing_since is not None else now
+                if st in PONR_STATES and now - failing_since > self.config.policy.restart_timeout_s:
+                    failing_since = None
+                    with contextlib.suppress(Exception):
+                        self._needs_service(
+                            f"agent_error:{type(exc).__name__}", self._assignments()[0]
+                        )
                 time.sleep(0.5)
                 self._wake_inst.set()
 
@@ -972,13 +1004,25 @@ class Agent:
     def _rollback(self, assignments: list[EcuAssignment], culprit: str, why: str) -> None:
         self._set_failed(culprit, why)
         self.events.append("rolling_back", {"ecu_id": culprit, "why": why})
-        self.fleet.revert(assignments)
-        back = self.fleet.wait_old(assignments, self.config.policy.restart_timeout_s)
+        res = self.fleet.revert(assignments)
+        # an ECU that refused the REVERT (e.g. e_no_image) will not come back: don't wait for it
+        refused = {
+            i: c[len(fl.REVERT_REFUSED) :]
+            for i, c in res.items()
+            if c.startswith(fl.REVERT_REFUSED)
+        }
+        waiting = [a for a in assignments if a.ecu_id not in refused]
+        back = self.fleet.wait_old(waiting, self.config.policy.restart_timeout_s)
         for i, ok in back.items():
             if ok and i != culprit:
                 self._ecu_progress(i, {"phase": "reverted", "percent": 100.0})
         reason = f"ecu_failed:{culprit}:{why}"
-        if all(back.values()):
+        if refused:
+            for i, code in refused.items():
+                self._set_failed(i, code)
+            detail = ",".join(f"{i}:{c}" for i, c in refused.items())
+            self._needs_service(f"{reason};revert_refused:{detail}", assignments)
+        elif all(back.values()):
             self._finish(Ev.ROLLED_BACK, reason, assignments)
         else:
             stuck = [i for i, ok in back.items() if not ok]

@@ -61,6 +61,7 @@ class EventLog:
         self._lock = threading.Lock()
         self._ring: deque[dict[str, Any]] = deque(maxlen=RING)
         self._subs: list[Subscription] = []
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self._last_id = 0
         if path is not None and path.exists():
             self._load(path)
@@ -114,9 +115,20 @@ class EventLog:
                         f.flush()
                         os.fsync(f.fileno())
             subs = list(self._subs)
+            listeners = list(self._listeners)
         for s in subs:
             s._push(ev)
+        for fn in listeners:
+            fn(ev)
         return new_id
+
+    def add_listener(self, fn: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``fn(event)`` synchronously, in the appending thread, after each append.
+
+        The worker that appended waits for ``fn``: tests use it to act at an exact step of a
+        campaign (no polling race); keep ``fn`` short and never let it raise."""
+        with self._lock:
+            self._listeners.append(fn)
 
     def since(self, since_id: int = 0) -> list[dict[str, Any]]:
         """Events with id > ``since_id`` still held in memory."""

@@ -13,14 +13,22 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from otalink.host.config import EcuConfig
-from otalink.host.ecu import EcuClient, EcuError, EcuInfo, EcuLinkError, EcuProtocolError
+from otalink.host.ecu import (
+    EcuClient,
+    EcuError,
+    EcuInfo,
+    EcuLinkError,
+    EcuProtocolError,
+    EcuRejected,
+)
 from otalink.host.update.types import EcuAssignment
 from otalink.protocol import codes
 
@@ -34,6 +42,7 @@ VERIFIED = "verified"  # new image verified in the inactive slot
 REJECTED = "rejected"  # new image rolled back (self-test failed, reverted)
 RECEIVING = "receiving"  # new image partly received (resumable)
 ABSENT = "absent"  # not there at all
+REVERT_REFUSED = "revert_refused:"  # revert(): prefix of the device's refusal code
 
 POST_BOOT = frozenset({CONFIRMED, TRIAL, REJECTED})
 
@@ -86,17 +95,42 @@ def runs_old(info: EcuInfo, a: EcuAssignment) -> bool:
     return act.state == codes.SLOT_CONFIRMED and act.sha256 != a.sha256_bytes
 
 
+HEALTH_WINDOW = 3  # link is "ok" unless each of the last N requests failed (or none yet)
+
+
 @dataclass
 class LineHealth:
-    """Link health of one ECU line (for ``Agent.ecus()``)."""
+    """Link health of one ECU line (for ``Agent.ecus()``).
 
-    ok: bool = False
+    ``ok`` reflects a short history, not only the last request: it is True once a request
+    succeeded and turns False only when each of the last ``HEALTH_WINDOW`` requests failed, so
+    one timeout under load does not flag the line. ``errors`` counts every failure.
+    """
+
     last_seen: float | None = None
     last_error: str | None = None
     errors: int = 0
+    recent: deque[bool] = field(default_factory=lambda: deque(maxlen=HEALTH_WINDOW))
+
+    @property
+    def ok(self) -> bool:
+        return any(self.recent)
+
+    def record(self, success: bool, error: str | None = None) -> None:
+        """Note the outcome of one request."""
+        self.recent.append(success)
+        if success:
+            self.last_seen = time.time()
+            self.last_error = None
+        else:
+            self.errors += 1
+            self.last_error = error
 
 
 ClientFactory = Callable[[EcuConfig], EcuClient]
+
+HELLO_FIRST_S = 0.5  # first reply wait of a post-reboot HELLO poll (doubles per silent try)
+HELLO_GAP_S = 0.1  # pause between HELLO polls
 
 
 def default_client(cfg: EcuConfig, timeout: float = codes.T_REPLY_MS / 1000) -> EcuClient:
@@ -134,10 +168,15 @@ class Line:
             finally:
                 self._client = None
 
-    def report(self, fresh_session: bool = False) -> EcuInfo:
-        """A signed report for a fresh nonce (HELLO on a new session, else STATUS_REQ)."""
+    def report(self, fresh_session: bool = False, timeout: float | None = None) -> EcuInfo:
+        """A signed report for a fresh nonce (HELLO on a new session, else STATUS_REQ).
+
+        ``timeout`` (if given) caps the client's per-try reply wait for this one request."""
         nonce = os.urandom(16)
         cl = self.client()
+        saved = cl.timeout
+        if timeout is not None:
+            cl.timeout = min(saved, timeout)
         try:
             if fresh_session or cl.info is None:
                 info = cl.hello(nonce)
@@ -148,19 +187,38 @@ class Line:
                     nonce = os.urandom(16)
                     info = cl.hello(nonce)
         except EcuError as exc:
-            self.health.ok = False
-            self.health.errors += 1
-            self.health.last_error = exc.code
+            self.health.record(False, exc.code)
             raise
+        finally:
+            cl.timeout = saved
         if info.ecu_id != self.cfg.ecu_id or info.hw_id != self.cfg.hardware_id:
             raise FleetError(self.cfg.ecu_id, "ecu_identity", f"line answers as {info.ecu_id}")
         info.verify(self.cfg.public_key)  # EcuClient does too; the campaign relies on it
-        self.health.ok = True
-        self.health.last_seen = time.time()
-        self.health.last_error = None
+        self.health.record(True)
         self.last_report = info
         self.last_report_ts = time.time()
         return info
+
+    def hello_until(self, deadline: float) -> EcuInfo:
+        """A fresh-session report, polled with short HELLO tries until ``deadline`` (monotonic).
+
+        A HELLO sent while the ECU reboots is lost; rather than one full ECU timeout (times
+        the client's tries), try with a short reply wait that doubles after each silent attempt
+        (up to the client's own timeout), never waiting past ``deadline``. Raises the last
+        EcuLinkError when the deadline passes."""
+        wait = HELLO_FIRST_S
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise EcuLinkError(f"{self.cfg.ecu_id}: no HELLO answer before the deadline")
+            # the client makes up to 3 tries per request: keep all of them inside the deadline
+            try:
+                return self.report(fresh_session=True, timeout=max(0.05, min(wait, left / 3)))
+            except EcuLinkError:
+                if time.monotonic() >= deadline:
+                    raise
+                wait = min(wait * 2, self.client().timeout)
+                time.sleep(min(HELLO_GAP_S, max(0.0, deadline - time.monotonic())))
 
 
 class Fleet:
@@ -348,7 +406,7 @@ class Fleet:
         final: dict[str, str] = {}
         todo = list(assignments)
         while todo:
-            res = self._run_assigned(todo, lambda ln, a: classify(ln.report(fresh_session=True), a))
+            res = self._run_assigned(todo, lambda ln, a: classify(ln.hello_until(deadline), a))
             nxt = []
             for a in todo:
                 cls = res.get(a.ecu_id, "unreachable")
@@ -387,7 +445,9 @@ class Fleet:
         """REVERT each ECU that runs the new image on trial or would boot it (pending).
 
         An ECU that already rolled back by itself (REJECTED) is left alone; a confirmed one
-        cannot be reverted (the caller ends in failed_needs_service)."""
+        cannot be reverted (the caller ends in failed_needs_service). An ECU that refuses the
+        REVERT (e.g. ``E_NO_IMAGE``: no confirmed image to go back to) is returned as
+        ``REVERT_REFUSED + code`` so the caller does not wait for it to come back."""
 
         def one(line: Line, a: EcuAssignment) -> str:
             info = line.report()
@@ -396,6 +456,9 @@ class Fleet:
                 self._log("ecu_revert", {"ecu_id": a.ecu_id, "from": cls})
                 try:
                     line.client().revert()
+                except EcuRejected as exc:
+                    self._log("ecu_revert_refused", {"ecu_id": a.ecu_id, "code": exc.code})
+                    return REVERT_REFUSED + exc.code
                 except EcuLinkError:
                     pass  # may reset while reverting; settle() below finds out
                 line.client().info = None
@@ -412,7 +475,7 @@ class Fleet:
             todo = [a for a in assignments if not done[a.ecu_id]]
             if not todo:
                 return done
-            res = self._run_assigned(todo, lambda ln, a: runs_old(ln.report(fresh_session=True), a))
+            res = self._run_assigned(todo, lambda ln, a: runs_old(ln.hello_until(deadline), a))
             for a in todo:
                 done[a.ecu_id] = res.get(a.ecu_id) is True
             if all(done.values()) or time.monotonic() >= deadline:

@@ -10,6 +10,7 @@ Public interface (stable):
       .boots       how many times the "board" has started; .exit_codes: statuses of past runs
       .power_cycle()  kill -9 and boot again (power cut); .wait_boots(n, timeout) -> bool
       .output() -> bytes   everything the board printed on its REPL port (bounded ring)
+      .wait_output(marker: bytes, timeout) -> bool   until ``marker`` is in output()
     WIRING_FILE = "board_wiring.json"   written in ``root``: {"uart_device", "uart_host"}
 
 What it emulates, and how:
@@ -178,6 +179,16 @@ class UnixBoard:
         """What the board printed on its REPL port recently."""
         with self._lock:
             return b"".join(self._out)
+
+    def wait_output(self, marker: bytes, timeout: float) -> bool:
+        """Wait until the board has printed ``marker`` (e.g. firmware saying it is up: a Ctrl-C
+        while ``micropython`` is still starting kills it instead of interrupting the code)."""
+        deadline = time.monotonic() + timeout
+        while marker not in self.output():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     @property
     def pid(self) -> int | None:

@@ -582,10 +582,8 @@ class _TxState:
             return
         if offset == self.acked:
             self.window_end = offset + window
-            recent = (
-                offset == self.rewound_to
-                and time.monotonic() - self.rewound_at < max(_MIN_RTO, 2 * self.srtt)
-            )
+            echo_time = max(_MIN_RTO, 2 * self.srtt)
+            recent = offset == self.rewound_to and time.monotonic() - self.rewound_at < echo_time
             if not was_stale and not recent and self.next_send > offset:
                 # A gap ACK: the frame at ``offset`` was lost (it will never be ACKed); every
                 # other frame still in flight answers with this same offset. Repeats of the

@@ -17,12 +17,18 @@ Layout under ``--root``: ``image/{metadata,targets}/...`` and ``director/VEHICLE
   ``rate_bps`` throttles file bodies.
 
 Built on the standard library's ``ThreadingHTTPServer`` (why: docs/host.md, "Update server").
+
+A client that drops its connection (a cancelled download, a Range resume, a lost link) is normal:
+it is logged as one line at DEBUG on the ``otalink.host.server`` logger, never as a traceback.
+Any other error in a request still prints its traceback to stderr.
 """
 
 from __future__ import annotations
 
 import email.utils
+import errno
 import json
+import logging
 import mimetypes
 import os
 import re
@@ -46,6 +52,17 @@ MAX_REPORT = 1 << 20
 CHUNK = 64 * 1024
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _VEHICLE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# socket errors that only mean "the peer went away" (ECONNRESET/EPIPE/... are ConnectionError)
+_GONE_ERRNOS = frozenset({errno.ENOTCONN, errno.ESHUTDOWN, errno.ETIMEDOUT})
+
+log = logging.getLogger("otalink.host.server")
+
+
+def is_disconnect(exc: BaseException | None) -> bool:
+    """True if ``exc`` only says the client closed, reset or timed out its connection."""
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _GONE_ERRNOS
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
@@ -69,6 +86,11 @@ def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
     if last < first:
         return None
     return first, min(last, size - 1)
+
+
+def _peer(addr: Any) -> str:
+    """``host:port`` of a client address (IPv4 or IPv6 tuple)."""
+    return ":".join(str(x) for x in tuple(addr)[:2])
 
 
 class ReportStore:
@@ -306,8 +328,18 @@ class Handler(BaseHTTPRequestHandler):
                         ahead = sent / rate - (time.monotonic() - t0)
                         if ahead > 0:
                             time.sleep(ahead)
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError as exc:
+            if not is_disconnect(exc):
+                raise
             self.close_connection = True
+            log.debug(
+                "client %s dropped %s after %d of %d bytes (%s)",
+                _peer(self.client_address),
+                self.path,
+                sent,
+                count,
+                type(exc).__name__,
+            )
 
     # ---- POST -----------------------------------------------------------------------------------
     def do_POST(self) -> None:
@@ -369,11 +401,13 @@ class UpdateServer(ThreadingHTTPServer):
         super().__init__(addr, Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients that vanish mid-request are normal on vehicle links: no traceback for them."""
+        """Clients that vanish mid-request are normal on vehicle links: one DEBUG line, no
+        traceback. Anything else keeps the standard traceback on stderr."""
         exc = sys.exc_info()[1]
-        if isinstance(exc, ConnectionError | TimeoutError) and not os.environ.get(
-            "OTALINK_SERVER_LOG"
-        ):
+        if is_disconnect(exc):
+            log.debug(
+                "client %s disconnected (%s: %s)", _peer(client_address), type(exc).__name__, exc
+            )
             return
         super().handle_error(request, client_address)
 

@@ -179,13 +179,15 @@ class UpdatePlan:
 
     @property
     def title(self) -> str:
+        """The images' titles (each once, sorted, joined by " + ")."""
         return " + ".join(sorted({i.title for i in self.images.values()}))
 
     @property
     def release_notes(self) -> str:
-        return "\n\n".join(
-            f"{i.title} {i.version}: {i.release_notes}" for i in self.images.values()
-        )
+        """The images' release notes as written (each distinct text once, blank-line separated):
+        no title/version prefix, the screen shows ``title`` and ``version`` on their own."""
+        notes = dict.fromkeys(i.release_notes.strip() for i in self.images.values())
+        return "\n\n".join(n for n in notes if n)
 
     def to_json(self) -> str:
         """JSON text (bytes as hex) the campaign can persist and reload with ``from_json``."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from otalink.host.agent import Agent
@@ -121,17 +122,34 @@ def test_preconditions_refuse_then_break_mid_install(vehicle: Vehicle, agent: Ag
     assert _state(agent) == "awaiting_confirmation"
     agent.signals.set(sig.GEAR, "P")
     agent.signals.set(sig.NAV_GUIDANCE, False)
+    # Act at exact campaign steps from inside the workers' own events (no polling race with a
+    # loaded machine): the car starts rolling once the ECU holds three erase sectors (durable
+    # checkpoints, so the retry must resume past 0) of a ~20 KiB stream at 115200 baud; and a
+    # cancel is tried while the installer is still entering the point of no return.
+    rolled: list[int] = []
+    saw_ponr: list[str] = []
+
+    def at_step(ev: dict[str, Any]) -> None:
+        d = ev["data"]
+        if (
+            ev["type"] == "install_progress"
+            and d.get("phase") == "transferring"
+            and (d.get("offset") or 0) >= 3 * 4096
+            and not rolled
+        ):
+            rolled.append(int(d["offset"]))
+            agent.signals.set(sig.SPEED, 8.0)  # stop before the PONR
+        if ev["type"] == "state" and d.get("state") == "installing_committed" and not saw_ponr:
+            try:
+                agent.cancel()
+                saw_ponr.append("accepted")
+            except (Refused, Conflict) as exc:
+                saw_ponr.append(exc.code)
+
+    agent.events.add_listener(at_step)
     agent.install(confirm=True)
-    wait_for(
-        lambda: any(
-            e["data"].get("phase") == "transferring" and (e["data"].get("percent") or 0) > 10
-            for e in _types(agent, "install_progress")
-        ),
-        20,
-        "transfer under way",
-    )
-    agent.signals.set(sig.SPEED, 8.0)  # the car starts rolling: stop before the PONR
-    wait_for(lambda: _state(agent) == "downloaded", 10, "back to downloaded")
+    wait_for(lambda: _state(agent) == "downloaded", 60, "back to downloaded")
+    assert rolled, "the precondition broke before the transfer was under way"
     assert agent.status()["reason"] == "precondition:speed"
     assert agent.history()[-1]["nothing_changed"] is True
     ecu = agent.refresh_ecus()[0]
@@ -139,21 +157,18 @@ def test_preconditions_refuse_then_break_mid_install(vehicle: Vehicle, agent: Ag
     # fixed: install again; the transfer resumes where it stopped
     agent.signals.set(sig.SPEED, 0.0)
     agent.install(confirm=True)
-    saw_ponr: list[str] = []
-
-    def ponr_refuses_cancel() -> bool:
-        st = agent.status()
-        if st["point_of_no_return"] and not saw_ponr:
-            try:
-                agent.cancel()
-            except Refused as exc:
-                saw_ponr.append(exc.code)
-        return st["state"] == "succeeded"
-
-    wait_for(ponr_refuses_cancel, 60, "success")
+    wait_for(lambda: _state(agent) == "succeeded", 90, "success")
     assert saw_ponr == ["point_of_no_return"]
-    starts = [e["data"]["offset"] for e in _types(agent, "ecu_transfer_start")]
-    assert len(starts) == 2 and starts[0] == 0 and starts[1] > 0, starts
+    # two transfers; the one that finished resumed from the device's durable offset (not from
+    # 0) and sent only the rest of the stream
+    starts = _types(agent, "ecu_transfer_start")
+    assert len(starts) == 2, starts
+    done = [e["data"] for e in _types(agent, "ecu_transfer_done")]
+    assert len(done) == 1, done
+    # no progress lost: the device had acked >= rolled[0]; its durable checkpoints are per
+    # 4 KiB erase sector
+    assert done[0]["resumed_from"] >= rolled[0] - 4096 > 0, (done, rolled)
+    assert done[0]["sent_bytes"] < done[0]["wire_bytes"], done
     assert agent.ecus()[0]["version"] == "1.0"
 
 

@@ -23,17 +23,23 @@ from otalink.host.repo.quick import RepoSet, create_repos
 from otalink.host.server.app import ServerHandle, start_server
 
 VIN = "VIN-TEST-1"
-HEAP = "128k"  # the runner default: a whole update needs 112k on the unix port (bench-device)
+HEAP = "192k"  # campaign tests: headroom over the 112k a whole update needs (see bundle())
 
 
 def bundle(ecu_id: str, version: str, ok: bool = True, pad: int = 0) -> bytes:
-    """An application bundle whose self-test passes (or fails), padded to a chosen size."""
+    """An application bundle whose self-test passes (or fails), padded to a chosen size.
+
+    The padding lives in a module the application never imports: importing a big literal at
+    the trial boot needs one large contiguous block of the device's 128k heap and failed now
+    and then (MemoryError -> E_BOOT_CRASH -> a spurious rollback), depending on fragmentation.
+    """
     app = (
-        f"VERSION = {version!r}\nECU = {ecu_id!r}\n"
-        f"def selftest():\n    return {ok!r}\n"
-        f"PAD = {random.Random(f'{ecu_id}{version}').randbytes(pad)!r}\n"
+        f"VERSION = {version!r}\nECU = {ecu_id!r}\ndef selftest():\n    return {ok!r}\n"
     ).encode()
-    return build_bundle({"app.py": app}, entry="app", selftest="app.selftest")
+    files = {"app.py": app}
+    if pad:
+        files["pad.py"] = f"PAD = {random.Random(f'{ecu_id}{version}').randbytes(pad)!r}\n".encode()
+    return build_bundle(files, entry="app", selftest="app.selftest")
 
 
 class Vehicle:

@@ -9,7 +9,7 @@ from otalink.host.repo.instruction import decode_instruction, verify_instruction
 from otalink.host.update import errors as E
 from otalink.host.update.types import DownloadProgress, UpdatePlan
 
-from tests.host_trust.conftest import World
+from tests.host_trust.conftest import World, image_bytes
 
 
 def test_check_builds_verified_plan(world: World) -> None:
@@ -43,13 +43,37 @@ def test_check_builds_verified_plan(world: World) -> None:
     assert plan.download_size == 300_000 + 120_000
     assert plan.est_install_s == 60
     assert plan.unavailable_functions == ("driving",)
-    assert "release 2" in plan.release_notes
+    # the notes as written, no "TITLE version:" prefix (the screen shows title and version)
+    assert sorted(plan.release_notes.split("\n\n")) == ["release 2", "release 5"]
+    assert plan.title == "BMS + BRAKE"
     # the plan survives the campaign's persistence
     assert UpdatePlan.from_json(plan.to_json()) == plan
     assert world.downloads() == []  # check never downloads images
     # trusted metadata persisted for both repositories
     for d in ("image", "director"):
         assert (world.tmp / "vehicle" / "tuf" / d / "timestamp.json").exists()
+
+
+def test_one_release_on_several_ecus_has_plain_title_and_notes(world: World) -> None:
+    """The demo's shape: every ECU gets an image of the same release (one title, one text)."""
+    notes = "Smoother regenerative braking.\nFixes a rare charging stop."
+    for ecu, hw in (("brake", "brake-v1"), ("bms", "bms-v2")):
+        img = world.repos.image.add_image(
+            f"{ecu}-3.0.bin",
+            image_bytes(1000, ecu),
+            hardware_ids=[hw],
+            version="3.0",
+            release_counter=3,
+            title="Drive 3.0",
+            release_notes=notes,
+        )
+        world.director.assign(ecu, hw, img)
+    world.publish()
+    plan = world.client().check()
+    assert plan is not None
+    assert {i.release_notes for i in plan.images.values()} == {notes}
+    assert plan.release_notes == notes
+    assert plan.title == "Drive 3.0"
 
 
 def test_download_and_already_installed(world: World) -> None:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
+import queue
+import socket
+import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,3 +155,100 @@ def test_cli_server_process(tmp_path: Path) -> None:
     finally:
         p.terminate()
         p.wait(10)
+
+
+# The server in its own process with DEBUG logging on (and the request log), so its stderr is
+# exactly what an operator would see.
+_SERVE = """
+import logging, sys
+from otalink.host.server.app import make_server
+logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(levelname)s %(message)s")
+srv = make_server(sys.argv[1], rate_bps=1_000_000)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"""
+
+
+def _reset(s: socket.socket) -> None:
+    """Close with RST (SO_LINGER 0), as a killed or cancelled client does."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+def test_client_disconnects_log_one_debug_line_no_traceback(tmp_path: Path) -> None:
+    (tmp_path / "big.bin").write_bytes(os.urandom(2 << 20))  # 2 s at the throttled rate
+    p = subprocess.Popen(
+        [sys.executable, "-c", _SERVE, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OTALINK_SERVER_LOG": "1"},
+    )
+    assert p.stdout is not None and p.stderr is not None
+    lines: queue.Queue[str] = queue.Queue()
+    err: list[str] = []
+
+    def pump() -> None:
+        assert p.stderr is not None
+        for line in p.stderr:
+            err.append(line)
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+
+    def wait_for(word: str) -> None:
+        try:
+            while word not in lines.get(timeout=60):
+                pass
+        except queue.Empty:
+            pytest.fail(f"no {word!r} line on stderr: {''.join(err)!r}")
+
+    try:
+        port = int(p.stdout.readline())
+        # 1. dropped mid-body (a cancelled download / a Range resume's first connection)
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while b"\r\n\r\n" not in got or len(got) < 4096:
+            got += s.recv(4096)
+        assert got.startswith(b"HTTP/1.1 200")
+        _reset(s)
+        wait_for("dropped /big.bin")
+        # 2. dropped while the server reads a request body
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"POST /reports/V1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+        _reset(s)
+        wait_for("disconnected")
+        # the server carries on
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        c.request("GET", "/healthz")
+        assert c.getresponse().status == 200
+        c.close()
+    finally:
+        p.terminate()
+        p.wait(10)
+    text = "".join(err)
+    assert "Traceback" not in text
+    assert "Exception occurred" not in text
+    gone = [ln for ln in err if "Error" in ln]
+    assert len(gone) == 2, text
+    assert all(ln.startswith("DEBUG client 127.0.0.1:") for ln in gone), text
+
+
+def test_real_errors_keep_their_traceback(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "reports.sqlite"
+    with start_server(tmp_path / "root", db_path=db) as s:
+        db.unlink()
+        db.mkdir()  # the report store breaks under the server: a real fault, not a disconnect
+        c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+        with pytest.raises(http.client.RemoteDisconnected):
+            c.request(
+                "POST", "/reports/V1", body=b"{}", headers={"Content-Type": "application/json"}
+            )
+            c.getresponse()
+        c.close()
+    err = capfd.readouterr().err
+    assert "Traceback" in err
+    assert "sqlite3.OperationalError" in err
