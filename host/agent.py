@@ -1017,16 +1017,17 @@ class Agent:
             if ok and i != culprit:
                 self._ecu_progress(i, {"phase": "reverted", "percent": 100.0})
         reason = f"ecu_failed:{culprit}:{why}"
-        if refused:
-            for i, code in refused.items():
-                self._set_failed(i, code)
-            detail = ",".join(f"{i}:{c}" for i, c in refused.items())
-            self._needs_service(f"{reason};revert_refused:{detail}", assignments)
-        elif all(back.values()):
+        stuck = [i for i, ok in back.items() if not ok]
+        if not refused and not stuck:
             self._finish(Ev.ROLLED_BACK, reason, assignments)
-        else:
-            stuck = [i for i, ok in back.items() if not ok]
-            self._needs_service(f"{reason};not_reverted:{','.join(stuck)}", assignments)
+            return
+        for i, code in refused.items():
+            self._set_failed(i, code)
+        if refused:
+            reason += ";revert_refused:" + ",".join(f"{i}:{c}" for i, c in refused.items())
+        if stuck:
+            reason += ";not_reverted:" + ",".join(stuck)
+        self._needs_service(reason, assignments)
 
     def _needs_service(self, reason: str, assignments: list[EcuAssignment]) -> None:
         self._finish(Ev.NEEDS_SERVICE, reason, assignments)

@@ -468,16 +468,40 @@ class Fleet:
         return self._run_assigned(assignments, one)
 
     def wait_old(self, assignments: list[EcuAssignment], timeout: float) -> dict[str, bool]:
-        """Poll until every ECU runs a confirmed image that is not the new one."""
+        """Poll until every ECU runs a confirmed image that is not the new one.
+
+        An ECU that answers with no confirmed image in any slot (and not on the new image) has
+        nothing to go back to: it is False at once instead of being waited for."""
         deadline = time.monotonic() + timeout
         done: dict[str, bool] = {a.ecu_id: False for a in assignments}
+        hopeless: set[str] = set()
+
+        def one(ln: Line, a: EcuAssignment) -> str:
+            try:
+                info = ln.hello_until(deadline)
+            except Exception as exc:
+                with open("/tmp/dbg_wait_old.txt", "a") as f:
+                    print("EXC", a.ecu_id, repr(exc), time.monotonic(), deadline, file=f)
+                raise
+            with open("/tmp/dbg_wait_old.txt", "a") as f:
+                print("DBG", a.ecu_id, classify(info, a), info.active.state, [(x.state, x.version) for x in info.slots], file=f)
+            if runs_old(info, a):
+                return "old"
+            if classify(info, a) not in (TRIAL, PENDING, CONFIRMED) and not any(
+                s.state == codes.SLOT_CONFIRMED for s in info.slots
+            ):
+                return "hopeless"
+            return "wait"
+
         while True:
-            todo = [a for a in assignments if not done[a.ecu_id]]
+            todo = [a for a in assignments if not done[a.ecu_id] and a.ecu_id not in hopeless]
             if not todo:
                 return done
-            res = self._run_assigned(todo, lambda ln, a: runs_old(ln.hello_until(deadline), a))
+            res = self._run_assigned(todo, one)
             for a in todo:
-                done[a.ecu_id] = res.get(a.ecu_id) is True
+                done[a.ecu_id] = res.get(a.ecu_id) == "old"
+                if res.get(a.ecu_id) == "hopeless":
+                    hopeless.add(a.ecu_id)
             if all(done.values()) or time.monotonic() >= deadline:
                 return done
             time.sleep(0.3)

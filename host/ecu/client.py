@@ -390,7 +390,7 @@ class EcuClient:
                 if now - silent_since >= 2 * self.timeout:
                     raise EcuLinkError("no ACK from the device")
                 # Frames may only be delayed (a stall): their ACKs are still due.
-                st.rewind(st.acked, st.inflight, shrink=False)
+                st.rewind(st.acked, st.inflight, loss=False)
                 self._flush_line(st.max_frame + codes.FRAME_OVERHEAD)
                 st.max_frame = 0
                 rto = min(self.timeout, rto * 2)
@@ -542,12 +542,13 @@ class _TxState:
         self.inflight = 0
         self.stale = 0
 
-    def rewind(self, offset: int, stale: int, shrink: bool = True) -> None:
+    def rewind(self, offset: int, stale: int, loss: bool = True) -> None:
         """Go back to ``offset``; ``stale`` ACKs are still due for frames sent before.
 
-        ``shrink`` (a loss the device reported) halves the frame size and the congestion
-        window: on a lossy line every loss costs what is in flight. A timeout does not shrink:
-        it may be a stall that delays frames without losing them.
+        Every go-back halves the frame size (a frame that keeps being hit must get smaller to
+        get through). ``loss`` (a gap the device reported) also halves the congestion window,
+        since on a lossy line each loss costs what is in flight; a timeout does not, it may be
+        a stall that only delays frames.
         """
         self.losses += 1
         in_flight_bytes = self.next_send - offset
@@ -555,10 +556,10 @@ class _TxState:
         self.stale = max(0, stale)
         self.inflight = 0
         self.clean = 0
-        self.rewound_to = offset
-        self.rewound_at = time.monotonic()
-        if shrink:
-            self.chunk = max(_MIN_CHUNK, self.chunk // 2)
+        self.chunk = max(_MIN_CHUNK, self.chunk // 2)
+        if loss:
+            self.rewound_to = offset
+            self.rewound_at = time.monotonic()
             self.cwnd = max(2 * self.chunk, min(self.cwnd, in_flight_bytes) // 2)
 
     def on_ack(self, offset: int, window: int) -> None:

@@ -57,7 +57,7 @@ class EcuProcess:
         config: str | os.PathLike[str] | dict[str, Any],
         line_path: str | os.PathLike[str] | None = None,
         flash_path: str | os.PathLike[str] | None = None,
-        heapsize: str = "128k",
+        heapsize: str = "256k",
         *,
         workdir: str | os.PathLike[str] | None = None,
         module: str = "otalink.device.main",

@@ -21,11 +21,18 @@ from otalink.host.agent import Agent
 from otalink.host.campaign.errors import AgentError
 from otalink.host.config import load_config
 
+HOLD_S = 0.15
 FINAL = {"succeeded": 0, "failed_rolled_back": 10, "failed_needs_service": 11}
 
 
 def drive(config: str, version: str) -> int:
     agent = Agent(load_config(config))
+    # Hold each ECU step after the point of no return a little (like a slower ECU) so the
+    # sweep's kills can land inside installing_committed on a loaded machine too; it is only a
+    # few hundred ms out of the commit, between the steps the crash-safety argument is about.
+    agent.events.add_listener(
+        lambda ev: time.sleep(HOLD_S) if ev["type"] in ("ecu_activate", "ecu_reboot") else None
+    )
     agent.start()
     try:
         deadline = time.monotonic() + 60

@@ -90,13 +90,7 @@ def test_refused_revert_ends_in_needs_service_without_waiting(
             agent.download_start()
             wait_for(lambda: _state(agent) == "awaiting_confirmation", 30, "download")
             agent.install(confirm=True)
-            try:
-                wait_for(lambda: _state(agent) in ("failed_needs_service", "failed_rolled_back"), 25, "needs service")
-            finally:
-                print("STATUS", agent.status()["state"], agent.status()["reason"])
-                for e in agent.events.since(0):
-                    if e["type"] not in ("install_progress", "download_progress", "confirmation_required", "inventory"):
-                        print("EV", e["type"], e["data"])
+            wait_for(lambda: _state(agent) == "failed_needs_service", 90, "needs service")
             st = agent.status()
             assert "revert_refused:bms:ecu_rejected.e_no_image" in st["reason"], st["reason"]
             assert st["reason"].startswith("ecu_failed:adas:"), st["reason"]
