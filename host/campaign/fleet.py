@@ -477,14 +477,7 @@ class Fleet:
         hopeless: set[str] = set()
 
         def one(ln: Line, a: EcuAssignment) -> str:
-            try:
-                info = ln.hello_until(deadline)
-            except Exception as exc:
-                with open("/tmp/dbg_wait_old.txt", "a") as f:
-                    print("EXC", a.ecu_id, repr(exc), time.monotonic(), deadline, file=f)
-                raise
-            with open("/tmp/dbg_wait_old.txt", "a") as f:
-                print("DBG", a.ecu_id, classify(info, a), info.active.state, [(x.state, x.version) for x in info.slots], file=f)
+            info = ln.hello_until(deadline)
             if runs_old(info, a):
                 return "old"
             if classify(info, a) not in (TRIAL, PENDING, CONFIRMED) and not any(
