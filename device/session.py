@@ -170,7 +170,8 @@ class Session:
         self.link = link
         # Slots.caps() -> (window, slot_size, erase_size, write_size, deflate_wbits)
         _w, self.slot_size, es, ws, wbits = slots.caps()
-        self.caps = (es, ws, wbits, 0)  # flags: none defined yet
+        # INFO caps flags: what the storage accepts (CAP_DEFLATE_SEG: resumable deflate segments)
+        self.caps = (es, ws, wbits, slots.cap_flags)
         self.max_payload = cfg.max_payload
         self.payload = cfg.max_payload  # negotiated in HELLO
         self.window = cfg.window

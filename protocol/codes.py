@@ -47,6 +47,13 @@ MSG_ERROR = const(0x0F)  # [15, code, detail]
 # ---- compression -------------------------------------------------------------
 COMP_NONE = const(0)
 COMP_DEFLATE = const(1)  # raw deflate (RFC 1951), window <= 2**wbits announced in INFO
+# resumable deflate segments: [u32 LE length][complete raw-deflate stream] ..., each stream
+# decoding to a multiple of 4 KiB (16 KiB by default; the last: the rest); the device
+# checkpoints at segment ends, so a transfer resumes after a reboot (docs/device.md)
+COMP_DEFLATE_SEG = const(2)
+
+# ---- INFO caps flags (bits of caps[6]) --------------------------------------------
+CAP_DEFLATE_SEG = const(1)  # bit 0: compression COMP_DEFLATE_SEG accepted
 
 # ---- error codes (cross the wire as integers) -------------------------------
 OK = const(0)

@@ -35,6 +35,10 @@ MSG_ERROR: Final = 0x0F
 # ---- compression -------------------------------------------------------------
 COMP_NONE: Final = 0
 COMP_DEFLATE: Final = 1
+COMP_DEFLATE_SEG: Final = 2
+
+# ---- INFO caps flags (bits of caps[6]) ----------------------------------------
+CAP_DEFLATE_SEG: Final = 1
 
 # ---- error codes (cross the wire as integers) -------------------------------
 OK: Final = 0

@@ -82,7 +82,7 @@ SPECS = {
         (_SIGS, 0, _MAX_SIGS),
         _UINT,
         (_B, _SHA256_LEN, _SHA256_LEN),
-        (_U, codes.COMP_NONE, codes.COMP_DEFLATE),
+        (_U, codes.COMP_NONE, codes.COMP_DEFLATE_SEG),
         _UINT,
     ),
     codes.MSG_DATA: (_UINT, (_B, 1, _MAX_DATA)),

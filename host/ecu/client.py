@@ -21,6 +21,11 @@ loss (timeouts, device reset, ERROR E_BAD_STATE) re-HELLOs and re-BEGINs to resu
 device's durable offset, until ``recover_timeout`` passes without progress. END must be answered
 by RESULT OK (the device's hash check) before the transfer counts as verified.
 ``compress=None`` deflates (raw, wbits <= the device's deflate_wbits) only when that helps.
+A device whose INFO caps flags carry ``CAP_DEFLATE_SEG`` gets deflate segments (compression 2,
+``otalink.host.ecu.segments``), which it resumes from a segment end even after a reboot; an older
+device (flags 0) gets one raw-deflate stream (compression 1).
+Added: ``.begin_acks: list[int]`` — the offset every BEGIN's ACK of the last ``install`` named
+(the first is ``TransferResult.resumed_from``; later ones are resumes after a link loss/reset).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+from otalink.host.ecu import segments
 from otalink.host.ecu.errors import EcuLinkError, EcuProtocolError, EcuRejected
 from otalink.host.ecu.info import EcuInfo
 from otalink.host.ecu.result import TransferResult
@@ -87,6 +93,7 @@ class EcuClient:
         self._deframer = Deframer(codes.MAX_PAYLOAD_ABS)
         self._inbox: collections.deque[list[Any]] = collections.deque()
         self.on_message: Callable[[list[Any]], None] | None = None
+        self.begin_acks: list[int] = []  # offsets BEGIN's ACKs named in the last install
 
     # ---- plumbing -----------------------------------------------------------
     def close(self) -> None:
@@ -247,17 +254,28 @@ class EcuClient:
 
     # ---- transfer ---------------------------------------------------------------
     def prepare_stream(self, image: bytes, compress: bool | None) -> tuple[bytes, int]:
-        """The wire stream for ``image``: raw deflate within the device's window, or raw."""
-        wbits = self.info.caps.deflate_wbits if self.info else 0
+        """The wire stream for ``image`` and its compression code.
+
+        Deflate segments (resumable after a device reboot) when the device announces
+        ``CAP_DEFLATE_SEG``, else one raw-deflate stream; either within the device's window.
+        Raw when compression is off, impossible (wbits < 9: zlib has no smaller window) or, with
+        ``compress=None``, does not help.
+        """
+        caps = self.info.caps if self.info else None
+        wbits = caps.deflate_wbits if caps else 0
         if compress is False or wbits < 9:
-            if compress and wbits and wbits < 9:
-                pass  # zlib cannot produce a window under 2**9: send raw
             return image, codes.COMP_NONE
-        co = zlib.compressobj(9, zlib.DEFLATED, -min(wbits, 15), 9)
-        packed = co.compress(image) + co.flush()
+        wb = min(wbits, 15)
+        if caps is not None and caps.flags & codes.CAP_DEFLATE_SEG:
+            packed = segments.encode(image, wb, _segment_size(caps.erase_size))
+            comp = codes.COMP_DEFLATE_SEG
+        else:
+            co = zlib.compressobj(9, zlib.DEFLATED, -wb, 9)
+            packed = co.compress(image) + co.flush()
+            comp = codes.COMP_DEFLATE
         if compress is None and len(packed) >= len(image) * 0.98:
             return image, codes.COMP_NONE
-        return packed, codes.COMP_DEFLATE
+        return packed, comp
 
     def install(
         self,
@@ -283,6 +301,7 @@ class EcuClient:
             len(stream),
         ]
         st = _TxState(stream, self.payload - _DATA_OVERHEAD)
+        self.begin_acks = []
         tx0, rx0 = self.transport.bytes_written, self.transport.bytes_read
         t0 = time.monotonic()
         reconnects = 0
@@ -408,6 +427,7 @@ class EcuClient:
                     if off > total:
                         raise EcuProtocolError("ACK offset beyond the stream")
                     begun = True
+                    self.begin_acks.append(off)
                     st.on_begin_ack(off, win)
                     continue
                 t_sent = sent_at.pop(off, None)
@@ -466,6 +486,15 @@ class EcuClient:
         info = self.status()
         slot = info.inactive
         return slot.state == codes.SLOT_VERIFIED and slot.sha256 == sha
+
+
+def _segment_size(erase_size: int) -> int:
+    """Segment length for a device: the default, rounded up to whole erase sectors (the device
+    checkpoints only at segment ends on a sector boundary)."""
+    size = segments.SEGMENT_SIZE
+    if erase_size > 0 and erase_size % 4096 == 0 and size % erase_size:
+        size = -(-size // erase_size) * erase_size
+    return size
 
 
 def _answers_data(msg: list[Any]) -> bool:

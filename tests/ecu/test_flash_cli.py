@@ -77,3 +77,21 @@ def test_flash_missing_port_is_a_link_error(tmp_path: Path) -> None:
     image.write_bytes(b"x")
     r = _flash("/dev/otalink-no-such-port", image, key, "--ecu-id", "e", "--hardware-id", "h")
     assert r.returncode == 5
+
+
+def test_flash_compress_sends_deflate_segments(rig_factory: RigFactory, tmp_path: Path) -> None:
+    rig = rig_factory(baud=921600)
+    key = tmp_path / "director.key"
+    save_seed(key, rig.director.seed)
+    image = tmp_path / "app-2.2.0.bin"
+    data = (b"otalink segment " * 5000)[:70_000]
+    image.write_bytes(data)
+    r = _flash(
+        rig.sim.host_path, image, key, "--ecu-id", rig.ecu_id, "--hardware-id", rig.hw_id,
+        "--version", "2.2.0", "--compress", "--json", "--baud", "921600",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    fig = json.loads(r.stdout)
+    assert fig["compression"] == codes.COMP_DEFLATE_SEG and fig["wire_bytes"] < len(data) // 10
+    st = rig.client().status()
+    assert rig.slot_bytes(st.active_slot ^ 1, len(data)) == data
