@@ -38,10 +38,19 @@ def test_unpaced_relays_both_ways_exactly(sim_factory: list[LineSim]) -> None:
     sim_factory.append(sim)
     h, d = _ports(sim)
     a, b = os.urandom(50_000), os.urandom(30_000)
+    # Both ends read while both write, as real peers do; generous budgets for a loaded machine.
+    got: dict[str, bytes] = {}
+    readers = [
+        threading.Thread(target=lambda: got.__setitem__("d", _read_for(d, 20, len(a)))),
+        threading.Thread(target=lambda: got.__setitem__("h", _read_for(h, 20, len(b)))),
+    ]
+    for t in readers:
+        t.start()
     h.write(a)
     d.write(b)
-    got_d = _read_for(d, 5, len(a))
-    got_h = _read_for(h, 5, len(b))
+    for t in readers:
+        t.join()
+    got_d, got_h = got["d"], got["h"]
     assert got_d == a and got_h == b
     assert sim.bytes_h2d == len(a) and sim.bytes_d2h == len(b)
     assert sim.delivered_h2d == len(a) and sim.delivered_d2h == len(b)
