@@ -31,7 +31,6 @@ API_VERSION = "1"
 PREFIX = "/api/v1"
 VSS_PATH = re.compile(r"^Vehicle(\.[A-Za-z][A-Za-z0-9_]{0,63}){1,8}$")
 MAX_SIGNALS_PER_PUT = 32
-_AUTO_RESUME = ("no_connection", "unstable", "cellular_not_allowed", "server_unreachable")
 VssPath = Annotated[str, StringConstraints(pattern=VSS_PATH.pattern, max_length=400)]
 SignalValue = (
     Annotated[str, StringConstraints(max_length=256)]
@@ -270,17 +269,7 @@ def create_app(agent: AgentLike) -> FastAPI:
 
     @app.put(PREFIX + "/schedule", tags=["schedule"], responses=_BODY_ERRORS)
     def put_schedule(body: ScheduleRequest) -> JsonObject:
-        before = agent.status()
         agent.schedule(_local(body.at))
-        after = agent.status()
-        if (
-            before.get("state") == after.get("state") == "download_paused"
-            and before.get("reason") in _AUTO_RESUME
-            and after.get("reason") is None
-        ):
-            # Agent.schedule() drops the paused reason, and with it the automatic resume when
-            # the link returns; re-arm it (reported to the campaign owner; a no-op once fixed).
-            agent.download_resume()
         return agent.status()
 
     @app.delete(PREFIX + "/schedule", tags=["schedule"], responses=_ERRORS)

@@ -7,6 +7,7 @@ import gc
 import sys
 
 import micropython
+from mp_session_cfg import Cfg
 from otalink.device import ed25519
 from otalink.device.flash import NorFlash, geometry
 from otalink.device.session import IDLE, RECEIVING, Session
@@ -43,19 +44,6 @@ class RingLink:
 
     def close(self):
         pass
-
-
-class Cfg:
-    ecu_id = "bms-1"
-    hw_id = "hw-1"
-    max_payload = 2048
-    window = 8192
-    time_floor = 0
-
-    def __init__(self, pub, seed):
-        self.director_keys = [pub]
-        self.threshold = 1
-        self.ecu_seed = seed
 
 
 def loaded():

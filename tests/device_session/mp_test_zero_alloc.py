@@ -6,6 +6,7 @@
 # stays below 64 KiB so every locked frame is steady state.
 # mpy-heapsize: 512k
 import micropython
+from mp_session_cfg import Cfg
 from otalink.device import ed25519
 from otalink.device.flash import NorFlash, geometry
 from otalink.device.session import RECEIVING, Session
@@ -37,19 +38,6 @@ class RingLink:
 
     def close(self):
         pass
-
-
-class Cfg:
-    ecu_id = "bms-1"
-    hw_id = "hw-1"
-    max_payload = 2048
-    window = 8192
-    time_floor = 0
-
-    def __init__(self, pub, seed):
-        self.director_keys = [pub]
-        self.threshold = 1
-        self.ecu_seed = seed
 
 
 def test_data_path_allocates_nothing():
