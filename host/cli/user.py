@@ -361,7 +361,9 @@ def cmd_history(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 def cmd_ecus(args: argparse.Namespace, client: ApiClient) -> int:
-    items = client.get("/ecus")
+    # --refresh asks every ECU for a fresh signed report first (link health and versions are
+    # otherwise what the agent last heard; before the first answer a link is not ok).
+    items = client.post("/ecus/refresh") if args.refresh else client.get("/ecus")
     lines = []
     for e in items:
         if isinstance(e, dict):
@@ -448,7 +450,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("time", metavar="TIME")
     add("unschedule", _simple("/schedule", "DELETE"), "cancel the scheduled install")
     add("history", cmd_history, "past campaigns")
-    add("ecus", cmd_ecus, "ECUs: versions and link health")
+    p = add("ecus", cmd_ecus, "ECUs: versions and link health")
+    p.add_argument("--refresh", action="store_true", help="ask each ECU for a fresh signed report")
     p = add("events", cmd_events, "the event stream as JSON lines")
     p.add_argument("--since", type=int, default=0, help="replay events after this id")
     p.add_argument("--follow", "-f", action="store_true", help="keep streaming new events")

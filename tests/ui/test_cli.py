@@ -52,9 +52,9 @@ def test_read_commands(shared_stack: DemoStack, capsys: pytest.CaptureFixture[st
     code, pre = run_json(capsys, url, "preconditions")
     assert code == 0 and all(p["ok"] for p in pre)
 
-    code, out, _ = run(capsys, url, "ecus")
+    code, out, _ = run(capsys, url, "ecus", "--refresh")
     assert code == 0 and all(f"ecu_id={e}" in out for e in ("bms", "body", "adas"))
-    assert "link: ok=True" in out
+    assert out.count("link: ok=True") == 3 and out.count("report_verified=True") == 3
     code, ecus = run_json(capsys, url, "ecus")
     assert code == 0 and [e["ecu_id"] for e in ecus] == ["bms", "body", "adas"]
 
