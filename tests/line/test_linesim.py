@@ -52,6 +52,11 @@ def test_unpaced_relays_both_ways_exactly(sim_factory: list[LineSim]) -> None:
         t.join()
     got_d, got_h = got["d"], got["h"]
     assert got_d == a and got_h == b
+    # The relay thread counts a write after os.write returns, so the far end can finish
+    # reading a moment before the counters catch up: wait for them, bounded.
+    end = time.monotonic() + 5
+    while time.monotonic() < end and (sim.delivered_h2d, sim.delivered_d2h) != (len(a), len(b)):
+        time.sleep(0.01)
     assert sim.bytes_h2d == len(a) and sim.bytes_d2h == len(b)
     assert sim.delivered_h2d == len(a) and sim.delivered_d2h == len(b)
 
