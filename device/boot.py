@@ -11,14 +11,22 @@
 # Exit statuses of the unix agent are defined in device/main.py (0 stop, 64 reset, 65 config).
 import sys
 
+from micropython import const
 from otalink.device import bundle
-from otalink.protocol import codes as C
+
+# protocol/codes.py values used here (private copies, checked by tests/protocol/test_wire.py)
+_OK = const(0)
+_E_NO_IMAGE = const(42)
+_E_SELFTEST = const(50)
+_E_BOOT_CRASH = const(51)
+_E_INTERNAL = const(63)
+_SLOT_TRIAL = const(4)
 
 
 def bundle_dir(slots, cfg=None):
-    # Where bundles are extracted: config "bundle_dir", else beside the flash file (unix),
-    # else /apps (boards).
-    g = slots.geom
+    # Where bundles are extracted: config "bundle_dir" (or the geometry's), else beside the flash
+    # file (unix), else /apps (boards). (Slots keeps no copy of the geometry: cfg.geom is it.)
+    g = getattr(cfg, "geom", None) or {}
     d = g.get("bundle_dir")
     if d is None and cfg is not None:
         raw = getattr(cfg, "raw", None) or {}
@@ -54,7 +62,7 @@ def _unload():
 
 def load(slots, slot, folder):
     # extract + import; returns (module, selftest callable or None)
-    st = slots.store.slot[slot]
+    st = slots.slot[slot]
     sha_hex = "".join("%02x" % b for b in st[5])
     path = folder + "/slot%d" % slot
     bundle._mkdirs(folder)
@@ -81,18 +89,18 @@ def run(slots, cfg=None, folder=None):
     for _ in range(3):  # at most: a failing trial, then its fallback
         slot, action, reason = slots.boot()
         if slot < 0:
-            return Running(-1, action, reason, None, C.E_NO_IMAGE)
-        trial = slots.store.slot[slot][0] == C.SLOT_TRIAL
+            return Running(-1, action, reason, None, _E_NO_IMAGE)
+        trial = slots.slot[slot][0] == _SLOT_TRIAL
         try:
             mod, test = load(slots, slot, folder)
         except Exception as e:  # the bundle raised on import (or is malformed)
             sys.print_exception(e) if hasattr(sys, "print_exception") else None
             _unload()
-            if trial and slots.trial_failed(C.E_BOOT_CRASH):
+            if trial and slots.trial_failed(_E_BOOT_CRASH):
                 continue
-            return Running(slot, action, reason, None, C.E_BOOT_CRASH)
+            return Running(slot, action, reason, None, _E_BOOT_CRASH)
         if not trial:
-            return Running(slot, action, reason, mod, C.OK)
+            return Running(slot, action, reason, mod, _OK)
         try:
             ok = test is not None and test() is True
         except Exception as e:
@@ -100,7 +108,7 @@ def run(slots, cfg=None, folder=None):
             ok = False
         if ok:
             slots.trial_passed()
-            return Running(slot, action, reason, mod, C.OK)
+            return Running(slot, action, reason, mod, _OK)
         _unload()
-        slots.trial_failed(C.E_SELFTEST)
-    return Running(-1, -1, C.E_INTERNAL, None, C.E_INTERNAL)
+        slots.trial_failed(_E_SELFTEST)
+    return Running(-1, -1, _E_INTERNAL, None, _E_INTERNAL)

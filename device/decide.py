@@ -1,160 +1,190 @@
-# Start-up-only storage code, imported by Slots for one call and dropped again (slots._drop) so
-# the agent's steady-state heap holds none of it:
-#   boot(slots) -> (slot, action, reason)   the boot decision table (BOOT_TABLE) applied
-#   resume(slots, tgt, image_len, wire_len, compression, progress) -> wire offset to resume from
-# `self` below is the Slots instance (these were its methods; the names inside are unchanged).
+# Start-up storage operations of Slots, loaded per call by Slots.__getattr__ (slots.py) and
+# dropped again (flash._mod), so the serving agent's heap holds none of this code:
+#   boot() -> (slot, action, reason)   the boot decision table (BOOT_TABLE) applied
+#   trial_passed()   trial_failed(code)   the boot sequence reports the bundle's self-test
+# and the two helpers slotops.py borrows for its rarer operations: _hash_ok (read a slot back and
+# compare its sha256: finish) and _revert_trial (host REVERT of a trial). `s` is the Slots object.
+# Actions are private consts here (no names interned): boot() returns them as integers, and
+# tests/device_storage/test_consts.py checks the copies the tests use.
+import hashlib
+
 from micropython import const
-from otalink.device.slots import COMP_DEFLATE_SEG
-from otalink.device.store import FLAG_TRIAL_OK
-from otalink.protocol import codes as C
+from otalink.device.errors import DeviceError
+
+# protocol/codes.py values used here (private copies, checked by tests/protocol/test_wire.py)
+_OK = const(0)
+_E_HASH_MISMATCH = const(37)
+_E_BOOT_CRASH = const(51)
+_E_NOT_CONFIRMED = const(52)
+_SLOT_PENDING = const(3)
+_SLOT_TRIAL = const(4)
+_SLOT_CONFIRMED = const(5)
+_SLOT_REJECTED = const(6)
+_E_FLASH = const(40)
+_BOOT_TRIAL = const(1)
+_BOOT_REVERTED = const(2)
+_FLAG_TRIAL_OK = const(1)  # store.py: flags bit 0
 
 # boot decision table --------------------------------------------------------------------
 # actions
-A_RUN = const(0)  # run the active slot (confirmed)
-A_START_TRIAL = const(1)  # the other slot was activated: make it active, on trial (boot 1)
-A_CONTINUE_TRIAL = const(2)  # active slot still on trial: count this boot
-A_REVERT = const(3)  # give up the trial slot: reject it, fall back to the other slot
-A_REJECT_OTHER = const(4)  # the pending slot fails its hash: reject it
-A_SWITCH = const(5)  # active slot unusable, the other is confirmed: run the other
-A_NONE = const(6)  # nothing bootable: run the agent without an application
+_A_RUN = const(0)  # run the active slot (confirmed)
+_A_START_TRIAL = const(1)  # the other slot was activated: make it active, on trial (boot 1)
+_A_CONTINUE_TRIAL = const(2)  # active slot still on trial: count this boot
+_A_REVERT = const(3)  # give up the trial slot: reject it, fall back to the other slot
+_A_REJECT_OTHER = const(4)  # the pending slot fails its hash: reject it
+_A_SWITCH = const(5)  # active slot unusable, the other is confirmed: run the other
+_A_NONE = const(6)  # nothing bootable: run the agent without an application
 # conditions (evaluated lazily; hashing a slot reads it back)
-K_ANY = const(0)
-K_OTHER_OK = const(1)  # other slot's content matches its recorded sha256
-K_OTHER_BAD = const(2)
-K_EXHAUSTED_CRASHED = const(3)  # trial boots used up, last boot never passed the self-test
-K_EXHAUSTED = const(4)  # trial boots used up (self-test passed, never confirmed)
-K_ACTIVE_BAD = const(5)  # active slot's content does not match its recorded sha256
-K_ACTIVE_OK = const(6)
-
-
-def _m(*states):
-    m = 0
-    for s in states:
-        m |= 1 << s
-    return m
-
-
+_K_ANY = const(0)
+_K_OTHER_OK = const(1)  # other slot's content matches its recorded sha256
+_K_OTHER_BAD = const(2)
+_K_EXHAUSTED_CRASHED = const(3)  # trial boots used up, last boot never passed the self-test
+_K_EXHAUSTED = const(4)  # trial boots used up (self-test passed, never confirmed)
+_K_ACTIVE_BAD = const(5)  # active slot's content does not match its recorded sha256
+_K_ACTIVE_OK = const(6)
+# slot-state masks (bit n = state n)
 _ALL = const(0xFF)
+_PENDING = const(1 << _SLOT_PENDING)
+_TRIAL = const(1 << _SLOT_TRIAL)
+_CONFIRMED = const(1 << _SLOT_CONFIRMED)
 # (active slot states, other slot states, condition, action, reason). First matching row wins;
 # REJECT_OTHER and REVERT change state without running anything and are followed by a new pass.
 # docs/device.md "Boot decisions" is this table in prose; keep both in step.
 BOOT_TABLE = (
-    (_ALL, _m(C.SLOT_PENDING), K_OTHER_OK, A_START_TRIAL, C.OK),
-    (_ALL, _m(C.SLOT_PENDING), K_OTHER_BAD, A_REJECT_OTHER, C.E_HASH_MISMATCH),
-    (_m(C.SLOT_TRIAL), _ALL, K_EXHAUSTED_CRASHED, A_REVERT, C.E_BOOT_CRASH),
-    (_m(C.SLOT_TRIAL), _ALL, K_EXHAUSTED, A_REVERT, C.E_NOT_CONFIRMED),
-    (_m(C.SLOT_TRIAL), _ALL, K_ACTIVE_BAD, A_REVERT, C.E_HASH_MISMATCH),
-    (_m(C.SLOT_TRIAL), _ALL, K_ANY, A_CONTINUE_TRIAL, C.OK),
-    (_m(C.SLOT_CONFIRMED), _ALL, K_ACTIVE_OK, A_RUN, C.OK),
-    (_ALL, _m(C.SLOT_CONFIRMED), K_OTHER_OK, A_SWITCH, C.OK),
-    (_ALL, _ALL, K_ANY, A_NONE, C.OK),
+    (_ALL, _PENDING, _K_OTHER_OK, _A_START_TRIAL, _OK),
+    (_ALL, _PENDING, _K_OTHER_BAD, _A_REJECT_OTHER, _E_HASH_MISMATCH),
+    (_TRIAL, _ALL, _K_EXHAUSTED_CRASHED, _A_REVERT, _E_BOOT_CRASH),
+    (_TRIAL, _ALL, _K_EXHAUSTED, _A_REVERT, _E_NOT_CONFIRMED),
+    (_TRIAL, _ALL, _K_ACTIVE_BAD, _A_REVERT, _E_HASH_MISMATCH),
+    (_TRIAL, _ALL, _K_ANY, _A_CONTINUE_TRIAL, _OK),
+    (_CONFIRMED, _ALL, _K_ACTIVE_OK, _A_RUN, _OK),
+    (_ALL, _CONFIRMED, _K_OTHER_OK, _A_SWITCH, _OK),
+    (_ALL, _ALL, _K_ANY, _A_NONE, _OK),
 )
 
 
-def boot(self):
+def boot(s):
     # Apply BOOT_TABLE until a row that runs something (RUN / CONTINUE_TRIAL / START_TRIAL /
     # SWITCH / NONE). Returns (slot to run or -1, action, reason of the last state change).
-    st = self.store
-    self.live = False
-    if self.hooks:
-        r = self.hooks.running()
-        if r is not None and r != st.active and st.slot[r][0] != C.SLOT_PENDING:
+    s.live = 0
+    if s.hooks:
+        r = s.hooks.running()
+        if r is not None and r != s.active and s.slot[r][0] != _SLOT_PENDING:
             # the bootloader chose another slot than ours (ESP32 rollback of an unconfirmed
             # firmware): the trial slot crashed; follow the bootloader
-            if st.slot[st.active][0] == C.SLOT_TRIAL:
-                self._revert_trial(C.E_BOOT_CRASH)
+            if s.slot[s.active][0] == _SLOT_TRIAL:
+                _revert_trial(s, _E_BOOT_CRASH)
             else:
-                st.active = r
-                self._commit()
-    hashes = {}
-    reason = C.OK
+                s.active = r
+                _commit(s)
+    hashes = [None, None]  # per slot: content matches its recorded sha256 (read back once)
+    reason = _OK
     for _ in range(4):  # at most REJECT_OTHER / REVERT then a running row
-        a = st.active
+        a = s.active
         o = 1 - a
-        sa = st.slot[a]
-        so = st.slot[o]
+        sa = s.slot[a]
+        so = s.slot[o]
         for row in BOOT_TABLE:
             if not (row[0] >> sa[0]) & 1 or not (row[1] >> so[0]) & 1:
                 continue
-            if not _cond(self, row[2], a, o, hashes):
-                continue
+            k = row[2]
+            if k == _K_OTHER_OK or k == _K_OTHER_BAD or k == _K_ACTIVE_OK or k == _K_ACTIVE_BAD:
+                n = o if k <= _K_OTHER_BAD else a
+                if hashes[n] is None:
+                    hashes[n] = _hash_ok(s, n)
+                if hashes[n] != (k == _K_OTHER_OK or k == _K_ACTIVE_OK):
+                    continue
+            elif k != _K_ANY:
+                exhausted = sa[2] >= s.trial_limit
+                crashed = not s.flags & _FLAG_TRIAL_OK
+                if not exhausted or (k == _K_EXHAUSTED_CRASHED and not crashed):
+                    continue
             act = row[3]
             break
-        if row[4] != C.OK:
+        if row[4] != _OK:
             reason = row[4]
-        if act == A_REJECT_OTHER:
-            so[0] = C.SLOT_REJECTED
-            st.last_error = row[4]
-            self._commit()
+        if act == _A_REJECT_OTHER:
+            so[0] = _SLOT_REJECTED
+            s.last_error = row[4]
+            _commit(s)
             continue
-        if act == A_REVERT:
-            self._revert_trial(row[4])
+        if act == _A_REVERT:
+            _revert_trial(s, row[4])
             continue
-        if act == A_START_TRIAL:
-            st.active = o
-            so[0] = C.SLOT_TRIAL
+        if act == _A_START_TRIAL:
+            s.active = o
+            so[0] = _SLOT_TRIAL
             so[2] = 1
-            st.flags &= ~FLAG_TRIAL_OK
-            st.boot_state = C.BOOT_TRIAL
-            st.last_error = C.OK
-            self._commit()
+            s.flags &= ~_FLAG_TRIAL_OK
+            s.boot_state = _BOOT_TRIAL
+            s.last_error = _OK
+            _commit(s)
             return (o, act, reason)
-        if act == A_CONTINUE_TRIAL:
+        if act == _A_CONTINUE_TRIAL:
             sa[2] += 1
-            st.flags &= ~FLAG_TRIAL_OK
-            self._commit()
+            s.flags &= ~_FLAG_TRIAL_OK
+            _commit(s)
             return (a, act, reason)
-        if act == A_SWITCH:
-            st.active = o
-            self._commit()
+        if act == _A_SWITCH:
+            s.active = o
+            _commit(s)
             return (o, act, reason)
-        if act == A_RUN:
+        if act == _A_RUN:
             return (a, act, reason)
-        return (-1, A_NONE, reason)
-    return (-1, A_NONE, reason)
+        return (-1, _A_NONE, reason)
+    return (-1, _A_NONE, reason)
 
 
-def _cond(self, k, a, o, hashes):
-    if k == K_ANY:
+def trial_passed(s):
+    # the trial bundle imported and passed its self-test in this boot
+    if s.slot[s.active][0] == _SLOT_TRIAL and not s.flags & _FLAG_TRIAL_OK:
+        s.flags |= _FLAG_TRIAL_OK
+        _commit(s)
+
+
+def trial_failed(s, code):
+    # the trial bundle raised on import (E_BOOT_CRASH) or failed its self-test (E_SELFTEST):
+    # roll back now, without waiting for the boot count
+    if s.slot[s.active][0] == _SLOT_TRIAL:
+        _revert_trial(s, code)
         return True
-    if k == K_OTHER_OK or k == K_OTHER_BAD:
-        if o not in hashes:
-            hashes[o] = self._hash_ok(o)
-        return hashes[o] == (k == K_OTHER_OK)
-    if k == K_ACTIVE_OK or k == K_ACTIVE_BAD:
-        if a not in hashes:
-            hashes[a] = self._hash_ok(a)
-        return hashes[a] == (k == K_ACTIVE_OK)
-    st = self.store
-    exhausted = st.slot[a][2] >= self.trial_limit
-    crashed = not st.flags & FLAG_TRIAL_OK
-    if k == K_EXHAUSTED_CRASHED:
-        return exhausted and crashed
-    return exhausted  # K_EXHAUSTED
+    return False
 
 
-def resume(self, tgt, image_len, wire_len, compression, progress):
-    # After a reboot: rebuild the running hash from flash up to the durable image offset, erase
-    # what may have been programmed after it, continue at the durable wire offset. Uncompressed:
-    # both offsets are equal (a checkpoint every erase sector). Deflate segments: a checkpoint
-    # at every segment end on a sector boundary. Plain deflate restarts at 0: the decompressor's
-    # state died with the process.
-    st = self.store
-    d = w = 0
-    if compression == C.COMP_NONE:
-        d = w = st.image_off
-    elif compression == COMP_DEFLATE_SEG:
-        d = st.image_off
-        w = st.wire_off
-    self._erase(tgt, d, image_len, progress)
-    self._setup(tgt, image_len, wire_len, compression)
-    reg = self.regions[tgt]
-    sha = self.sha
-    buf = self.cbuf
-    for a in range(0, d, self.chunk):
+def _commit(s):
+    try:
+        s.commit()
+    except OSError as e:
+        raise DeviceError(_E_FLASH, e.errno if hasattr(e, "errno") else 0)
+
+
+def _revert_trial(s, reason):
+    # leave the trial slot for the other one (the fallback): REJECTED, BOOT_REVERTED, reason
+    s.slot[s.active][0] = _SLOT_REJECTED
+    s.active = 1 - s.active
+    s.boot_state = _BOOT_REVERTED
+    s.last_error = reason
+    s.flags &= ~_FLAG_TRIAL_OK
+    _commit(s)
+    if s.hooks:
+        s.hooks.reverted(s.active)
+
+
+def _hash_ok(s, slot):
+    # read the recorded image length back from flash and compare with the recorded sha256
+    v = s.slot[slot]
+    n = v[4]
+    if n <= 0 or n > s.slot_size:
+        return False
+    reg = s.regions[slot]
+    h = hashlib.sha256()
+    buf = s.cbuf
+    c = s.chunk
+    full = n - n % c
+    for a in range(0, full, c):
         reg.read(a, buf)
-        sha.update(buf)
-    self.t_wire = w
-    self.w_cons = w
-    self.t_img = d
-    return w
+        h.update(buf)
+    if full < n:
+        reg.read(full, buf)
+        h.update(memoryview(buf)[: n - full])
+    return h.digest() == v[5]

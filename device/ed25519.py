@@ -11,12 +11,13 @@
 #     libsodium / pynacl, so both sides agree on every signature an honest signer can make.)
 # SigningKey(seed32): .public (32 bytes), .sign(msg) -> 64 bytes (deterministic, RFC 8032 5.1.6).
 #
-# Speed: field elements are ints reduced mod p only after multiplications (sums/differences stay
-# lazily unreduced; Python's % makes negatives canonical). Points are extended twisted-Edwards
-# coordinates (X, Y, Z, T) [Hisil-Wong-Carter-Dawson 2008]: doubling 4M+4S, mixed addition with a
-# precomputed affine "niels" point 7M, addition with a cached point 8M. Verification is a Straus /
-# Shamir double-scalar multiplication over width-5 NAFs: one shared doubling chain for both
-# scalars; odd multiples B..15B are computed once per process (lazily), A..15A per verification.
+# Size over speed (the whole module is loaded per HELLO / STATUS_REQ / BEGIN and dropped again, and
+# on the unix port its code sits in the GC heap): field elements are ints reduced mod p after
+# multiplications; points are extended twisted-Edwards coordinates (X, Y, Z, T)
+# [Hisil-Wong-Carter-Dawson 2008] with one doubling and one general addition. Verification is a
+# Straus / Shamir double-scalar multiplication with one shared doubling chain and the joint sum
+# B - A precomputed: ~256 doublings + ~190 additions, a few small tuples live at a time
+# (`make bench-device`: ed25519_verify_ms).
 from .sha512 import sha512
 
 try:
@@ -54,7 +55,7 @@ def _dbl(p):
 
 
 def _add(p, q):
-    # General extended addition (a = -1), used only for table building.
+    # General extended addition (a = -1); complete: also doubles, and the identity is neutral.
     X1, Y1, Z1, T1 = p
     X2, Y2, Z2, T2 = q
     a = (Y1 - X1) * (Y2 - X2) % P
@@ -66,90 +67,6 @@ def _add(p, q):
     g = d + c
     h = b + a
     return (e * f % P, g * h % P, f * g % P, e * h % P)
-
-
-def _cached(p):
-    # (Y-X, Y+X, 2Z, 2dT): the part of an addition that depends only on the second point.
-    X, Y, Z, T = p
-    return ((Y - X) % P, (Y + X) % P, 2 * Z % P, T * D2 % P)
-
-
-def _niels(p):
-    # Affine cached form (Z = 1): (y-x, y+x, 2dxy). One inversion per point, done once.
-    X, Y, Z, _ = p
-    zi = pow(Z, P - 2, P)
-    x = X * zi % P
-    y = Y * zi % P
-    return ((y - x) % P, (y + x) % P, x * y % P * D2 % P)
-
-
-def _add_cached(p, q, neg):
-    X1, Y1, Z1, T1 = p
-    ym, yp, z2, t2d = q
-    if neg:  # -(x, y) = (-x, y): swaps Y-X and Y+X, negates T
-        ym, yp, t2d = yp, ym, -t2d
-    a = (Y1 - X1) * ym % P
-    b = (Y1 + X1) * yp % P
-    c = T1 * t2d % P
-    d = Z1 * z2 % P
-    e = b - a
-    f = d - c
-    g = d + c
-    h = b + a
-    return (e * f % P, g * h % P, f * g % P, e * h % P)
-
-
-def _add_niels(p, q, neg):
-    X1, Y1, Z1, T1 = p
-    ym, yp, t2d = q
-    if neg:
-        ym, yp, t2d = yp, ym, -t2d
-    a = (Y1 - X1) * ym % P
-    b = (Y1 + X1) * yp % P
-    c = T1 * t2d % P
-    d = 2 * Z1
-    e = b - a
-    f = d - c
-    g = d + c
-    h = b + a
-    return (e * f % P, g * h % P, f * g % P, e * h % P)
-
-
-def _odd_multiples(p):
-    # [p, 3p, 5p, ..., 15p] in extended coordinates.
-    p2 = _dbl(p)
-    out = [p]
-    for _ in range(7):
-        p = _add(p, p2)
-        out.append(p)
-    return out
-
-
-_btab = None
-
-
-def _b_table():
-    global _btab
-    if _btab is None:
-        _btab = [_niels(q) for q in _odd_multiples(_B)]
-    return _btab
-
-
-def _naf(k):
-    # Width-5 NAF of a non-negative scalar < 2^253, as a bytearray of signed digits (two's
-    # complement in a byte) from least significant; length 256.
-    out = bytearray(256)
-    i = 0
-    while k:
-        if k & 1:
-            d = k & 31
-            if d > 16:
-                d -= 32
-            k -= d
-            out[i] = d & 0xFF
-        k >>= 1
-        i += 1
-    return out
 
 
 def _encode(p):
@@ -194,22 +111,21 @@ def _small_order(p):
     return q[0] % P == 0 and (q[1] - q[2]) % P == 0
 
 
-def _scalarmult_base(k):
-    t = _b_table()
-    n = _naf(k)
-    r = _IDENT
-    started = False
+def _mul2(a, ka, b, kb):
+    # [ka]a + [kb]b, scalars < 2^256: one doubling chain, joint bits (a + b made once)
+    ab = _add(a, b)
+    q = _IDENT
     for i in range(255, -1, -1):
-        if started:
-            r = _dbl(r)
-        d = n[i]
-        if d:
-            if d < 128:
-                r = _add_niels(r, t[d >> 1], False)
-            else:
-                r = _add_niels(r, t[(256 - d) >> 1], True)
-            started = True
-    return r
+        q = _dbl(q)
+        x = ka >> i & 1
+        y = kb >> i & 1
+        if x and y:
+            q = _add(q, ab)
+        elif x:
+            q = _add(q, a)
+        elif y:
+            q = _add(q, b)
+    return q
 
 
 def _h_scalar(*parts):
@@ -234,32 +150,8 @@ def verify(pub, msg, sig):
     if r is None or _small_order(r):
         return False
     k = _h_scalar(rb, pub, msg)
-    # Q = [s]B + [k](-A): Straus with a shared doubling chain.
-    tb = _b_table()
-    ta = [_cached(q) for q in _odd_multiples(a)]
-    ns = _naf(s)
-    nk = _naf(k)
-    q = _IDENT
-    started = False
-    for i in range(255, -1, -1):
-        if started:
-            q = _dbl(q)
-        d = ns[i]
-        if d:
-            if d < 128:
-                q = _add_niels(q, tb[d >> 1], False)
-            else:
-                q = _add_niels(q, tb[(256 - d) >> 1], True)
-            started = True
-        d = nk[i]
-        if d:
-            # -A: the digit's sign is inverted
-            if d < 128:
-                q = _add_cached(q, ta[d >> 1], True)
-            else:
-                q = _add_cached(q, ta[(256 - d) >> 1], False)
-            started = True
-    return _encode(q) == rb
+    # Q = [s]B + [k](-A); -(X, Y, Z, T) = (-X, Y, Z, -T)
+    return _encode(_mul2(_B, s, (P - a[0], a[1], 1, P - a[3]), k)) == rb
 
 
 class SigningKey:
@@ -275,11 +167,11 @@ class SigningKey:
         a[31] |= 64
         self._a = int.from_bytes(a, "little")
         self._prefix = h[32:]
-        self.public = _encode(_scalarmult_base(self._a))
+        self.public = _encode(_mul2(_B, self._a, _IDENT, 0))
 
     def sign(self, msg):
         r = _h_scalar(self._prefix, msg)
-        rb = _encode(_scalarmult_base(r))
+        rb = _encode(_mul2(_B, r, _IDENT, 0))
         k = _h_scalar(rb, self.public, msg)
         s = (r + k * self._a) % L
         return rb + s.to_bytes(32, "little")

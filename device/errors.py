@@ -1,13 +1,8 @@
-# The exception the device storage layer raises. .code is an integer from protocol/codes.py so the
-# session can put it on the wire unchanged (RESULT / ERROR); .detail is a small integer for
+# The exception the device storage layer raises: the protocol's ProtocolError under a second name
+# (one class, so the device loads and interns one). .code is an integer from protocol/codes.py
+# the session puts on the wire unchanged (RESULT / ERROR); .detail is a small integer for
 # diagnosis (an offset, a slot index), never a string built on the hot path.
-
-
-class DeviceError(Exception):
-    def __init__(self, code, detail=0):
-        super().__init__(code, detail)
-        self.code = code
-        self.detail = detail
+from otalink.protocol.errors import ProtocolError as DeviceError  # noqa: F401
 
 
 class PowerCut(BaseException):

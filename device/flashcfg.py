@@ -1,10 +1,15 @@
-# Start-up-only part of flash.py: the default geometry, merging a board/ECU "flash" section over
-# it, and opening the flash (the NOR emulator on the unix port, the port's block device on a
-# board). flash.py forwards geometry/open_flash/open_board_flash here; Slots drops this module
-# (slots._drop) once it is constructed, so none of it stays in the serving agent's heap.
+# Start-up and rare-path part of flash.py, loaded per use and dropped again (flash._mod), so none
+# of it stays in the serving agent's heap: the default geometry, merging a board/ECU "flash"
+# section over it, opening the flash (the NOR emulator on the unix port, the port's block device
+# on a board), and the emulator's construction, its power cut and its slow bit check. flash.py
+# forwards every name it does not define here (flash.geometry, flash.open_flash, ...).
 import os
 
-from otalink.device.flash import NorFlash
+from micropython import const
+from otalink.device.errors import PowerCut
+from otalink.device.flash import FlashViolation, NorFlash
+
+_PIECE = const(256)  # emulator erase / blank-check piece
 
 # Default geometry of the unix board (boards/unix/board.json "flash" overrides each key).
 DEFAULTS = {
@@ -23,13 +28,13 @@ DEFAULTS = {
 }
 
 
-def geometry(flash_cfg=None):
-    # Board/ECU "flash" section merged over DEFAULTS, as a new dict.
-    g = dict(DEFAULTS)
-    if flash_cfg:
-        for k in flash_cfg:
-            g[k] = flash_cfg[k]
-    return g
+def geometry(g=None):
+    # Board/ECU "flash" section g merged over DEFAULTS, as a new dict.
+    r = dict(DEFAULTS)
+    if g:
+        for k in g:
+            r[k] = g[k]
+    return r
 
 
 def region_base(g):
@@ -69,11 +74,83 @@ def _env_int(name, default):
     return int(v)
 
 
-def open_flash(flash_cfg):
-    # NorFlash from a "flash" config section (path + geometry + optional cut settings); the
+def open_flash(g):
+    # NorFlash from a "flash" config section g (path + geometry + optional cut settings); the
     # environment variables override the cut settings.
-    g = geometry(flash_cfg)
+    g = geometry(g)
     cut = _env_int("OTALINK_FLASH_CUT", g.get("cut_after", -1))
     tear = _env_int("OTALINK_FLASH_TEAR", 1 if g.get("tear") else 0) != 0
     mode = os.getenv("OTALINK_FLASH_CUT_MODE") or g.get("cut_mode", "kill")
     return NorFlash(g["path"], g["size"], g["erase_size"], g["write_size"], cut, tear, mode)
+
+
+# ---- the NOR emulator's rare paths (flash.NorFlash) -----------------------------------------
+def nor_init(self, path, size, erase_size, write_size, cut_after, tear, cut_mode):
+    self.size = size
+    self.bs = erase_size
+    self.ws = write_size
+    self.cut_after = cut_after
+    self.tear = tear
+    self.cut_mode = cut_mode
+    self.dead = False
+    self.ops = 0
+    self.erases = 0
+    self.programs = 0
+    self.trace = None  # set to a list to record (op, address) of every operation
+    # One 256-byte piece of 0xFF and one of scratch, looped per piece: the emulator's RAM counts
+    # in the heap figures, so no sector- or program-sized buffers.
+    p = _PIECE if erase_size % _PIECE == 0 else erase_size
+    self._ff = b"\xff" * p
+    self._old = bytearray(p)
+    try:
+        fresh = os.stat(path)[6] != size
+    except OSError:
+        fresh = True
+    if fresh:
+        # a new chip comes erased
+        f = open(path, "wb")
+        for _ in range(size // p):
+            f.write(self._ff)
+        f.close()
+    self.f = open(path, "r+b")
+
+
+def check(addr, old, buf, a):
+    # a program over bytes that are not blank: NOR can only clear bits
+    for i in range(min(len(old), len(buf) - a)):
+        b = buf[a + i]
+        if old[i] & b != b:
+            raise FlashViolation("program 1 over 0", addr + i)
+
+
+def cut(self, kind, addr, buf):
+    # The operation after cut_after: done partially (tear) or not at all, then power is lost.
+    f = self.f
+    if self.tear:
+        # power is about to go: allocating is fine here
+        if kind == 1:
+            # erase: half erased, the other half garbage (old bits with some forced to 1)
+            n = self.bs
+            part = bytearray(n)
+            f.seek(addr)
+            f.readinto(part)
+            h = n // 2
+            for i in range(n):
+                part[i] = 0xFF if i < h else part[i] | (0x55 if i & 1 else 0xA0)
+        else:
+            # program: a prefix, then one half-programmed byte
+            n = len(buf)
+            part = bytearray(n)
+            f.seek(addr)
+            f.readinto(part)
+            h = n // 2
+            part[h] &= buf[h] | 0xF0
+            part[:h] = buf[:h]
+        f.seek(addr)
+        f.write(part)
+    self.dead = True
+    if self.cut_mode == "kill":
+        # SIGKILL ourselves from a child shell: no finally, no atexit, file data already in
+        # the kernel (file writes on the unix port are unbuffered write(2) calls)
+        os.system("kill -9 $PPID")
+    raise PowerCut()

@@ -32,8 +32,6 @@ import hashlib
 import sys
 import time
 
-from otalink.device.errors import DeviceError
-from otalink.protocol import codes
 from otalink.protocol.errors import ProtocolError
 from otalink.protocol.hotpath import (
     DataView,
@@ -53,6 +51,37 @@ except ImportError:  # CPython (tooling only)
     def const(x):
         return x
 
+
+# protocol/codes.py values this module uses, as private consts (folded by the compiler; codes.py
+# itself is ~100 names the heap would keep; tests/protocol/test_wire.py checks the copies)
+_COMP_NONE = const(0)
+_E_BAD_STATE = const(12)
+_E_BUSY = const(43)
+_E_INTERNAL = const(63)
+_E_OUT_OF_WINDOW = const(20)
+_E_VERSION = const(14)
+_E_WIRE_LENGTH = const(22)
+_MSG_ABORT = const(0xE)
+_MSG_ACTIVATE = const(0xA)
+_MSG_BEGIN = const(0x3)
+_MSG_CONFIRM = const(0xC)
+_MSG_DATA = const(0x4)
+_MSG_END = const(0x8)
+_MSG_ERROR = const(0xF)
+_MSG_HELLO = const(0x1)
+_MSG_INFO = const(0x2)
+_MSG_PROGRESS = const(0x7)
+_MSG_REBOOT = const(0xB)
+_MSG_RESULT = const(0x9)
+_MSG_REVERT = const(0xD)
+_MSG_STATUS = const(0x6)
+_MSG_STATUS_REQ = const(0x10)
+_OK = const(0)
+_PH_ERASING = const(2)
+_PH_RECEIVING = const(1)
+_PROTOCOL_VERSION = const(1)
+_T_IDLE_MS = const(60000)
+_T_REPLY_MS = const(2000)
 
 IDLE = const(0)
 RECEIVING = const(1)
@@ -92,7 +121,7 @@ def _parse(p):
 
 
 def _decode(instr):
-    # the instruction's fields (or the ProtocolError auth turns into E_BAD_INSTRUCTION)
+    # the instruction's fields (or the ProtocolError auth.check turns into E_BAD_INSTRUCTION)
     try:
         return _messages().decode_instruction(instr)
     except ProtocolError as e:
@@ -100,19 +129,19 @@ def _decode(instr):
 
 
 def _sign(seed, body):
-    # ed25519 alone (auth.Reporter is this same call): auth's ~3 KB of code is for BEGIN only
+    # ed25519 alone: auth's code is for BEGIN only
     from otalink.device import ed25519
 
     return ed25519.SigningKey(seed).sign(body)
 
 
 def _verify(sess, instr, sigs, image_len, sha, now, fields):
-    # -> (0, issued, version, release_counter, kind) | (-1, code, detail) of the AuthError
+    # -> (0, issued, version, release_counter, kind) | (-1, code, detail) of the failed check
     cfg = sess.cfg
-    auth = _crypto()
     try:
-        i = auth.check_begin(
-            auth.Trust(cfg.director_keys, cfg.threshold),
+        return (0,) + _crypto().check(
+            cfg.director_keys,
+            cfg.threshold,
             instr,
             sigs,
             cfg.ecu_id,
@@ -124,9 +153,8 @@ def _verify(sess, instr, sigs, image_len, sha, now, fields):
             now,
             fields,
         )
-    except auth.AuthError as e:
+    except ProtocolError as e:
         return (-1, e.code, e.detail)
-    return (0, i.issued, i.version, i.release_counter, i.kind)
 
 
 def _drop(group):
@@ -175,7 +203,7 @@ class Session:
         self.max_payload = cfg.max_payload
         self.payload = cfg.max_payload  # negotiated in HELLO
         self.window = cfg.window
-        self.idle_ms = codes.T_IDLE_MS if idle_ms is None else idle_ms
+        self.idle_ms = _T_IDLE_MS if idle_ms is None else idle_ms
         self.parser = parser or FrameReader(cfg.max_payload)
         self.out = FrameWriter(_OUT_PAYLOAD)
         self.dv = DataView()
@@ -194,13 +222,13 @@ class Session:
     # ---- output ---------------------------------------------------------------------------
     def _send_view(self, view):
         try:
-            self.link.write(view, len(view), codes.T_REPLY_MS)
+            self.link.write(view, len(view), _T_REPLY_MS)
         except OSError:
             pass  # dead line: the host re-asks; nothing here may block on it
 
     def _ack(self):
         w = self.out
-        end = ack_into(w.buf, w.PAYLOAD, self.rx.expected, self.window, codes.PH_RECEIVING)
+        end = ack_into(w.buf, w.PAYLOAD, self.rx.expected, self.window, _PH_RECEIVING)
         self._send_view(w.seal(end))
 
     def _small(self, t, a, b, c=-1):
@@ -219,16 +247,16 @@ class Session:
 
     def _error(self, code, detail=0):
         self.errors_out += 1
-        self._small(codes.MSG_ERROR, code, detail & 0xFFFFFFFF)
+        self._small(_MSG_ERROR, code, detail & 0xFFFFFFFF)
 
     def _result(self, req, code, detail=0):
-        self._small(codes.MSG_RESULT, req, code, detail & 0xFFFFFFFF)
+        self._small(_MSG_RESULT, req, code, detail & 0xFFFFFFFF)
 
     def _erase_progress(self, done, total):
         # Slots.begin calls this per erased sector; every 8th (and the last) goes on the wire so
         # the host sees the device alive during a long erase without a frame per sector.
         if done == total or not done & 7:
-            self._small(codes.MSG_PROGRESS, codes.PH_ERASING, done, total)
+            self._small(_MSG_PROGRESS, _PH_ERASING, done, total)
 
     # ---- reports ----------------------------------------------------------------------------
     def report_body(self, nonce):
@@ -237,7 +265,7 @@ class Session:
         erase_size, write_size, wbits, flags = self.caps
         caps = (self.payload, self.window, self.slot_size, erase_size, write_size, wbits, flags)
         phase, off, wire_len, image_len = s.transfer()
-        if self.state == RECEIVING and phase == codes.PH_RECEIVING:
+        if self.state == RECEIVING and phase == _PH_RECEIVING:
             off = self.rx.expected
         # The report body in CBOR without the codec (wire.encode_report makes the same bytes:
         # shortest-form heads, definite lengths; tests/device_session checks the host decodes it):
@@ -245,7 +273,7 @@ class Session:
         b = bytearray(_MAX_BODY)
         p = _put(
             [
-                codes.PROTOCOL_VERSION,
+                _PROTOCOL_VERSION,
                 self.cfg.ecu_id,
                 self.cfg.hw_id,
                 bytes(nonce),
@@ -267,7 +295,7 @@ class Session:
     def _report(self, t, nonce):
         _drop(_CODEC)  # (loaded to parse HELLO / STATUS_REQ) leaves before the body is made
         body = self.report_body(nonce)
-        # ed25519 alone (auth.Reporter is this same call): auth's ~3 KB of code is for BEGIN only
+        # ed25519 alone: auth's code is for BEGIN only
         sig = _sign(self.cfg.ecu_seed, body)
         _drop(_CRYPTO)
         # INFO / STATUS payload [t, body, sig] built by hand (the codec is gone): the same bytes
@@ -335,9 +363,7 @@ class Session:
                     self._on_message(_parse(p))
                 finally:
                     _drop_lazy()
-        except ProtocolError as e:
-            self._error(e.code, e.detail)
-        except DeviceError as e:
+        except ProtocolError as e:  # (device/errors.DeviceError is this class too)
             self._error(e.code, e.detail)
         except Exception as e:  # a bug (or MemoryError) must not take the line down
             import gc
@@ -347,7 +373,7 @@ class Session:
             gc.collect()
             self.state = IDLE
             try:
-                self._error(codes.E_INTERNAL)
+                self._error(_E_INTERNAL)
             except MemoryError:
                 pass  # the host times out and asks again
         mt = self.memtrace
@@ -363,7 +389,7 @@ class Session:
     # ---- DATA: the hot path -------------------------------------------------------------------
     def _on_data(self):
         if self.state != RECEIVING:
-            self._error(codes.E_BAD_STATE, codes.MSG_DATA)
+            self._error(_E_BAD_STATE, _MSG_DATA)
             return
         dv = self.dv
         off = dv.offset
@@ -372,7 +398,7 @@ class Session:
         if c == _ACCEPT:
             try:
                 self.rx.expected = self.slots.write(off, data)
-            except DeviceError as e:
+            except ProtocolError as e:
                 # The transfer cannot continue (flash, decompression, too long): it ends here
                 # (docs/protocol.md section 5); the host starts over with BEGIN. The active slot
                 # is untouched.
@@ -382,7 +408,7 @@ class Session:
                 self._error(e.code, e.detail)
                 return
         elif c == _OUT_OF_WINDOW:
-            self._error(codes.E_OUT_OF_WINDOW, self.rx.expected)
+            self._error(_E_OUT_OF_WINDOW, self.rx.expected)
             return
         # DUP and GAP: dropped, the ACK tells the host where to continue
         self._ack()
@@ -390,60 +416,60 @@ class Session:
     # ---- everything else ----------------------------------------------------------------------
     def _on_message(self, m):
         t = m[0]
-        if t == codes.MSG_HELLO:
+        if t == _MSG_HELLO:
             self._on_hello(m)
-        elif t == codes.MSG_STATUS_REQ:
-            self._report(codes.MSG_STATUS, m[1])
-        elif t == codes.MSG_BEGIN:
+        elif t == _MSG_STATUS_REQ:
+            self._report(_MSG_STATUS, m[1])
+        elif t == _MSG_BEGIN:
             self._on_begin(m)
-        elif t == codes.MSG_END:
+        elif t == _MSG_END:
             self._on_end(m)
-        elif t == codes.MSG_ACTIVATE:
+        elif t == _MSG_ACTIVATE:
             self._simple(t, self.slots.activate)
-        elif t == codes.MSG_CONFIRM:
+        elif t == _MSG_CONFIRM:
             self._simple(t, self.slots.confirm)
-        elif t == codes.MSG_REVERT:
+        elif t == _MSG_REVERT:
             self._simple(t, self.slots.revert)
-        elif t == codes.MSG_ABORT:
+        elif t == _MSG_ABORT:
             self.state = IDLE
             self.instr = None
             self._result(t, self._code(self.slots.abort))
-        elif t == codes.MSG_REBOOT:
+        elif t == _MSG_REBOOT:
             if self.state == RECEIVING:
                 self.state = IDLE  # the durable offset survives the reset
-            self._result(t, codes.OK)
+            self._result(t, _OK)
             self.reset_requested = True
-        elif t == codes.MSG_ERROR:
+        elif t == _MSG_ERROR:
             # The host gave up on this exchange: drop the session, keep durable state.
             self.state = IDLE
         else:
             # Device->host types (INFO, ACK, STATUS, PROGRESS, RESULT) are not requests.
-            self._error(codes.E_BAD_STATE, t)
+            self._error(_E_BAD_STATE, t)
 
     def _code(self, fn):
         try:
             return fn()
-        except DeviceError as e:
+        except ProtocolError as e:
             return e.code
 
     def _simple(self, t, fn):
         if self.state == RECEIVING:
-            self._error(codes.E_BAD_STATE, t)
+            self._error(_E_BAD_STATE, t)
             return
         self._result(t, self._code(fn))
 
     def _on_hello(self, m):
-        if m[1] != codes.PROTOCOL_VERSION:
-            self._error(codes.E_VERSION, codes.PROTOCOL_VERSION)
+        if m[1] != _PROTOCOL_VERSION:
+            self._error(_E_VERSION, _PROTOCOL_VERSION)
             return
         hp = m[3]
         self.payload = hp if hp < self.max_payload else self.max_payload
-        self._report(codes.MSG_INFO, m[2])
+        self._report(_MSG_INFO, m[2])
 
     def _on_begin(self, m):
         instr = bytes(m[1])
         if self.state == RECEIVING and instr != self.instr:
-            self._error(codes.E_BUSY)
+            self._error(_E_BUSY)
             return
         image_len = m[3]
         sha = bytes(m[4])
@@ -453,9 +479,9 @@ class Session:
         trusted = s.trusted_time
         tf = self.cfg.time_floor
         # The codec and the crypto each work in a helper's frame and hand back only plain
-        # values: a module object left in a live frame's stack slots (or an auth.Instruction /
-        # AuthError, whose methods hold auth's globals) would keep that code in the heap beside
-        # the transfer's buffers.
+        # values: a module object left in a live frame's stack slots (or an object whose methods
+        # hold a lazy module's globals) would keep that code in the heap beside the transfer's
+        # buffers.
         fields = _decode(instr)
         _drop(_CODEC)
         try:
@@ -470,8 +496,8 @@ class Session:
             self._error(ins[1], ins[2])
             return
         issued = ins[1]
-        if comp == codes.COMP_NONE and wire_len != image_len:
-            self._error(codes.E_WIRE_LENGTH, wire_len)
+        if comp == _COMP_NONE and wire_len != image_len:
+            self._error(_E_WIRE_LENGTH, wire_len)
             return
         if self.state == IDLE and self.instr is not None and self.instr != instr:
             # This process still holds an interrupted transfer (link lost, idle timeout) and
@@ -503,11 +529,11 @@ class Session:
 
     def _on_end(self, m):
         if self.state != RECEIVING:
-            self._error(codes.E_BAD_STATE, codes.MSG_END)
+            self._error(_E_BAD_STATE, _MSG_END)
             return
         if m[1] != self.wire_len or self.rx.expected != self.wire_len:
-            self._result(codes.MSG_END, codes.E_WIRE_LENGTH, self.rx.expected)
+            self._result(_MSG_END, _E_WIRE_LENGTH, self.rx.expected)
             return
         self.state = IDLE
         self.instr = None
-        self._result(codes.MSG_END, self._code(self.slots.finish))
+        self._result(_MSG_END, self._code(self.slots.finish))

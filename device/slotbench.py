@@ -5,12 +5,12 @@
 # prints one JSON line: {"us_per_kib", "us_per_image_kib", "finish_ms", "erase_ms",
 #   "code_heap_bytes", "heap_slots_bytes", "heap_steady_alloc_bytes", "peak_live_bytes",
 #   "peak_heap_bytes", "ring_bytes", "image_bytes", "wire_bytes", "comp", "chunk"}:
-#   code_heap_bytes   storage modules the serving agent keeps loaded (errors, flash, store, slots;
-#                     protocol.codes not included), after gc;
-#   startup_residue_bytes  what the start-up-only modules (decide, flashcfg) leave in the heap
-#                     once dropped: their interned names (qstrs; possibly a new qstr pool);
+#   code_heap_bytes   storage modules the serving agent keeps loaded (errors, flash, slots), after
+#                     gc (protocol/codes.py is not among them any more);
+#   startup_residue_bytes  what the per-call modules (decide, flashcfg, store, slotops) leave in
+#                     the heap once dropped: their interned names (qstrs; possibly a new qstr pool);
 #   heap_slots_bytes  storage data after BEGIN and the first DATA: NorFlash + Slots (ring, program
-#                     unit, store buffers, hash / deflate state);
+#                     unit, state record buffers, hash / deflate state);
 #   peak_live_bytes   highest live heap (after gc) sampled at each step, whole process;
 #   peak_heap_bytes   micropython.mem_peak() (garbage included).
 # `make bench-slots` also runs it down a ladder of -X heapsize values and prints the smallest that
@@ -25,26 +25,26 @@ import sys
 import time
 
 import micropython
+from micropython import const
 
-# measured imports: protocol.codes first (not storage), then the storage modules
-gc.collect()
-_A0 = gc.mem_alloc()
-from otalink.protocol import codes as C  # noqa: E402
+_OK = const(0)  # protocol/codes.py (private copies, checked by tests/protocol/test_wire.py)
+_COMP_NONE = const(0)
 
+# measured imports: the storage modules the serving agent keeps
 gc.collect()
 _A1 = gc.mem_alloc()
-from otalink.device import errors, store  # noqa: E402, F401
+from otalink.device import errors  # noqa: E402, F401
 from otalink.device.flash import NorFlash  # noqa: E402
 from otalink.device.slots import Slots  # noqa: E402
 
 gc.collect()
 _A2 = gc.mem_alloc()
-# start-up-only modules (Slots loads and drops them): what they leave behind is their interned
-# names (qstrs, possibly a new qstr pool), reported on its own so heap_slots_bytes is data only
-from otalink.device import decide, flashcfg  # noqa: E402, F401
+# per-call modules (Slots loads and drops them): what they leave behind is their interned names
+# (qstrs, possibly a new qstr pool), reported on its own so heap_slots_bytes is data only
+from otalink.device import decide, flashcfg, slotops, store  # noqa: E402, F401
 
-del decide, flashcfg
-for _m in ("decide", "flashcfg"):
+del decide, flashcfg, slotops, store
+for _m in ("decide", "flashcfg", "slotops", "store"):
     sys.modules.pop("otalink.device." + _m, None)
     delattr(sys.modules["otalink.device"], _m)
 gc.collect()
@@ -81,7 +81,7 @@ def make_wire(path, kib):
     return h.digest()
 
 
-def run(path, wire_path, image_len, sha, comp=C.COMP_NONE, step=4000, geom=None):
+def run(path, wire_path, image_len, sha, comp=_COMP_NONE, step=4000, geom=None):
     base = _sample()
     g = {"size": 1048576, "erase_size": 4096, "write_size": 256}  # flashcfg.DEFAULTS
     if geom:
@@ -96,7 +96,7 @@ def run(path, wire_path, image_len, sha, comp=C.COMP_NONE, step=4000, geom=None)
     fw.seek(0)
     buf = bytearray(step)  # stands for the session's frame buffer
     mv = memoryview(buf)
-    # the ring and the deflate state are allocated in begin(): counted in heap_slots_bytes
+    # the ring is made in Slots(), the deflate state in begin(): counted in heap_slots_bytes
     t0 = time.ticks_us()
     rc = 1 + s.release_floor
     s.begin(hashlib.sha256(b"bench").digest(), image_len, sha, n, comp, "bench", rc, 0)
@@ -120,18 +120,24 @@ def run(path, wire_path, image_len, sha, comp=C.COMP_NONE, step=4000, geom=None)
     fin = time.ticks_diff(time.ticks_us(), t0)
     _sample()
     f.close()
-    if code != C.OK:
+    if code != _OK:
         raise RuntimeError("finish failed: %d" % code)
+    ring = 0  # the input ring's capacity: fill it (after the run; it is empty now)
+    b = bytes(64)
+    while True:
+        k = s.ring.write(b)
+        ring += k
+        if k < 64:
+            break
     return {
         "us_per_kib": dt * 1024 / (n - first),  # per KiB of DATA (wire bytes)
         "us_per_image_kib": dt * 1024 * n / (n - first) / image_len,
         "erase_ms": erase_us / 1000,
         "finish_ms": fin / 1000,
         "code_heap_bytes": _A2 - _A1,
-        "codes_heap_bytes": _A1 - _A0,
         "startup_residue_bytes": _A3 - _A2,
         "heap_slots_bytes": heap_slots,
-        "ring_bytes": s.ring_size,
+        "ring_bytes": ring,
         "heap_steady_alloc_bytes": steady,
         "peak_live_bytes": _live[0],
         "peak_heap_bytes": _peak(),

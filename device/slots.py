@@ -1,7 +1,8 @@
 # A/B slots of the device agent: transfer into the inactive slot, read-back verification,
 # activation, trial boot, confirm and rollback, over the block-device protocol (flash.py) with
-# every decision persisted power-safely (store.py). docs/device.md describes the states, the boot
-# decision table (decide.BOOT_TABLE is that table, as data) and the power-safety argument.
+# every decision persisted power-safely (state records: store.py). docs/device.md describes the
+# states, the boot decision table (decide.BOOT_TABLE is that table, as data) and the power-safety
+# argument.
 #
 # API used by the session (names are stable; changes get noted here first):
 #   Slots(bdev, geom, regions=None, hooks=None)
@@ -15,595 +16,249 @@
 #   boot() -> (slot, action, reason)       trial_passed()      trial_failed(code)
 #   caps() -> (window, slot_size, erase_size, write_size, deflate_wbits)
 #   .cap_flags   INFO caps flags: CAP_DEFLATE_SEG (1) = compression COMP_DEFLATE_SEG (2) accepted
-# Errors that stop an operation are raised as DeviceError(code, detail) from device/errors.py.
+#   .slot[i]     slot i as persisted: [state, kind, boots, release_counter, image_len, sha256,
+#                version bytes];  .regions[i]  its flash Region;  .cbuf  the program unit buffer
+# Errors that stop an operation are raised as DeviceError(code, detail) from device/errors.py;
+# every operation takes positional arguments only.
 # Changes: begin() with another instruction while a transfer is live in this process replaces
 # that transfer (was E_BUSY; the session guards its active transfer session itself).
-# Added: compression COMP_DEFLATE_SEG (resumable deflate segments) and .cap_flags; the input ring
-# is allocated in __init__ (not at the first begin); boot() and the after-reboot resume run in
-# decide.py (loaded per call, dropped after); geometry defaults moved to flashcfg.py.
-import hashlib
+# Added: compression COMP_DEFLATE_SEG (resumable deflate segments) and .cap_flags.
+# Changed for the heap: .store is gone (its fields are on Slots: .slot, .tslot, ...), .geom is
+# not kept (boot.py reads cfg.geom), write() takes DATA of any length (geometry max_data is not
+# used), bytes after the end of a plain deflate stream that overflow the ring are E_DECOMPRESS
+# (was E_TOO_LARGE), and the module exports no COMP_DEFLATE_SEG / CAP_DEFLATE_SEG names.
+# Heap (the unix port keeps loaded code and every interned name in the GC heap): this module holds
+# only the DATA path (write) and the state record's commit. Everything else is loaded per call and
+# dropped again: the constructor's work in store.py (with flashcfg.py), boot() and the trial
+# reports in decide.py, the other operations in slotops.py, both reached through __getattr__
+# below (one small method instead of a delegating method per operation). The persisted fields
+# live on the Slots object itself (was a separate Store: .store.slot is now .slot). The input ring
+# is margin + one deflate step long (was max_data + margin): DATA goes through it in pieces.
+import struct
+from binascii import crc32
 
 try:
     import deflate
 except ImportError:  # a port built without it: announce deflate_wbits 0 (no compression)
     deflate = None
-from micropython import RingIO, const
+from micropython import const
 from otalink.device.errors import DeviceError
-from otalink.device.flash import Region
-from otalink.device.store import FLAG_TRIAL_OK, NO_SLOT, Store
-from otalink.protocol import codes as C
+from otalink.device.flash import _mod
 
-# Deflate output is pulled in steps of _STEP bytes (quarters of the program unit, filled in place)
-# and only while the ring holds at least `margin` input bytes: the decompressor must never run dry
-# mid-symbol (DeflateIO raises EOFError and its state is lost). No deflate code spends more than
-# 16 bits per output byte (a 15-bit literal; a match gives >= 3 bytes for <= 48 bits), and a
-# dynamic block header is <= ~290 bytes, so a zlib-made stream needs <= 2 * 256 + 290 = 802 input
-# bytes per 256-byte step: margin 1024. A stream crafted to need more (runs of empty blocks) only
-# fails with E_DECOMPRESS (its output is hashed and never activated). Small steps keep the margin,
-# and with it the ring, 1 KiB smaller than pulling a whole program unit at once.
-_STEP = const(256)
-# Compression code of resumable deflate segments (docs/device.md "Deflate segments"): the wire is
-# a sequence of [u32 LE compressed length][a complete raw-deflate stream], each decoding to a
-# multiple of 4 KiB (the last: the rest). To go into protocol/codes.py as COMP_DEFLATE_SEG.
-COMP_DEFLATE_SEG = const(2)
-# Slots.cap_flags bit: COMP_DEFLATE_SEG accepted (the session puts it into INFO caps flags)
-CAP_DEFLATE_SEG = const(1)
+# protocol/codes.py values used here, as private consts (folded by the compiler: codes.py's ~100
+# names would stay in the heap; tests/protocol/test_wire.py checks each copy)
+_COMP_NONE = const(0)
+_COMP_DEFLATE_SEG = const(2)
+_E_BAD_STATE = const(12)
+_E_BAD_OFFSET = const(21)
+_E_WIRE_LENGTH = const(22)
+_E_LENGTH_MISMATCH = const(38)
+_E_FLASH = const(40)
+_E_DECOMPRESS = const(41)
 
+# The state record (layout and power-safety argument: store.py). REC is shared with store.py; one
+# literal (a concatenation would be built at import and intern its short pieces).
+REC = "<HBBIBBBBIIBBBBII32s32sBBBBII32s32sBxxxIII32s"
+_MAGIC = const(0x544F)  # b"OT" little-endian
+_FMT = const(1)
+_BODY = const(220)  # struct.calcsize(REC), checked by store.init
 
-def _drop(name):
-    # forget a lazily imported helper module so the GC can free its code (the unix port and
-    # .mpy files on a filesystem keep loaded bytecode in the heap; frozen code costs nothing)
-    import sys
-
-    sys.modules.pop("otalink.device." + name, None)
-    pkg = sys.modules.get("otalink.device")
-    if pkg is not None and name in pkg.__dict__:
-        delattr(pkg, name)
+# The operations Slots.__getattr__ finds: the start-up ones in decide.py, the rest in slotops.py
+# (tests/device_storage/test_consts.py checks both lists against the modules' public functions)
+_START = ("boot", "trial_passed", "trial_failed")
+_OPS = ("caps", "note_time", "report", "transfer", "begin", "finish", "activate", "confirm",
+        "revert", "abort")  # fmt: skip
 
 
-def _roundup(n, m):
-    return (n + m - 1) // m * m
+def _op(s, name, a):
+    return getattr(_mod("decide" if name in _START else "slotops"), name)(s, *a)
 
 
 class Slots:
     def __init__(self, bdev, geom, regions=None, hooks=None):
-        from otalink.device import flashcfg
+        _mod("store").init(self, bdev, geom, regions, hooks)
+        # slotops.py is loaded per call from now on: load it once here so its names are interned
+        # while the heap is compact (a qstr pool first made later would sit among the transfer's
+        # buffers for good); decide.py comes with boot(), at start-up too.
+        _mod("slotops")
 
-        g = flashcfg.geometry(geom)
-        self.geom = g
-        es = g["erase_size"]
-        ws = g["write_size"]
-        self.es = es
-        self.ws = ws
-        self.slot_size = g["slot_size"]
-        if regions is None:
-            # one device holding the state area and both slots (unix, rp2, stm32); offsets are
-            # relative to the board's otalink region of that device ("region": {"offset"})
-            base = flashcfg.region_base(g)
-            state = Region(bdev, base + g["state_offset"], g["state_sectors"] * es, es)
-            offs = g["slot_offsets"]
-            regions = (
-                state,
-                Region(bdev, base + offs[0], self.slot_size, es),
-                Region(bdev, base + offs[1], self.slot_size, es),
-            )
-        self.state_region = regions[0]
-        self.regions = (regions[1], regions[2])
-        self.hooks = hooks
-        self.trial_limit = g.get("trial_boots", 3)
-        wb = g["deflate_wbits"] if deflate else 0
-        if wb and not 9 <= wb <= 15:
-            raise ValueError("deflate_wbits")
-        self.wbits = wb  # DeflateIO(ring, RAW, wbits) decodes with exactly this window
-        self.cap_flags = CAP_DEFLATE_SEG if wb else 0
-        self.window = g.get("window", 16384)
-        # program unit: a multiple of the write size that divides the erase sector; 1 KiB by
-        # default (4x fewer calls than one 256-byte page per program, measured by slotbench)
-        dflt = 1024 if es % 1024 == 0 and 1024 % ws == 0 else max(ws, 256)
-        chunk = g.get("program_size", dflt)
-        if chunk % ws or es % chunk:
-            raise ValueError("program_size")
-        self.chunk = chunk
-        self.cbuf = bytearray(chunk)
-        self.cmv = memoryview(self.cbuf)
-        # deflate output steps: views of cbuf made once (slicing a memoryview allocates)
-        step = _STEP if chunk % _STEP == 0 else chunk
-        self.step = step
-        self.steps = tuple(self.cmv[i : i + step] for i in range(0, chunk, step))
-        self.margin = 2 * step + 512  # deflate input kept in the ring (see _STEP)
-        self.fill = 0  # deflate output bytes waiting in cbuf
-        self.pbuf = bytearray(4)  # a segment's length prefix
-        self.seg_left = -1  # compressed bytes left in the current segment, -1 = prefix next
-        self.w_cons = 0  # wire bytes taken out of the ring (segments)
-        self.max_data = g.get("max_data", 4096)
-        # The input ring, allocated once here (the largest block the storage side needs) and
-        # reused by every transfer: a BEGIN late in a fragmented heap must not need a new
-        # contiguous block. Capacity: one DATA chunk plus what a drain may leave behind (< one
-        # program unit uncompressed, < the margin when a deflate stream is being fed).
-        self.ring_size = self.max_data + (max(self.margin, chunk) if self.wbits else chunk)
-        self.ring = RingIO(self.ring_size)
-        self.store = Store(self.state_region, ws)
-        self.store.load()
-        flashcfg = None
-        _drop("flashcfg")  # start-up only (see flash.py)
-        self.live = False  # a transfer is running in this process
-        self.dio = None
-        self.sha = None
-        self.confirmed_now = False
+    def __getattr__(self, name):
+        # A name not set on the object nor defined here: an operation of _START / _OPS, loaded
+        # for the call and dropped again. The callable holds the name, not the module, so a
+        # stale stack slot of the caller never keeps that code in the heap.
+        if name not in _OPS and name not in _START:
+            raise AttributeError(name)
+        return lambda *a: _op(self, name, a)
 
-    # ---- simple properties --------------------------------------------------------------
-    @property
-    def active(self):
-        return self.store.active
-
-    @property
-    def release_floor(self):
-        return self.store.release_floor
-
-    @property
-    def trusted_time(self):
-        return self.store.trusted_time
-
-    def note_time(self, t):
-        st = self.store
-        if t > st.trusted_time:
-            st.trusted_time = t
-            self._commit()
-
-    def caps(self):
-        wb = self.wbits
-        return (self.window, self.slot_size, self.es, self.ws, wb)
-
-    def report(self):
-        st = self.store
-        out = []
-        for s in st.slot:
-            sha = s[5] if s[0] != C.SLOT_EMPTY else b""
-            out.append([s[0], s[6].decode(), s[3], s[4], sha])
-        act = st.slot[st.active]
-        tb = 0
-        if act[0] == C.SLOT_TRIAL:
-            tb = act[2]
-        elif st.boot_state == C.BOOT_REVERTED:
-            tb = st.slot[1 - st.active][2]
-        return (st.active, st.boot_state, st.last_error, out, tb)
-
-    def transfer(self):
-        st = self.store
-        if self.live:
-            return (C.PH_RECEIVING, self.t_wire, self.t_wlen, self.t_len)
-        if st.tslot != NO_SLOT:
-            return (C.PH_RECEIVING, st.wire_off, st.wire_len, st.slot[st.tslot][4])
-        other = st.slot[1 - st.active]
-        act = st.slot[st.active]
-        if other[0] == C.SLOT_VERIFIED:
-            return (C.PH_VERIFIED, 0, 0, other[4])
-        if other[0] == C.SLOT_PENDING:
-            return (C.PH_ACTIVATED, 0, 0, other[4])
-        if act[0] == C.SLOT_TRIAL:
-            return (C.PH_TRIAL, 0, 0, act[4])
-        if self.confirmed_now:
-            return (C.PH_CONFIRMED, 0, 0, act[4])
-        return (C.PH_IDLE, 0, 0, 0)
-
-    # ---- transfer -----------------------------------------------------------------------
-    def begin(self, instr_hash, image_len, sha256, wire_len, compression, version,
-              release_counter, kind, progress=None):  # fmt: skip
-        st = self.store
-        if image_len > self.slot_size or image_len <= 0:
-            raise DeviceError(C.E_IMAGE_TOO_LARGE, self.slot_size)
-        if release_counter <= st.release_floor:
-            raise DeviceError(C.E_ROLLBACK, st.release_floor)
-        if compression != C.COMP_NONE and (
-            (compression != C.COMP_DEFLATE and compression != COMP_DEFLATE_SEG) or not self.wbits
-        ):
-            raise DeviceError(C.E_BAD_MESSAGE, compression)
-        if compression == C.COMP_NONE and wire_len != image_len:
-            raise DeviceError(C.E_WIRE_LENGTH, image_len)
-        if isinstance(version, str):
-            version = version.encode()
-        if len(version) > 32:
-            raise DeviceError(C.E_BAD_INSTRUCTION, 3)
-        tgt = 1 - st.active
-        if st.slot[st.active][0] == C.SLOT_TRIAL or st.slot[tgt][0] == C.SLOT_PENDING:
-            # the other slot is the fallback of a trial / about to boot: finish that first
-            raise DeviceError(C.E_BUSY, tgt)
-        if self.live:
-            if instr_hash == st.instr_hash:
-                return self.t_wire  # same transfer after link loss: resume from RAM
-            # a different instruction replaces a stale transfer (the session answers E_BUSY
-            # itself while its transfer session is active)
-            self.live = False
-            self.dio = None
-        s = st.slot[tgt]
-        same = (
-            st.instr_hash == instr_hash
-            and s[4] == image_len
-            and s[5] == sha256
-            and st.comp == compression
-            and st.wire_len == wire_len
-        )
-        try:
-            if same and s[0] == C.SLOT_VERIFIED:
-                # already received and verified (link lost after END): only finish() remains
-                self._setup(tgt, image_len, wire_len, compression)
-                self.t_wire = wire_len
-                self.t_img = image_len
-                self.t_done = True
-                return wire_len
-            if same and st.tslot == tgt and s[0] == C.SLOT_RECEIVING:
-                # after a reboot (rare): decide.py rebuilds the hash from flash
-                from otalink.device import decide
-
-                try:
-                    return decide.resume(self, tgt, image_len, wire_len, compression, progress)
-                finally:
-                    _drop("decide")
-            # new transfer: mark the slot RECEIVING before touching its content
-            st.slot[tgt] = [C.SLOT_RECEIVING, kind, 0, release_counter, image_len, sha256, version]
-            st.tslot = tgt
-            st.comp = compression
-            st.wire_len = wire_len
-            st.wire_off = 0
-            st.image_off = 0
-            st.instr_hash = instr_hash
-            self.confirmed_now = False
-            st.commit()
-            self._erase(tgt, 0, image_len, progress)
-            self._setup(tgt, image_len, wire_len, compression)
-            return 0
-        except OSError as e:
-            raise DeviceError(C.E_FLASH, e.errno if hasattr(e, "errno") else 0)
-
-    def _erase(self, tgt, start, image_len, progress):
-        reg = self.regions[tgt]
-        first = start // self.es
-        last = _roundup(image_len, self.es) // self.es
-        for i in range(first, last):
-            reg.erase(i)
-            if progress:
-                progress(i + 1 - first, last - first)
-
-    def _setup(self, tgt, image_len, wire_len, compression):
-        ring = self.ring  # allocated once in __init__
-        while ring.any():  # drop leftovers of an aborted transfer
-            ring.readinto(self.cbuf)
-        self.t_slot = tgt
-        self.t_reg = self.regions[tgt]
-        self.t_len = image_len
-        self.t_wlen = wire_len
-        self.t_comp = compression
-        self.t_wire = 0
-        self.t_img = 0
-        self.t_done = False
-        self.sha = hashlib.sha256()
-        self.dio = None
-        self.fill = 0
-        self.seg_left = -1
-        self.w_cons = 0
-        if compression == C.COMP_DEFLATE:
-            self.dio = deflate.DeflateIO(ring, deflate.RAW, self.wbits)
-        self.live = True
-
+    # ---- the DATA path ------------------------------------------------------------------
     def write(self, offset, mv):
-        # Hot path: no allocation in steady state (ring write, decompress into the preallocated
-        # chunk, sha256 update, program, a checkpoint record every erase sector).
-        if not self.live or self.t_done:
-            raise DeviceError(C.E_BAD_STATE, 0)
+        # Hot path, no allocation in steady state: the payload goes through the ring in pieces
+        # (ring.write(mv, start, n) takes a view's tail without slicing it), then is drained:
+        # decompress into the preallocated program unit, sha256 update, program, a checkpoint
+        # record every erase sector.
+        if self.live != 1:
+            raise DeviceError(_E_BAD_STATE, 0)
         if offset != self.t_wire:
-            raise DeviceError(C.E_BAD_OFFSET, self.t_wire)
+            raise DeviceError(_E_BAD_OFFSET, self.t_wire)
         n = len(mv)
-        if offset + n > self.t_wlen:
-            raise DeviceError(C.E_WIRE_LENGTH, self.t_wlen)
+        end = offset + n
+        if end > self.wire_len:
+            raise DeviceError(_E_WIRE_LENGTH, self.wire_len)
         ring = self.ring
+        w = 0
         try:
-            w = ring.write(mv)
             while w < n:
-                # DATA larger than max_data: make room (rare path, the slice allocates)
-                self._drain(False)
-                k = ring.write(mv[w:])
+                if w:
+                    self._drain(False)  # ring full: make room
+                k = ring.write(mv, w, n - w)
                 if not k:
-                    raise DeviceError(C.E_TOO_LARGE, self.max_data)
+                    # the decoder takes no more input: bytes after the deflate stream's end
+                    raise DeviceError(_E_DECOMPRESS, self.t_img)
                 w += k
-            self.t_wire = offset + n
-            self._drain(self.t_wire == self.t_wlen)
+            self.t_wire = end
+            self._drain(end == self.wire_len)
         except OSError as e:
-            raise DeviceError(C.E_FLASH, e.errno if hasattr(e, "errno") else 0)
-        return self.t_wire
+            raise DeviceError(_E_FLASH, e.errno if hasattr(e, "errno") else 0)
+        return end
 
     def _drain(self, final):
+        # Take what the ring holds: whole program units (uncompressed), or deflate output in
+        # steps (quarters of the program unit, filled in place) while the ring holds the margin
+        # (all of it when final): the decompressor must never run dry mid-symbol (DeflateIO
+        # raises EOFError and its state is lost; store.init sizes both). Deflate segments: a
+        # length prefix, then one complete raw-deflate stream per segment (a fresh DeflateIO:
+        # its state cannot be reused) pulled while the ring holds the margin or the rest of the
+        # segment; the decoder stops at the stream's final block, so what it consumed is exact
+        # (ring.any() before - after). A segment ending on an erase-sector boundary is a durable
+        # checkpoint: (wire offset, image offset).
         ring = self.ring
         chunk = self.chunk
-        cbuf = self.cbuf
-        if self.t_comp == COMP_DEFLATE_SEG:
-            return self._drain_seg(final)
-        if self.dio is None:
+        comp = self.comp
+        if comp == _COMP_NONE:
+            cbuf = self.cbuf
             while ring.any() >= chunk:
                 ring.readinto(cbuf)
                 self._put(chunk)
-            if final and ring.any():
-                k = ring.any()
+            k = ring.any()
+            if final and k:
                 ring.readinto(cbuf, k)
                 self._put(k)
             return
+        seg = comp == _COMP_DEFLATE_SEG
         dio = self.dio
         steps = self.steps
-        step = self.step
+        step = len(steps[0])
+        margin = 2 * step + 512  # store.init explains the margin
         fill = self.fill
-        margin = self.margin
-        while final or ring.any() >= margin:
-            try:
-                k = dio.readinto(steps[fill // step])
-            except (OSError, EOFError, ValueError):
-                raise DeviceError(C.E_DECOMPRESS, self.t_img)
-            fill += k
-            if fill == chunk:
-                self._put(chunk)
-                fill = 0
-            if k < step:  # end of the stream
-                break
-        if final and fill:
-            self._put(fill)
-            fill = 0
-        self.fill = fill
-
-    def _drain_seg(self, final):
-        # Deflate segments: read a length prefix, then pull one complete raw-deflate stream
-        # (a fresh DeflateIO per segment: its state cannot be reused) while the ring holds the
-        # margin or the whole rest of the segment; the decoder stops at the stream's final block,
-        # so what it consumed is exact (ring.any() before - after). A segment ending on an
-        # erase-sector boundary is a durable checkpoint: (wire offset, image offset).
-        ring = self.ring
-        chunk = self.chunk
-        steps = self.steps
-        step = self.step
-        margin = self.margin
-        fill = self.fill
-        left = self.seg_left
+        left = self.seg_left  # segments: compressed bytes left in this one, -1 = prefix next
+        used = self.w_cons  # segments: wire bytes taken out of the ring
         try:
             while True:
                 avail = ring.any()
-                if left < 0:
+                if not seg:
+                    if avail < margin and not final:
+                        break
+                elif left < 0:
                     if avail < 4:
                         break
-                    ring.readinto(self.pbuf)
-                    p = self.pbuf
+                    p = self.rbuf  # (free between commits: commit() probes into it first)
+                    ring.readinto(p, 4)
                     left = p[0] | p[1] << 8 | p[2] << 16 | p[3] << 24
-                    self.w_cons += 4
-                    if left == 0 or self.w_cons + left > self.t_wlen:
-                        raise DeviceError(C.E_DECOMPRESS, self.t_img)
-                    self.dio = None  # the previous segment's decoder goes first
-                    self.dio = deflate.DeflateIO(ring, deflate.RAW, self.wbits)
+                    used += 4
+                    if left == 0 or used + left > self.wire_len:
+                        raise DeviceError(_E_DECOMPRESS, self.t_img)
+                    self.dio = dio = None  # the previous segment's decoder goes first
+                    self.dio = dio = deflate.DeflateIO(ring, deflate.RAW, self.wbits)
                     continue
-                if avail < margin and avail < left:
+                elif avail < margin and avail < left:
                     break  # more input needed (final: the wire is short; finish() reports)
                 try:
-                    k = self.dio.readinto(steps[fill // step])
+                    k = dio.readinto(steps[fill // step])
                 except (OSError, EOFError, ValueError):
-                    raise DeviceError(C.E_DECOMPRESS, self.t_img)
-                used = avail - ring.any()
-                left -= used
-                self.w_cons += used
-                if left < 0:
-                    raise DeviceError(C.E_DECOMPRESS, self.t_img)
+                    raise DeviceError(_E_DECOMPRESS, self.t_img)
                 fill += k
                 if fill == chunk:
                     self._put(chunk)
                     fill = 0
-                if k < step:  # this segment's stream ended
+                if seg:
+                    avail -= ring.any()
+                    left -= avail
+                    used += avail
+                    if left < 0:
+                        raise DeviceError(_E_DECOMPRESS, self.t_img)
+                if k < step:  # the stream ended
+                    if not seg:
+                        break
                     if left:
-                        raise DeviceError(C.E_DECOMPRESS, self.t_img)
-                    self.dio = None
+                        raise DeviceError(_E_DECOMPRESS, self.t_img)
+                    self.dio = dio = None
                     left = -1
                     img = self.t_img
                     if fill:
-                        if self.w_cons != self.t_wlen:  # only the last segment may end here
-                            raise DeviceError(C.E_DECOMPRESS, img)
+                        if used != self.wire_len:  # only the last segment may end here
+                            raise DeviceError(_E_DECOMPRESS, img)
                     elif img % self.es == 0 and img < self.t_len:
-                        st = self.store
-                        st.wire_off = self.w_cons
-                        st.image_off = img
-                        st.commit()
+                        self.wire_off = used
+                        self.image_off = img
+                        self.commit()
         finally:
             self.fill = fill
             self.seg_left = left
+            self.w_cons = used
         if final and fill:
             self._put(fill)
             self.fill = 0
 
     def _put(self, k):
-        # program one chunk (k valid bytes, the rest padded with 0xFF) at the image offset
+        # program one unit (k valid bytes, the rest padded with 0xFF) at the image offset
         img = self.t_img
         if img + k > self.t_len:
-            raise DeviceError(C.E_LENGTH_MISMATCH, img + k)
+            raise DeviceError(_E_LENGTH_MISMATCH, img + k)
         cbuf = self.cbuf
         if k < self.chunk:
-            for i in range(k, self.chunk):  # tail only: once per transfer
+            for i in range(k, self.chunk):  # the tail only: once per transfer
                 cbuf[i] = 0xFF
-            self.sha.update(self.cmv[:k])
+            self.sha.update(memoryview(cbuf)[:k])
         else:
             self.sha.update(cbuf)
-        self.t_reg.program(img, cbuf)
+        self.regions[self.t_slot].program(img, cbuf)
         img += k
         self.t_img = img
-        if img % self.es == 0 and self.t_comp == C.COMP_NONE and img < self.t_len:
+        if img % self.es == 0 and self.comp == _COMP_NONE and img < self.t_len:
             # durable checkpoint at every erase-sector boundary (uncompressed: wire == image)
-            st = self.store
-            st.wire_off = img
-            st.image_off = img
-            st.commit()
+            self.wire_off = img
+            self.image_off = img
+            self.commit()
 
-    def finish(self):
-        # Read back the whole slot and compare sha256 and length; VERIFIED on success.
-        if not self.live:
-            return C.E_BAD_STATE
-        code = C.OK
-        try:
-            if not self.t_done:
-                if self.t_wire != self.t_wlen:
-                    return C.E_WIRE_LENGTH
-                try:
-                    self._drain(True)
-                    if self.dio is not None and self.t_img == self.t_len:
-                        # the stream must end here: no trailing output
-                        if self.dio.readinto(self.cbuf, 1):
-                            code = C.E_LENGTH_MISMATCH
-                except DeviceError as e:
-                    code = e.code
-                except (OSError, EOFError, ValueError):
-                    code = C.E_DECOMPRESS
-                if code == C.OK and self.t_img != self.t_len:
-                    code = C.E_LENGTH_MISMATCH
-                if code == C.OK and self.t_comp == COMP_DEFLATE_SEG:
-                    if self.w_cons != self.t_wlen or self.seg_left >= 0:
-                        code = C.E_DECOMPRESS  # bytes after the last segment, or a cut one
-                st = self.store
-                if code == C.OK and self.sha.digest() != st.slot[self.t_slot][5]:
-                    code = C.E_HASH_MISMATCH
-            if code == C.OK and not self._hash_ok(self.t_slot):
-                code = C.E_HASH_MISMATCH
-            st = self.store
-            s = st.slot[self.t_slot]
-            s[0] = C.SLOT_VERIFIED if code == C.OK else C.SLOT_EMPTY
-            st.tslot = NO_SLOT
-            st.wire_off = 0
-            st.image_off = 0
-            self.live = False
-            self.dio = None
-            st.commit()
-        except OSError:
-            self.live = False
-            return C.E_FLASH
-        return code
-
-    def _hash_ok(self, slot):
-        # read the recorded image length back from flash and compare with the recorded sha256
-        s = self.store.slot[slot]
-        n = s[4]
-        if n <= 0 or n > self.slot_size:
-            return False
-        reg = self.regions[slot]
-        h = hashlib.sha256()
-        buf = self.cbuf
-        c = self.chunk
-        full = n - n % c
-        for a in range(0, full, c):
-            reg.read(a, buf)
-            h.update(buf)
-        if full < n:
-            reg.read(full, buf)
-            h.update(self.cmv[: n - full])
-        return h.digest() == s[5]
-
-    # ---- activation, confirm, revert, abort ----------------------------------------------
-    def activate(self):
-        st = self.store
-        tgt = 1 - st.active
-        s = st.slot[tgt]
-        if self.live or s[0] != C.SLOT_VERIFIED:
-            return C.E_NO_IMAGE
-        if s[3] <= st.release_floor:
-            return C.E_ROLLBACK
-        s[0] = C.SLOT_PENDING
-        s[2] = 0
-        self._commit()
-        if self.hooks:
-            self.hooks.activated(tgt)
-        return C.OK
-
-    def confirm(self):
-        st = self.store
-        s = st.slot[st.active]
-        if s[0] == C.SLOT_CONFIRMED:
-            return C.OK
-        if s[0] != C.SLOT_TRIAL:
-            return C.E_NO_IMAGE
-        if not st.flags & FLAG_TRIAL_OK:
-            return C.E_SELFTEST
-        s[0] = C.SLOT_CONFIRMED
-        if s[3] > st.release_floor:
-            st.release_floor = s[3]
-        st.boot_state = C.BOOT_NORMAL
-        st.last_error = C.OK
-        self._commit()
-        self.confirmed_now = True
-        if self.hooks:
-            self.hooks.confirmed(st.active)
-        return C.OK
-
-    def revert(self):
-        # Host-requested: cancel a pending activation, or leave a trial slot for the confirmed
-        # one (takes effect at the next boot; the session reboots).
-        st = self.store
-        tgt = 1 - st.active
-        o = st.slot[tgt]
-        a = st.slot[st.active]
-        if o[0] == C.SLOT_PENDING:
-            o[0] = C.SLOT_REJECTED
-            self._commit()
-            if self.hooks:
-                self.hooks.reverted(st.active)
-            return C.OK
-        if a[0] == C.SLOT_TRIAL and o[0] == C.SLOT_CONFIRMED:
-            self._revert_trial(C.E_ABORTED)
-            return C.OK
-        return C.E_NO_IMAGE
-
-    def abort(self):
-        # drop the transfer in progress (or a verified, not yet activated image)
-        st = self.store
-        tgt = 1 - st.active
-        s = st.slot[tgt]
-        self.live = False
-        self.dio = None
-        if st.tslot != NO_SLOT or s[0] in (C.SLOT_RECEIVING, C.SLOT_VERIFIED):
-            s[0] = C.SLOT_EMPTY
-            st.tslot = NO_SLOT
-            st.wire_off = 0
-            st.image_off = 0
-            self._commit()
-        return C.OK
-
-    def _commit(self):
-        try:
-            self.store.commit()
-        except OSError as e:
-            raise DeviceError(C.E_FLASH, e.errno if hasattr(e, "errno") else 0)
-
-    def _revert_trial(self, reason):
-        st = self.store
-        st.slot[st.active][0] = C.SLOT_REJECTED
-        st.active = 1 - st.active
-        st.boot_state = C.BOOT_REVERTED
-        st.last_error = reason
-        st.flags &= ~FLAG_TRIAL_OK
-        self._commit()
-        if self.hooks:
-            self.hooks.reverted(st.active)
-
-    # ---- boot ---------------------------------------------------------------------------
-    def boot(self):
-        # The boot decision table lives in decide.py, loaded for this call only: it runs at
-        # start-up, so its code need not stay in the agent's heap while it serves the line.
-        from otalink.device import decide
-
-        try:
-            return decide.boot(self)
-        finally:
-            _drop("decide")
-
-    def trial_passed(self):
-        # the trial bundle imported and passed its self-test in this boot
-        st = self.store
-        if st.slot[st.active][0] == C.SLOT_TRIAL and not st.flags & FLAG_TRIAL_OK:
-            st.flags |= FLAG_TRIAL_OK
-            self._commit()
-
-    def trial_failed(self, code):
-        # the trial bundle raised on import (E_BOOT_CRASH) or failed its self-test (E_SELFTEST):
-        # roll back now, without waiting for the boot count
-        st = self.store
-        if st.slot[st.active][0] == C.SLOT_TRIAL:
-            self._revert_trial(code)
-            return True
-        return False
+    # ---- the state record -----------------------------------------------------------------
+    def commit(self):
+        # Append the persisted fields as a new record, atomically (store.py says why): at the
+        # next position after the newest record that reads blank; entering a sector erases it
+        # first (the newest record is in another sector: nothing is lost); a position that is
+        # not blank (a torn record, erase garbage) is skipped, never programmed. The position is
+        # probed into the record buffer, so its padding is 0xFF when the record is packed.
+        reg = self.sreg
+        buf = self.rbuf
+        per = self.per
+        p = self.pos
+        while True:
+            p = (p + 1) % self.total
+            addr = p // per * reg.es + p % per * len(buf)
+            if p % per == 0:
+                reg.erase(p // per)
+            reg.read(addr, buf)
+            if buf == self.rff:
+                break
+        self.seq += 1
+        a, b = self.slot
+        struct.pack_into(
+            REC, buf, 0, _MAGIC, _FMT, self.flags, self.seq,
+            self.active, self.boot_state, self.last_error, self.tslot,
+            self.release_floor, self.trusted_time,
+            a[0], a[1], a[2], len(a[6]), a[3], a[4], a[5], a[6],
+            b[0], b[1], b[2], len(b[6]), b[3], b[4], b[5], b[6],
+            self.comp, self.wire_len, self.wire_off, self.image_off, self.instr_hash,
+        )  # fmt: skip
+        struct.pack_into("<I", buf, _BODY, crc32(self.rbody))
+        reg.program(addr, buf)
+        self.pos = p

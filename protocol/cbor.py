@@ -13,7 +13,6 @@
 # Arrays decode as lists. Tuples encode as arrays.
 import sys
 
-from otalink.protocol import codes
 from otalink.protocol.errors import ProtocolError
 from otalink.protocol.hotpath import put_head
 
@@ -25,21 +24,24 @@ except ImportError:  # CPython
         return x
 
 
+# protocol/codes.py values this module uses, as private consts (folded by the compiler; codes.py
+# itself is ~100 names the heap would keep; tests/protocol/test_wire.py checks the copies)
+_E_BAD_MESSAGE = const(10)
+_E_TOO_LARGE = const(13)
+_MAX_PAYLOAD_ABS = const(8192)
+
 MAX_ITEMS = const(16)
 MAX_DEPTH = const(4)
-MAX_STR = const(8192)  # = codes.MAX_PAYLOAD_ABS: no string can be longer than a frame
+MAX_STR = const(8192)  # = _MAX_PAYLOAD_ABS: no string can be longer than a frame
 MAX_UINT = const(0xFFFFFFFF)
-
-_E_BAD = codes.E_BAD_MESSAGE
-_E_BIG = codes.E_TOO_LARGE
 
 
 def _bad(detail):
-    raise ProtocolError(_E_BAD, detail)
+    raise ProtocolError(_E_BAD_MESSAGE, detail)
 
 
 def _big(detail):
-    raise ProtocolError(_E_BIG, detail)
+    raise ProtocolError(_E_TOO_LARGE, detail)
 
 
 # ---- decoding ------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 # The protocol code a serving ECU keeps loaded (docs/protocol.md; heap notes in device/session.py).
 #
 # On the MicroPython unix port every loaded module's code and names live in the GC heap, so the
-# device imports only this module (plus codes, errors and frame) while it serves a transfer; the
+# device imports only this module (plus errors.py) while it serves a transfer; the
 # full CBOR codec and message layer (cbor.py, messages.py) are imported for HELLO, STATUS_REQ and
 # BEGIN only and dropped again. The host gets every name here through messages.py and
 # transfer.py, which re-export them, so both ends still share one definition:
@@ -17,7 +17,6 @@
 import binascii
 import sys
 
-from otalink.protocol import codes
 from otalink.protocol.errors import ProtocolError
 
 try:
@@ -28,10 +27,28 @@ except ImportError:  # CPython
         return x
 
 
+# protocol/codes.py values this module uses, as private consts (folded by the compiler; codes.py
+# itself is ~100 names the heap would keep; tests/protocol/test_wire.py checks the copies)
+_DEFAULT_PAYLOAD = const(4096)
+_E_BAD_MESSAGE = const(10)
+_E_TOO_LARGE = const(13)
+_MAX_PAYLOAD_ABS = const(8192)
+_MIN_PAYLOAD = const(256)
+_MSG_ABORT = const(0xE)
+_MSG_ACK = const(0x5)
+_MSG_ACTIVATE = const(0xA)
+_MSG_DATA = const(0x4)
+_MSG_END = const(0x8)
+_MSG_ERROR = const(0xF)
+_MSG_HELLO = const(0x1)
+_MSG_STATUS_REQ = const(0x10)
+_MSG_PROGRESS = const(0x7)
+_MSG_RESULT = const(0x9)
+
 _MAX_UINT = const(0xFFFFFFFF)
 # Constants are private (const() folds them, no name is interned on the device); the public
 # names with the same values are in messages.py / transfer.py (tests/protocol/test_wire.py).
-_MAX_DATA = const(8176)  # codes.MAX_PAYLOAD_ABS - messages.DATA_OVERHEAD
+_MAX_DATA = const(8176)  # _MAX_PAYLOAD_ABS - messages.DATA_OVERHEAD
 
 _ACCEPT = const(0)  # offset == expected and inside the window: write it, advance
 _DUP = const(1)  # offset < expected: already have it; drop, re-ACK expected
@@ -45,9 +62,6 @@ _OVH = const(10)
 _SOF0_B = const(b"\xa5")
 # MicroPython streams take readinto(buf, n); CPython ones (io, pyserial) only readinto(buf).
 _MPY = sys.implementation.name == "micropython"
-
-_E_BAD = codes.E_BAD_MESSAGE
-_E_BIG = codes.E_TOO_LARGE
 
 
 def put_head(major, val, buf, pos):
@@ -67,7 +81,7 @@ def put_head(major, val, buf, pos):
         buf[pos + 2] = val & 0xFF
         return pos + 3
     if val > _MAX_UINT:
-        raise ProtocolError(_E_BIG, pos)
+        raise ProtocolError(_E_TOO_LARGE, pos)
     buf[pos] = mt | 26
     buf[pos + 1] = val >> 24
     buf[pos + 2] = (val >> 16) & 0xFF
@@ -79,9 +93,9 @@ def put_head(major, val, buf, pos):
 def ack_into(buf, pos, offset, window, phase):
     """Write an ACK payload into buf at pos without allocating; returns the end position."""
     if pos + 17 > len(buf):
-        raise ProtocolError(_E_BIG, pos)
+        raise ProtocolError(_E_TOO_LARGE, pos)
     buf[pos] = 0x84
-    buf[pos + 1] = codes.MSG_ACK
+    buf[pos + 1] = _MSG_ACK
     pos = put_head(0, offset, buf, pos + 2)
     pos = put_head(0, window, buf, pos)
     return put_head(0, phase, buf, pos)
@@ -89,7 +103,8 @@ def ack_into(buf, pos, offset, window, phase):
 
 def parse_small(mv, out):
     """Parse a message made of uints only (END, ACTIVATE, REBOOT, CONFIRM, REVERT, ABORT, ERROR,
-    ACK, PROGRESS, RESULT) into out[0..] (a list of >= 4 items, reused); returns its type.
+    ACK, PROGRESS, RESULT) or of uints and one 16-byte nonce (HELLO, STATUS_REQ: the nonce is a
+    memoryview into mv) into out[0..] (a list of >= 4 items, reused); returns its type.
 
     Returns -1 for anything else, well-formed or not: messages.parse() then decodes it or
     raises the error it deserves, so both paths accept and reject exactly the same payloads.
@@ -99,14 +114,21 @@ def parse_small(mv, out):
         return -1
     n = mv[0] - 0x80
     t = mv[1]
-    # fields after the type of the messages made of uints only (-1: not one of them)
-    if t == codes.MSG_END:
+    # fields after the type (-1: not one of these messages), and which one is the nonce
+    nb = -1
+    if t == _MSG_END:
         k = 1
-    elif codes.MSG_ACTIVATE <= t <= codes.MSG_ABORT:
+    elif t == _MSG_HELLO:
+        k = 3
+        nb = 2
+    elif t == _MSG_STATUS_REQ:
+        k = 1
+        nb = 1
+    elif _MSG_ACTIVATE <= t <= _MSG_ABORT:
         k = 0
-    elif t == codes.MSG_ERROR:
+    elif t == _MSG_ERROR:
         k = 2
-    elif t == codes.MSG_ACK or t == codes.MSG_PROGRESS or t == codes.MSG_RESULT:
+    elif t == _MSG_ACK or t == _MSG_PROGRESS or t == _MSG_RESULT:
         k = 3
     else:
         return -1
@@ -120,6 +142,14 @@ def parse_small(mv, out):
         if p >= end:
             return -1
         v = mv[p]
+        if i == nb:
+            # the nonce: a bstr of exactly 16 bytes (head 0x50)
+            if v != 0x50 or p + 17 > end:
+                return -1
+            out[i] = mv[p + 1 : p + 17]
+            p += 17
+            i += 1
+            continue
         if v < 24:
             p += 1
         elif v == 24 and p + 2 <= end:
@@ -141,6 +171,8 @@ def parse_small(mv, out):
             return -1
         out[i] = v
         i += 1
+    if t == _MSG_HELLO and out[3] < _MIN_PAYLOAD:
+        return -1  # the full parser's bound on host_max_payload
     return t if p == end else -1
 
 
@@ -162,10 +194,10 @@ class DataView:
 
     def parse(self, mv):
         end = len(mv)
-        if end < 2 or mv[0] != 0x83 or mv[1] != codes.MSG_DATA:
+        if end < 2 or mv[0] != 0x83 or mv[1] != _MSG_DATA:
             return False
         if end < 4:
-            raise ProtocolError(_E_BAD, end)
+            raise ProtocolError(_E_BAD_MESSAGE, end)
         # offset: major 0, shortest form
         ib = mv[2]
         p = 3
@@ -175,53 +207,53 @@ class DataView:
             off = mv[3]
             p = 4
             if off < 24:
-                raise ProtocolError(_E_BAD, 2)
+                raise ProtocolError(_E_BAD_MESSAGE, 2)
         elif ib == 25:
             if end < 5:
-                raise ProtocolError(_E_BAD, 2)
+                raise ProtocolError(_E_BAD_MESSAGE, 2)
             off = (mv[3] << 8) | mv[4]
             p = 5
             if off < 0x100:
-                raise ProtocolError(_E_BAD, 2)
+                raise ProtocolError(_E_BAD_MESSAGE, 2)
         elif ib == 26:
             if end < 7:
-                raise ProtocolError(_E_BAD, 2)
+                raise ProtocolError(_E_BAD_MESSAGE, 2)
             off = (mv[3] << 24) | (mv[4] << 16) | (mv[5] << 8) | mv[6]
             p = 7
             if off < 0x10000:
-                raise ProtocolError(_E_BAD, 2)
+                raise ProtocolError(_E_BAD_MESSAGE, 2)
         else:
-            raise ProtocolError(_E_BIG if ib == 27 else _E_BAD, 2)
+            raise ProtocolError(_E_TOO_LARGE if ib == 27 else _E_BAD_MESSAGE, 2)
         # data: major 2, shortest form, 1..MAX_DATA bytes, exactly to the end of the payload
         if p >= end:
-            raise ProtocolError(_E_BAD, p)
+            raise ProtocolError(_E_BAD_MESSAGE, p)
         ib = mv[p]
         if ib < 0x40 or ib > 0x5B:
-            raise ProtocolError(_E_BAD, p)
+            raise ProtocolError(_E_BAD_MESSAGE, p)
         ai = ib & 31
         if ai < 24:
             n = ai
             p += 1
         elif ai == 24:
             if p + 2 > end:
-                raise ProtocolError(_E_BAD, p)
+                raise ProtocolError(_E_BAD_MESSAGE, p)
             n = mv[p + 1]
             p += 2
             if n < 24:
-                raise ProtocolError(_E_BAD, p)
+                raise ProtocolError(_E_BAD_MESSAGE, p)
         elif ai == 25:
             if p + 3 > end:
-                raise ProtocolError(_E_BAD, p)
+                raise ProtocolError(_E_BAD_MESSAGE, p)
             n = (mv[p + 1] << 8) | mv[p + 2]
             p += 3
             if n < 0x100:
-                raise ProtocolError(_E_BAD, p)
+                raise ProtocolError(_E_BAD_MESSAGE, p)
         else:
-            raise ProtocolError(_E_BIG if ai <= 27 else _E_BAD, p)
+            raise ProtocolError(_E_TOO_LARGE if ai <= 27 else _E_BAD_MESSAGE, p)
         if n > _MAX_DATA:
-            raise ProtocolError(_E_BIG, p)
+            raise ProtocolError(_E_TOO_LARGE, p)
         if n == 0 or p + n != end:
-            raise ProtocolError(_E_BAD, p)
+            raise ProtocolError(_E_BAD_MESSAGE, p)
         self.offset = off
         if mv is not self._src or p != self._s or n != self._n:
             self.data = mv[p : p + n]
@@ -263,11 +295,11 @@ class RxWindow:
 # The device's frame reader and writer. frame.FrameParser (the host's) is FrameReader plus feed():
 # the device never loads frame.py, whose feed() path (RingIO compaction) only the host needs.
 class FrameReader:
-    def __init__(self, max_payload=codes.DEFAULT_PAYLOAD, slack=0):
+    def __init__(self, max_payload=_DEFAULT_PAYLOAD, slack=0):
         # slack: extra scratch bytes past the capacity, so that feed(chunk, n) with a reused
         # read buffer of up to `slack` bytes copies the whole object (no view, no allocation)
         # even when n < len(chunk). The capacity (what space() reports) is one maximum frame.
-        if max_payload < 1 or max_payload > codes.MAX_PAYLOAD_ABS:
+        if max_payload < 1 or max_payload > _MAX_PAYLOAD_ABS:
             raise ValueError("max_payload")
         self.max_payload = max_payload
         cap = max_payload + _OVH
@@ -430,7 +462,7 @@ def _put_crc(out, p, crc):
 def encode_frame(payload, out, pos=0):
     """Write one frame carrying payload into out at pos; returns the end position."""
     ln = len(payload)
-    if ln == 0 or ln > codes.MAX_PAYLOAD_ABS:
+    if ln == 0 or ln > _MAX_PAYLOAD_ABS:
         raise ValueError("payload length")
     end = pos + ln + _OVH
     if end > len(out):
@@ -460,7 +492,7 @@ class FrameWriter:
 
     PAYLOAD = _HDR
 
-    def __init__(self, max_payload=codes.MIN_PAYLOAD):
+    def __init__(self, max_payload=_MIN_PAYLOAD):
         self.buf = bytearray(max_payload + _OVH)
         self._mv = memoryview(self.buf)
         self.max_payload = max_payload

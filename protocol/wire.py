@@ -5,7 +5,7 @@
 # it again (heap notes in device/session.py), so it keeps its constants private (const() folds
 # them and no name is interned). Their values equal messages' public ones
 # (tests/protocol/test_wire.py).
-from otalink.protocol import cbor, codes
+from otalink.protocol import cbor
 from otalink.protocol.errors import ProtocolError
 
 try:
@@ -15,6 +15,35 @@ except ImportError:  # CPython
     def const(x):
         return x
 
+
+# protocol/codes.py values this module uses, as private consts (folded by the compiler; codes.py
+# itself is ~100 names the heap would keep; tests/protocol/test_wire.py checks the copies)
+_BOOT_REVERTED = const(2)
+_COMP_DEFLATE_SEG = const(2)
+_COMP_NONE = const(0)
+_E_BAD_INSTRUCTION = const(39)
+_E_BAD_MESSAGE = const(10)
+_E_TOO_LARGE = const(13)
+_E_UNKNOWN_TYPE = const(11)
+_MIN_PAYLOAD = const(256)
+_MSG_ABORT = const(0xE)
+_MSG_ACK = const(0x5)
+_MSG_ACTIVATE = const(0xA)
+_MSG_BEGIN = const(0x3)
+_MSG_CONFIRM = const(0xC)
+_MSG_DATA = const(0x4)
+_MSG_END = const(0x8)
+_MSG_ERROR = const(0xF)
+_MSG_HELLO = const(0x1)
+_MSG_INFO = const(0x2)
+_MSG_PROGRESS = const(0x7)
+_MSG_REBOOT = const(0xB)
+_MSG_RESULT = const(0x9)
+_MSG_REVERT = const(0xD)
+_MSG_STATUS = const(0x6)
+_MSG_STATUS_REQ = const(0x10)
+_PROTOCOL_VERSION = const(1)
+_SLOT_REJECTED = const(6)
 
 _INSTR_FMT = const(1)
 _I_ECU_ID = const(1)
@@ -59,9 +88,6 @@ _S_SHA256 = const(4)
 _S_STATE = const(0)
 _S_VERSION = const(1)
 
-_E_BAD = codes.E_BAD_MESSAGE
-_E_BIG = codes.E_TOO_LARGE
-
 
 # ---- validation helpers -------------------------------------------------------------------------
 # Field specs: (kind, lo, hi). uint: value in [lo, hi]; bstr/tstr: length in [lo, hi].
@@ -75,29 +101,29 @@ _NONCE = const((_B, _NONCE_LEN, _NONCE_LEN))
 _SIG = const((_B, _SIG_LEN, _SIG_LEN))
 
 SPECS = {
-    codes.MSG_HELLO: (_UINT, _NONCE, (_U, codes.MIN_PAYLOAD, _MAX_UINT)),
-    codes.MSG_INFO: ((_B, 1, _MAX_BODY), _SIG),
-    codes.MSG_BEGIN: (
+    _MSG_HELLO: (_UINT, _NONCE, (_U, _MIN_PAYLOAD, _MAX_UINT)),
+    _MSG_INFO: ((_B, 1, _MAX_BODY), _SIG),
+    _MSG_BEGIN: (
         (_B, 1, _MAX_INSTR),
         (_SIGS, 0, _MAX_SIGS),
         _UINT,
         (_B, _SHA256_LEN, _SHA256_LEN),
-        (_U, codes.COMP_NONE, codes.COMP_DEFLATE_SEG),
+        (_U, _COMP_NONE, _COMP_DEFLATE_SEG),
         _UINT,
     ),
-    codes.MSG_DATA: (_UINT, (_B, 1, _MAX_DATA)),
-    codes.MSG_ACK: (_UINT, _UINT, _UINT),
-    codes.MSG_STATUS: ((_B, 1, _MAX_BODY), _SIG),
-    codes.MSG_PROGRESS: (_UINT, _UINT, _UINT),
-    codes.MSG_END: (_UINT,),
-    codes.MSG_RESULT: (_UINT, _UINT, _UINT),
-    codes.MSG_ACTIVATE: (),
-    codes.MSG_REBOOT: (),
-    codes.MSG_CONFIRM: (),
-    codes.MSG_REVERT: (),
-    codes.MSG_ABORT: (),
-    codes.MSG_ERROR: (_UINT, _UINT),
-    codes.MSG_STATUS_REQ: (_NONCE,),
+    _MSG_DATA: (_UINT, (_B, 1, _MAX_DATA)),
+    _MSG_ACK: (_UINT, _UINT, _UINT),
+    _MSG_STATUS: ((_B, 1, _MAX_BODY), _SIG),
+    _MSG_PROGRESS: (_UINT, _UINT, _UINT),
+    _MSG_END: (_UINT,),
+    _MSG_RESULT: (_UINT, _UINT, _UINT),
+    _MSG_ACTIVATE: (),
+    _MSG_REBOOT: (),
+    _MSG_CONFIRM: (),
+    _MSG_REVERT: (),
+    _MSG_ABORT: (),
+    _MSG_ERROR: (_UINT, _UINT),
+    _MSG_STATUS_REQ: (_NONCE,),
 }
 
 
@@ -125,14 +151,14 @@ def _check(v, spec, idx, err):
                 raise ProtocolError(err, idx)
             n = len(v.encode("utf-8"))
         if n > hi:
-            raise ProtocolError(_E_BIG if err == _E_BAD else err, idx)
+            raise ProtocolError(_E_TOO_LARGE if err == _E_BAD_MESSAGE else err, idx)
         if n < lo:
             raise ProtocolError(err, idx)
     else:  # _SIGS: array of [keyid bstr(8), sig bstr(64)]
         if not isinstance(v, list):
             raise ProtocolError(err, idx)
         if len(v) > hi:
-            raise ProtocolError(_E_BIG if err == _E_BAD else err, idx)
+            raise ProtocolError(_E_TOO_LARGE if err == _E_BAD_MESSAGE else err, idx)
         for pair in v:
             if (
                 not isinstance(pair, list)
@@ -156,22 +182,22 @@ def parse(payload, copy=None):
     """Decode and validate one message payload; returns [type, ...fields].
 
     E_BAD_MESSAGE: not a CBOR array in the profile, wrong arity or field type;
-    E_UNKNOWN_TYPE: type not in codes.MSG_*; E_TOO_LARGE: a length over its bound.
+    E_UNKNOWN_TYPE: type not a MSG_* code; E_TOO_LARGE: a length over its bound.
     """
     msg = cbor.loads(payload, copy)
     if not isinstance(msg, list) or not msg:
-        raise ProtocolError(_E_BAD, 0)
+        raise ProtocolError(_E_BAD_MESSAGE, 0)
     t = msg[0]
     if not _is_uint(t):
-        raise ProtocolError(_E_BAD, 0)
+        raise ProtocolError(_E_BAD_MESSAGE, 0)
     spec = SPECS.get(t)
     if spec is None:
-        raise ProtocolError(codes.E_UNKNOWN_TYPE, t if t <= 0xFFFF else 0)
+        raise ProtocolError(_E_UNKNOWN_TYPE, t if t <= 0xFFFF else 0)
     if len(msg) != len(spec) + 1:
-        raise ProtocolError(_E_BAD, len(msg))
+        raise ProtocolError(_E_BAD_MESSAGE, len(msg))
     i = 1
     for s in spec:
-        _check(msg[i], s, i, _E_BAD)
+        _check(msg[i], s, i, _E_BAD_MESSAGE)
         i += 1
     return msg
 
@@ -179,7 +205,7 @@ def parse(payload, copy=None):
 def decode_instruction(data):
     """Decode and validate an install instruction; any problem is E_BAD_INSTRUCTION (detail =
     field index, or 0xFF for CBOR-level problems)."""
-    err = codes.E_BAD_INSTRUCTION
+    err = _E_BAD_INSTRUCTION
     if len(data) > _MAX_INSTR:
         raise ProtocolError(err, 0xFF)
     try:
@@ -218,7 +244,7 @@ def encode_report(
     release_floor,
     trusted_time,
     trial_boots,
-    proto_ver=codes.PROTOCOL_VERSION,
+    proto_ver=_PROTOCOL_VERSION,
 ):
     """slots: 2 x [state, version, release_counter, image_len, sha256 (32 bytes or b"")];
     caps: 7 uints (see C_*); transfer: [phase, wire_offset, wire_len, image_len]."""
@@ -246,9 +272,9 @@ def encode_report(
 def decode_report(data):
     """Decode and validate a report body; E_BAD_MESSAGE / E_TOO_LARGE (detail = field index)."""
     if len(data) > _MAX_BODY:
-        raise ProtocolError(_E_BIG, 0)
+        raise ProtocolError(_E_TOO_LARGE, 0)
     v = cbor.loads(data)
-    err = _E_BAD
+    err = _E_BAD_MESSAGE
     if not isinstance(v, list) or len(v) != 13:
         raise ProtocolError(err, 0xFF)
     for i in (_R_PROTO, _R_LAST_ERROR, _R_RELEASE_FLOOR, _R_TRUSTED_TIME, _R_TRIAL_BOOTS):
@@ -257,14 +283,14 @@ def decode_report(data):
     _check(v[_R_HW_ID], (_T, 0, _MAX_ID), _R_HW_ID, err)
     _check(v[_R_NONCE], _NONCE, _R_NONCE, err)
     _check(v[_R_ACTIVE_SLOT], (_U, 0, 1), _R_ACTIVE_SLOT, err)
-    _check(v[_R_BOOT_STATE], (_U, 0, codes.BOOT_REVERTED), _R_BOOT_STATE, err)
+    _check(v[_R_BOOT_STATE], (_U, 0, _BOOT_REVERTED), _R_BOOT_STATE, err)
     slots = v[_R_SLOTS]
     if not isinstance(slots, list) or len(slots) != 2:
         raise ProtocolError(err, _R_SLOTS)
     for s in slots:
         if not isinstance(s, list) or len(s) != 5:
             raise ProtocolError(err, _R_SLOTS)
-        _check(s[_S_STATE], (_U, 0, codes.SLOT_REJECTED), _R_SLOTS, err)
+        _check(s[_S_STATE], (_U, 0, _SLOT_REJECTED), _R_SLOTS, err)
         _check(s[_S_VERSION], (_T, 0, _MAX_ID), _R_SLOTS, err)
         _check(s[_S_RELEASE], _UINT, _R_SLOTS, err)
         _check(s[_S_IMAGE_LEN], _UINT, _R_SLOTS, err)

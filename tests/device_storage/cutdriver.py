@@ -29,7 +29,7 @@ def update(f, g, job, wire):
     # confirm - what the session does, minus the wire
     s = Slots(f, g)
     slot, _act, _ = s.boot()
-    st = s.store.slot[slot] if slot >= 0 else None
+    st = s.slot[slot] if slot >= 0 else None
     if st is not None and st[0] == C.SLOT_TRIAL:
         # a reboot landed us on the new image's trial: self-test passes, confirm
         s.trial_passed()
@@ -53,7 +53,7 @@ def update(f, g, job, wire):
         return code
     s = Slots(f, g)  # reboot
     slot, _act, _ = s.boot()
-    if slot < 0 or s.store.slot[slot][0] != C.SLOT_TRIAL:
+    if slot < 0 or s.slot[slot][0] != C.SLOT_TRIAL:
         return C.E_INTERNAL
     s.trial_passed()
     return s.confirm()
@@ -65,7 +65,7 @@ def observe(f, g, job):
     slot, act, _reason = s.boot()
     out = {"slot": slot, "action": act}
     if slot >= 0:
-        st = s.store.slot[slot]
+        st = s.slot[slot]
         reg = s.regions[slot]
         h = hashlib.sha256()
         buf = bytearray(256)

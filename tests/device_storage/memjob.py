@@ -5,13 +5,13 @@
 #       "transfers": [{"wire": path, "sha": hex, "image_len": n, "comp": 0|1|2,
 #                      "reboot_at": wire offset (optional)}]}
 # hole > 0: after Slots() is constructed the heap is filled, then every other block freed, so the
-# largest free block is ~hole bytes (smaller than the ring): a BEGIN that needed a new ring or any
-# other big block would fail with MemoryError.
+# largest free block is ~hole bytes: a BEGIN that needed a new ring or any other block larger than
+# that would fail with MemoryError.
 # reboot_at: once the wire offset reaches it, the process "reboots": Slots and the emulator are
 # dropped, made again on the same flash file, boot() runs and the same BEGIN is sent again; the
 # offset it answers is reported as "resumed_from" (-1 without a reboot).
-# Prints {"code", "image_len", "ring_size", "wbits", "caps_wbits"} per transfer
-# (code -1: MemoryError).
+# Prints {"code", "image_len", "ring_kept", "wbits", "caps_wbits"} per transfer
+# (code -1: MemoryError; ring_kept: the transfer ran on the input ring made by the first Slots()).
 import gc
 import json
 import sys
@@ -75,6 +75,7 @@ def main():
     g = geometry(job["geom"])
     box = [_open(job, g), None]
     box[1] = s = Slots(box[0], g)
+    ring = s.ring
     s.boot()
     buf = bytearray(g.get("max_data", 4096))
     mv = memoryview(buf)
@@ -92,7 +93,7 @@ def main():
                 "code": code,
                 "resumed_from": resumed,
                 "image_len": t["image_len"],
-                "ring_size": s.ring_size,
+                "ring_kept": s.ring is ring,
                 "wbits": s.wbits,
                 "caps_wbits": s.caps()[4],
             }

@@ -4,11 +4,15 @@
 import hashlib
 import os
 
-from otalink.device.decide import A_RUN, A_START_TRIAL
 from otalink.device.errors import DeviceError
 from otalink.device.flash import NorFlash
 from otalink.device.slots import Slots
 from otalink.protocol import codes as C
+
+# boot() actions: decide.py's private _A_RUN / _A_START_TRIAL (tests/device_storage/test_consts.py
+# checks these copies)
+A_RUN = 0
+A_START_TRIAL = 1
 
 GEOM = {
     "size": 131072,

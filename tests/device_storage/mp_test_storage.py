@@ -174,8 +174,6 @@ def test_deflate_segments_allocate_only_per_segment():
     # state); the gc is off so every allocation shows in mem_alloc
     import gc
 
-    from otalink.device.slots import COMP_DEFLATE_SEG
-
     p, f = _flash()
     try:
         s = Slots(f, GEOM)
@@ -188,7 +186,7 @@ def test_deflate_segments_allocate_only_per_segment():
             wire += len(body).to_bytes(4, "little") + body
         wire = bytes(wire)
         sha = hashlib.sha256(img).digest()
-        s.begin(b"j" * 32, len(img), sha, len(wire), COMP_DEFLATE_SEG, "1", 1, 0)
+        s.begin(b"j" * 32, len(img), sha, len(wire), C.COMP_DEFLATE_SEG, "1", 1, 0)
         mv = memoryview(wire)
         parts = [(o, mv[o : o + 1024]) for o in range(0, len(wire), 1024)]
         allocating = []

@@ -43,6 +43,23 @@ def test_private_constants_equal_the_public_ones(path: str, public: Any, least: 
         assert getattr(public, name) == int(value, 0), name
 
 
+_LEAN = sorted(
+    str(p.relative_to(ROOT))
+    for d in ("device", "protocol")
+    for p in (ROOT / d).glob("*.py")
+    if p.name != "codes.py"
+)
+
+
+@pytest.mark.parametrize("path", _LEAN)
+def test_private_copies_of_codes_equal_codes(path: str) -> None:
+    # Serving device modules keep private const() copies of the codes they use (named "_" + the
+    # codes name) instead of importing codes.py: its ~100 names would stay in the heap.
+    for name, value in _CONST.findall((ROOT / path).read_text()):
+        if hasattr(codes, name):
+            assert getattr(codes, name) == int(value, 0), f"{path}: _{name}"
+
+
 def _full(payload: bytes) -> list[Any] | int:
     try:
         return messages.parse(payload, copy=True)
@@ -55,7 +72,8 @@ def _small(payload: bytes) -> list[Any] | None:
     t = hotpath.parse_small(memoryview(payload), out)
     if t < 0:
         return None
-    return out[: len(messages.SPECS[t]) + 1]
+    # (the nonce of HELLO / STATUS_REQ is a memoryview into the payload)
+    return [bytes(v) if isinstance(v, memoryview) else v for v in out[: len(messages.SPECS[t]) + 1]]
 
 
 SMALL = [
@@ -71,6 +89,9 @@ SMALL = [
     messages.ack(65536, 8192, codes.PH_RECEIVING),
     messages.progress(codes.PH_ERASING, 8, 128),
     messages.result(codes.MSG_END, codes.OK, 0),
+    messages.hello(bytes(range(16)), 4096),
+    messages.hello(bytes(16), codes.MIN_PAYLOAD, proto_ver=300),
+    messages.status_req(bytes(range(16, 32))),
 ]
 
 
@@ -83,8 +104,10 @@ def test_parse_small_takes_uint_messages_like_parse(payload: bytes) -> None:
 
 def test_parse_small_leaves_everything_else_to_parse() -> None:
     others = [
-        messages.hello(bytes(16), 4096),
-        messages.status_req(bytes(16)),
+        cbor2.dumps([codes.MSG_HELLO, 1, bytes(16), codes.MIN_PAYLOAD - 1]),  # under the bound
+        cbor2.dumps([codes.MSG_HELLO, 1, bytes(15), 4096]),
+        cbor2.dumps([codes.MSG_STATUS_REQ, bytes(17)]),
+        cbor2.dumps([codes.MSG_STATUS_REQ, "x" * 16]),  # text, not bytes
         messages.data(0, b"x"),
         cbor2.dumps([codes.MSG_END]),  # wrong arity
         cbor2.dumps([codes.MSG_END, 1, 2]),
@@ -105,7 +128,12 @@ def test_parse_small_leaves_everything_else_to_parse() -> None:
 @settings(max_examples=400, deadline=None)
 @given(
     st.lists(
-        st.one_of(st.integers(0, 2**33), st.integers(-5, -1), st.binary(max_size=3)),
+        st.one_of(
+            st.integers(0, 2**33),
+            st.integers(-5, -1),
+            st.binary(max_size=3),
+            st.binary(min_size=15, max_size=17),
+        ),
         max_size=4,
     ),
     st.integers(0, 20),
