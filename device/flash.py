@@ -42,8 +42,10 @@ def _mod(name):
     # at once (sys.modules entry, package attribute), so the GC frees its code as soon as the
     # caller lets go of it (the unix port and .mpy files on a filesystem keep loaded bytecode in
     # the heap; frozen code costs nothing). Its names stay interned: load it once at start-up.
+    import gc
     import sys
 
+    gc.collect()  # first: the code then goes to the lowest free space, not above garbage
     m = __import__("otalink.device." + name, None, None, ("*",))  # ("*",): the leaf module
     sys.modules.pop("otalink.device." + name, None)
     pkg = sys.modules.get("otalink.device")

@@ -24,19 +24,28 @@ except ImportError:  # CPython (tooling only)
 _EXIT_STOP = const(0)
 _EXIT_RESET = const(64)
 _EXIT_CONFIG = const(65)
-
-
-class _Settings:
-    # What the session reads of the config, copied: a Config instance would keep its class and so
-    # the whole config module (code and names) alive for as long as the agent serves.
-    def __init__(self, cfg):
-        for k in ("ecu_id", "hw_id", "ecu_seed", "director_keys", "threshold", "max_payload",
-                  "window", "time_floor", "idle_ms", "run_ms"):  # fmt: skip
-            setattr(self, k, getattr(cfg, k))
+_GC_EVERY = const(2048)
 
 
 def main(argv):
     import gc
+
+    gc.threshold(_GC_EVERY)
+
+    try:
+        f = open(__file__.rsplit("/", 1)[0] + "/names.txt")
+    except (OSError, NameError):
+        f = None
+    if f is not None:
+        i = 0
+        for ln in f:
+            getattr(main, ln[:-1], None)
+            i += 1
+            if not i & 7:
+                gc.collect()
+        f.close()
+        f = None
+        gc.collect()
 
     from otalink.device import start
 
@@ -53,21 +62,16 @@ def main(argv):
     mod = None
     if started is None:
         return _EXIT_CONFIG
-    cfg, slots, link, memtrace, parser = started
+    sess, memtrace = started
     started = None
-    cfg = _Settings(cfg)
-    from otalink.device import session as _s
+    from otalink.device import session as _s  # (loaded by start: the session's own code)
 
     gc.collect()
-    # The session before the lazy modules below are loaded and dropped (its frame buffer was made
-    # first thing in start.start(), like Slots' transfer ring in Slots()).
-    sess = _s.Session(cfg, slots, link, cfg.idle_ms, parser)
-    parser = None
     # Intern the names of the modules the session imports per HELLO/BEGIN and drops again
     # (CBOR codec, message parsers, crypto) now: qstrs are never freed, and a qstr pool first
     # created later would sit between the freed code and fragment the heap for good.
     # One group at a time, as the session uses them (they never share the heap).
-    for load in (_s._messages, _s._crypto):
+    for load in (_s._messages, _s._crypto, _s._report_mod):
         try:
             load()
         except MemoryError:
@@ -78,8 +82,8 @@ def main(argv):
         gc.collect()
         sess.memtrace = [gc.mem_alloc()]
         sys.stderr.write("otalink-mem start=%d\n" % sess.memtrace[0])
-    r = sess.run(cfg.run_ms)
-    link.close()
+    r = sess.run(sess.cfg.run_ms)
+    sess.link.close()
     if memtrace:
         from otalink.device import start
 

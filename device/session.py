@@ -28,6 +28,7 @@
 # parser does not take, so malformed input gets the full parser's error) and dropped again right
 # after (_lazy / _drop_lazy). main.py imports them once at start-up so their names are interned
 # while the heap is still compact.
+import gc
 import hashlib
 import sys
 import time
@@ -94,25 +95,33 @@ _OUT_PAYLOAD = const(64)  # ACK / RESULT / ERROR / PROGRESS fit easily
 _MAX_READS = const(64)  # reads per poll(): a line that never goes quiet still returns to run()
 _ACCEPT = const(0)  # transfer.ACCEPT / OUT_OF_WINDOW (tests/protocol/test_wire.py checks)
 _OUT_OF_WINDOW = const(3)
-_MAX_BODY = const(1024)  # wire._MAX_BODY: the longest report body
 
 # (package, modules) imported on demand and forgotten afterwards (see the heap note above). The two
 # groups take turns: BEGIN and HELLO/STATUS_REQ use the codec, drop it, then load the crypto.
 _CODEC = const(("otalink.protocol", ("wire", "cbor")))
 _CRYPTO = const(("otalink.device", ("auth", "ed25519", "sha512")))
+_REPORT = const(("otalink.device", ("report",)))
+
+
+def _lazy(name):
+    # A cold-path module, imported right after a collection: first-fit allocation then puts its
+    # code in the lowest free space instead of above the garbage the last request left behind
+    # (nothing is ever moved, so code placed high would split the free heap for good).
+    gc.collect()
+    return __import__(name, None, None, ("*",))  # ("*",): the leaf module
+
+
+def _report_mod():
+    return _lazy("otalink.device.report")
 
 
 def _crypto():
-    from otalink.device import auth
-
-    return auth
+    return _lazy("otalink.device.auth")
 
 
 def _messages():
     # the validating parser and the report / instruction codecs (messages.py re-exports them)
-    from otalink.protocol import wire
-
-    return wire
+    return _lazy("otalink.protocol.wire")
 
 
 def _parse(p):
@@ -130,9 +139,7 @@ def _decode(instr):
 
 def _sign(seed, body):
     # ed25519 alone: auth's code is for BEGIN only
-    from otalink.device import ed25519
-
-    return ed25519.SigningKey(seed).sign(body)
+    return _lazy("otalink.device.ed25519").SigningKey(seed).sign(body)
 
 
 def _verify(sess, instr, sigs, image_len, sha, now, fields):
@@ -170,25 +177,7 @@ def _drop(group):
 def _drop_lazy():
     _drop(_CODEC)
     _drop(_CRYPTO)
-
-
-def _put(v, b, p):
-    # CBOR of uints, text, bytes and lists/tuples of them into b at p; returns the end. b is
-    # _MAX_BODY long: a longer report raises IndexError (E_INTERNAL), like wire's E_TOO_LARGE.
-    if isinstance(v, int):
-        return put_head(0, v, b, p)
-    if isinstance(v, (list, tuple)):
-        p = put_head(4, len(v), b, p)
-        for x in v:
-            p = _put(x, b, p)
-        return p
-    if isinstance(v, str):
-        v = v.encode()
-        p = put_head(3, len(v), b, p)
-    else:
-        p = put_head(2, len(v), b, p)
-    b[p : p + len(v)] = v
-    return p + len(v)
+    _drop(_REPORT)
 
 
 class Session:
@@ -259,55 +248,15 @@ class Session:
             self._small(_MSG_PROGRESS, _PH_ERASING, done, total)
 
     # ---- reports ----------------------------------------------------------------------------
-    def report_body(self, nonce):
-        s = self.slots
-        active, boot_state, last_error, slots_list, trial_boots = s.report()
-        erase_size, write_size, wbits, flags = self.caps
-        caps = (self.payload, self.window, self.slot_size, erase_size, write_size, wbits, flags)
-        phase, off, wire_len, image_len = s.transfer()
-        if self.state == RECEIVING and phase == _PH_RECEIVING:
-            off = self.rx.expected
-        # The report body in CBOR without the codec (wire.encode_report makes the same bytes:
-        # shortest-form heads, definite lengths; tests/device_session checks the host decodes it):
-        # HELLO / STATUS_REQ then load only ed25519, and the codec's 7 KB never fragment the heap.
-        b = bytearray(_MAX_BODY)
-        p = _put(
-            [
-                _PROTOCOL_VERSION,
-                self.cfg.ecu_id,
-                self.cfg.hw_id,
-                bytes(nonce),
-                active,
-                boot_state,
-                last_error,
-                slots_list,
-                caps,
-                (phase, off, wire_len, image_len),
-                s.release_floor,
-                s.trusted_time,
-                trial_boots,
-            ],
-            b,
-            0,
-        )
-        return bytes(memoryview(b)[:p])
-
     def _report(self, t, nonce):
-        _drop(_CODEC)  # (loaded to parse HELLO / STATUS_REQ) leaves before the body is made
-        body = self.report_body(nonce)
-        # ed25519 alone: auth's code is for BEGIN only
+        # report.py builds the body, leaves, ed25519 signs it, leaves, report.py frames it: the
+        # three never share the heap (nor with the codec, which parses BEGIN only).
+        body = _report_mod().body(self, nonce)
+        _drop(_REPORT)
         sig = _sign(self.cfg.ecu_seed, body)
         _drop(_CRYPTO)
-        # INFO / STATUS payload [t, body, sig] built by hand (the codec is gone): the same bytes
-        # messages.info / messages.status make (shortest-form heads).
-        n = len(body)
-        out = bytearray(2 + (1 if n < 24 else 2 if n < 0x100 else 3) + n + 2 + len(sig))
-        out[0] = 0x83
-        out[1] = t
-        p = put_head(2, n, out, 2)
-        out[p : p + n] = body
-        p = put_head(2, len(sig), out, p + n)
-        out[p:] = sig
+        out = _report_mod().payload(t, body, sig)
+        _drop(_REPORT)
         self._send_view(memoryview(frame(out)))
 
     # ---- input ------------------------------------------------------------------------------
@@ -366,8 +315,6 @@ class Session:
         except ProtocolError as e:  # (device/errors.DeviceError is this class too)
             self._error(e.code, e.detail)
         except Exception as e:  # a bug (or MemoryError) must not take the line down
-            import gc
-
             if not isinstance(e, MemoryError) and hasattr(sys, "print_exception"):
                 sys.print_exception(e)
             gc.collect()
@@ -378,8 +325,6 @@ class Session:
                 pass  # the host times out and asks again
         mt = self.memtrace
         if mt is not None:
-            import gc
-
             gc.collect()
             a = gc.mem_alloc()
             if a > mt[0]:

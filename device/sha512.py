@@ -1,7 +1,7 @@
 # SHA-512 (FIPS 180-4) in pure Python for MicroPython, whose hashlib has no sha512.
-# Only ed25519 needs it (messages of a few hundred bytes), so it favours small code and
-# few allocations over speed: one 80-word schedule list shared by all objects, a 128-byte
-# block buffer, words as (big) ints masked to 64 bits.
+# Only ed25519 needs it (messages of a few hundred bytes), so it favours a small heap over speed:
+# 64-bit words as pairs of 32-bit halves (small ints on the unix port: no big int is allocated
+# per operation), a 16-word schedule ring shared by all objects, a 128-byte block buffer.
 #
 # API mirrors hashlib: sha512(data=b"").update(data); .digest() -> bytes(64).
 import struct
@@ -16,7 +16,7 @@ except ImportError:  # CPython (tooling only)
 # Module constants go through const(): folded into the code, no names interned (qstrs are never
 # freed, and this module is loaded and dropped per HELLO/BEGIN).
 
-_M = const(0xFFFFFFFFFFFFFFFF)
+_M32 = const(0xFFFFFFFF)
 
 # Round constants as 640 raw bytes (not 80 boxed big ints: ~2.5 KB less heap while loaded),
 # read with struct.unpack_from per round. A bytes literal, not unhexlify(hex text): loading
@@ -52,17 +52,19 @@ _K = const(
     b"\x5f\xcb\x6f\xab\x3a\xd6\xfa\xec\x6c\x44\x19\x8c\x4a\x47\x58\x17"
 )  # fmt: skip
 
+# Initial hash value as 16 32-bit halves (hi, lo, hi, lo, ...)
 _IV = const((
-    0x6A09E667F3BCC908, 0xBB67AE8584CAA73B, 0x3C6EF372FE94F82B, 0xA54FF53A5F1D36F1,
-    0x510E527FADE682D1, 0x9B05688C2B3E6C1F, 0x1F83D9ABFB41BD6B, 0x5BE0CD19137E2179,
+    0x6A09E667, 0xF3BCC908, 0xBB67AE85, 0x84CAA73B, 0x3C6EF372, 0xFE94F82B, 0xA54FF53A, 0x5F1D36F1,
+    0x510E527F, 0xADE682D1, 0x9B05688C, 0x2B3E6C1F, 0x1F83D9AB, 0xFB41BD6B, 0x5BE0CD19, 0x137E2179,
 ))  # fmt: skip
 
 
 class sha512:
-    # The 80-word message schedule, one list shared by every object: _block never re-enters and
-    # the agent is single-threaded, and a 640-byte block per object (digest() makes a copy) is
-    # what failed first in a fragmented heap.
-    _w = [0] * 80
+    # The message schedule as a 16-word ring (w[i] only needs w[i-16], w[i-15], w[i-7], w[i-2]),
+    # in 32-bit halves shared by every object: _block never re-enters and the agent is
+    # single-threaded.
+    _wh = [0] * 16
+    _wl = [0] * 16
 
     def __init__(self, data=None):
         self._h = list(_IV)
@@ -73,48 +75,81 @@ class sha512:
             self.update(data)
 
     def _block(self, b):
-        w = self._w
-        w[0:16] = struct.unpack(">16Q", b)
-        M = _M
-        for i in range(16, 80):
-            x = w[i - 15]
-            y = w[i - 2]
-            # Rotations as shift pairs; the halves never overlap, so XOR equals OR and one
-            # final mask replaces one per rotation.
-            s0 = ((x >> 1) ^ (x >> 8) ^ (x >> 7) ^ (x << 63) ^ (x << 56)) & M
-            s1 = ((y >> 19) ^ (y >> 61) ^ (y >> 6) ^ (y << 45) ^ (y << 3)) & M
-            w[i] = (w[i - 16] + s0 + w[i - 7] + s1) & M
+        # 64-bit words as (hi, lo) pairs of 32-bit ints: on the 64-bit unix port every value
+        # stays a small int (a 64-bit word would be a heap-allocated big int per operation).
+        # rotr(x, n) for n < 32: hi = hi >> n | (lo & (2^n - 1)) << (32 - n), lo likewise with
+        # the halves swapped; rotr(x, 32 + n) is rotr(x, n) of the swapped halves.
+        wh = self._wh
+        wl = self._wl
         h = self._h
-        a, b, c, d, e, f, g, hh = h
+        ah, al, bh, bl, ch, cl, dh, dl, eh, el, fh, fl, gh, gl, hh, hl = h
         K = _K
+        M = _M32
         unpack = struct.unpack_from
         for i in range(80):
-            t1 = (
-                hh
-                + (((e >> 14) ^ (e >> 18) ^ (e >> 41) ^ (e << 50) ^ (e << 46) ^ (e << 23)) & M)
-                + ((e & f) ^ ((e ^ M) & g))
-                + unpack(">Q", K, i << 3)[0]
-                + w[i]
-            )
-            t2 = (((a >> 28) ^ (a >> 34) ^ (a >> 39) ^ (a << 36) ^ (a << 30) ^ (a << 25)) & M) + (
-                (a & (b | c)) | (b & c)
-            )
-            hh = g
-            g = f
-            f = e
-            e = (d + t1) & M
-            d = c
-            c = b
-            b = a
-            a = (t1 + t2) & M
-        h[0] = (h[0] + a) & M
-        h[1] = (h[1] + b) & M
-        h[2] = (h[2] + c) & M
-        h[3] = (h[3] + d) & M
-        h[4] = (h[4] + e) & M
-        h[5] = (h[5] + f) & M
-        h[6] = (h[6] + g) & M
-        h[7] = (h[7] + hh) & M
+            j = i & 15
+            if i < 16:
+                xh, xl = unpack(">II", b, i << 3)
+            else:
+                # w[i] = w[i-16] + s0(w[i-15]) + w[i-7] + s1(w[i-2])
+                k = (i + 1) & 15
+                xh = wh[k]
+                xl = wl[k]
+                s0h = (xh >> 1 | (xl & 1) << 31) ^ (xh >> 8 | (xl & 0xFF) << 24) ^ (xh >> 7)
+                s0l = (xl >> 1 | (xh & 1) << 31) ^ (xl >> 8 | (xh & 0xFF) << 24)
+                s0l ^= xl >> 7 | (xh & 0x7F) << 25
+                k = (i + 14) & 15
+                xh = wh[k]
+                xl = wl[k]
+                s1h = (xh >> 19 | (xl & 0x7FFFF) << 13) ^ (xl >> 29 | (xh & 0x1FFFFFFF) << 3)
+                s1h ^= xh >> 6
+                s1l = (xl >> 19 | (xh & 0x7FFFF) << 13) ^ (xh >> 29 | (xl & 0x1FFFFFFF) << 3)
+                s1l ^= xl >> 6 | (xh & 0x3F) << 26
+                k = (i + 9) & 15
+                xl = wl[j] + s0l + wl[k] + s1l
+                xh = (wh[j] + s0h + wh[k] + s1h + (xl >> 32)) & M
+                xl &= M
+            wh[j] = xh
+            wl[j] = xl
+            kh, kl = unpack(">II", K, i << 3)
+            # t1 = h + S1(e) + Ch(e, f, g) + K[i] + w[i]; S1 = rotr 14 ^ rotr 18 ^ rotr 41
+            s1h = (eh >> 14 | (el & 0x3FFF) << 18) ^ (eh >> 18 | (el & 0x3FFFF) << 14)
+            s1h ^= el >> 9 | (eh & 0x1FF) << 23
+            s1l = (el >> 14 | (eh & 0x3FFF) << 18) ^ (el >> 18 | (eh & 0x3FFFF) << 14)
+            s1l ^= eh >> 9 | (el & 0x1FF) << 23
+            tl = hl + s1l + ((el & fl) ^ ((el ^ M) & gl)) + kl + xl
+            th = hh + s1h + ((eh & fh) ^ ((eh ^ M) & gh)) + kh + xh + (tl >> 32)
+            tl &= M
+            # t2 = S0(a) + Maj(a, b, c); S0 = rotr 28 ^ rotr 34 ^ rotr 39
+            s0h = (ah >> 28 | (al & 0xFFFFFFF) << 4) ^ (al >> 2 | (ah & 3) << 30)
+            s0h ^= al >> 7 | (ah & 0x7F) << 25
+            s0l = (al >> 28 | (ah & 0xFFFFFFF) << 4) ^ (ah >> 2 | (al & 3) << 30)
+            s0l ^= ah >> 7 | (al & 0x7F) << 25
+            ul = s0l + ((al & (bl | cl)) | (bl & cl))
+            uh = s0h + ((ah & (bh | ch)) | (bh & ch))
+            hh = gh
+            hl = gl
+            gh = fh
+            gl = fl
+            fh = eh
+            fl = el
+            el = dl + tl
+            eh = (dh + th + (el >> 32)) & M
+            el &= M
+            dh = ch
+            dl = cl
+            ch = bh
+            cl = bl
+            bh = ah
+            bl = al
+            al = tl + ul
+            ah = (th + uh + (al >> 32)) & M
+            al &= M
+        v = (ah, al, bh, bl, ch, cl, dh, dl, eh, el, fh, fl, gh, gl, hh, hl)
+        for i in range(0, 16, 2):
+            lo = h[i + 1] + v[i + 1]
+            h[i] = (h[i] + v[i] + (lo >> 32)) & M
+            h[i + 1] = lo & M
 
     def update(self, data):
         mv = memoryview(data)
@@ -157,6 +192,6 @@ class sha512:
             n = 0
         for i in range(n, 120):
             buf[i] = 0
-        struct.pack_into(">Q", buf, 120, bits & _M)
+        struct.pack_into(">II", buf, 120, (bits >> 32) & _M32, bits & _M32)
         c._block(buf)
-        return struct.pack(">8Q", *c._h)
+        return struct.pack(">16I", *c._h)

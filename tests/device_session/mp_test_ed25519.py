@@ -59,6 +59,12 @@ def test_sha512_fips_vectors():
         b"8e959b75dae313da8cf4f72814fc143f8f7779c6eb9f7fa17299aeadb6889018"
         b"501d289e4900f7e4331b99dec4b5433ac7d329eeb6dd26545e96e55b874be909"
     )
+    # 1000 bytes (eight blocks: the 16-word schedule ring wraps many times), every byte value;
+    # the digest is CPython's hashlib.sha512
+    assert hexlify(sha512((bytes(range(256)) * 4)[:1000]).digest()) == (
+        b"6cd2eda9bf9c0597129029b0054b81e433f6b8b7b499a75eb705efd74bac1941"
+        b"49835b1d1a14c48be696e4d588456d512a22eae7aa1b57be2b56eae7d35e08cb"
+    )
 
 
 def test_rfc8032_vectors_sign_and_verify():

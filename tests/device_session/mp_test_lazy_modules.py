@@ -1,7 +1,7 @@
 # The serving agent keeps only its hot-path modules loaded (device/session.py, "Heap"): the CBOR
-# codec, the message parsers and the crypto modules are imported for HELLO / STATUS_REQ / BEGIN
-# (or a payload only the full parser can judge) and are gone again once the reply is out, while
-# the replies stay exactly what the protocol says.
+# codec, the message parsers, the report builder and the crypto modules are imported for HELLO /
+# STATUS_REQ / BEGIN (or a payload only the full parser can judge) and are gone again once the
+# reply is out, while the replies stay exactly what the protocol says.
 # mpy-heapsize: 512k
 import gc
 import sys
@@ -22,6 +22,7 @@ LAZY = (
     "otalink.device.auth",
     "otalink.device.ed25519",
     "otalink.device.sha512",
+    "otalink.device.report",
 )
 
 

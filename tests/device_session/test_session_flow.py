@@ -72,6 +72,10 @@ def test_resume_after_link_loss(
             r = ecu.request(messages.data(off, image[off : off + c]))
             assert r[:2] == [codes.MSG_ACK, off + c], r
             acked = r[1]
+        # mid-transfer STATUS reports the transfer with every acknowledged byte
+        body, _, _ = ecu.status()
+        assert body[R.R_TRANSFER][R.T_PHASE] == codes.PH_RECEIVING
+        assert body[R.R_TRANSFER][R.T_WIRE_OFFSET] == acked == 30000
         # the line goes quiet (gateway lost the link) past the device's idle timeout
         time.sleep(0.8)
         r = ecu.request(messages.data(acked, image[acked : acked + c]))

@@ -1,0 +1,84 @@
+# The ECU's signed version report (INFO / STATUS, docs/protocol.md), built without the CBOR codec.
+# Loaded by the session per HELLO / STATUS_REQ and dropped again before ed25519 is loaded to sign,
+# so neither this code nor the codec sits in the heap beside the crypto:
+#   body(sess, nonce) -> bytes     the report body (wire.encode_report makes the same bytes:
+#                                  shortest-form heads, definite lengths; tests/device_session
+#                                  checks the host decodes it)
+#   payload(t, body, sig) -> bytearray    [t, body, sig]: what messages.info / status make
+from otalink.protocol.hotpath import put_head
+
+try:
+    from micropython import const
+except ImportError:  # CPython (tooling only)
+
+    def const(x):
+        return x
+
+
+# protocol/codes.py values this module uses, as private consts (tests/protocol/test_wire.py)
+_PROTOCOL_VERSION = const(1)
+_PH_RECEIVING = const(1)
+_RECEIVING = const(1)  # session.RECEIVING
+_MAX_BODY = const(1024)  # wire._MAX_BODY: the longest report body
+
+
+def _put(v, b, p):
+    # CBOR of uints, text, bytes and lists/tuples of them into b at p; returns the end. b is
+    # _MAX_BODY long: a longer report raises IndexError (E_INTERNAL), like wire's E_TOO_LARGE.
+    if isinstance(v, int):
+        return put_head(0, v, b, p)
+    if isinstance(v, (list, tuple)):
+        p = put_head(4, len(v), b, p)
+        for x in v:
+            p = _put(x, b, p)
+        return p
+    if isinstance(v, str):
+        v = v.encode()
+        p = put_head(3, len(v), b, p)
+    else:
+        p = put_head(2, len(v), b, p)
+    b[p : p + len(v)] = v
+    return p + len(v)
+
+
+def body(sess, nonce):
+    s = sess.slots
+    active, boot_state, last_error, slots_list, trial_boots = s.report()
+    erase_size, write_size, wbits, flags = sess.caps
+    caps = (sess.payload, sess.window, sess.slot_size, erase_size, write_size, wbits, flags)
+    phase, off, wire_len, image_len = s.transfer()
+    if sess.state == _RECEIVING and phase == _PH_RECEIVING:
+        off = sess.rx.expected
+    b = bytearray(_MAX_BODY)
+    p = _put(
+        [
+            _PROTOCOL_VERSION,
+            sess.cfg.ecu_id,
+            sess.cfg.hw_id,
+            bytes(nonce),
+            active,
+            boot_state,
+            last_error,
+            slots_list,
+            caps,
+            (phase, off, wire_len, image_len),
+            s.release_floor,
+            s.trusted_time,
+            trial_boots,
+        ],
+        b,
+        0,
+    )
+    return bytes(memoryview(b)[:p])
+
+
+def payload(t, body, sig):
+    n = len(body)
+    out = bytearray(2 + (1 if n < 24 else 2 if n < 0x100 else 3) + n + 2 + len(sig))
+    out[0] = 0x83
+    out[1] = t
+    p = put_head(2, n, out, 2)
+    out[p : p + n] = body
+    p = put_head(2, len(sig), out, p + n)
+    out[p:] = sig
+    return out
