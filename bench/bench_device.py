@@ -45,7 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MPY = ROOT / "build" / "mpy"
 OUT = ROOT / "build" / "bench" / "device.json"
 MP_SCRIPT = Path(__file__).resolve().parent / "bench_device_mp.py"
-HEAP_LADDER = ["64k", "80k", "96k", "112k", "128k", "144k", "160k", "192k", "256k"]
+HEAP_LADDER = ["32k", "40k", "48k", "56k", "64k", "72k", "80k", "96k", "112k", "128k", "160k",
+               "192k", "256k"]  # fmt: skip
 
 
 def micropython() -> str:
@@ -92,6 +93,7 @@ def bench_datapath(tmp: Path, kib: int, compress: bool) -> dict[str, Any]:
         tmp / "flash.bin", None,
     )  # fmt: skip
     cfg["line"] = {"path": "/dev/null"}
+    cfg["max_payload"] = 4096  # the cost per KiB with the largest usual frames
     write_ecu_config(cfg, tmp / "ecu.json")
     instr = messages.encode_instruction(
         "bms-1", "unix-x64-r1", "2.0.0", 2, len(image),
@@ -151,7 +153,7 @@ def whole_update(
     why = why if why is not None else []
     tmp.mkdir(parents=True, exist_ok=True)
     extra = {"max_payload": max_payload, "window": 2 * max_payload} if max_payload else None
-    chunk = (max_payload or 4096) - 16
+    chunk = (max_payload or 2048) - 16  # the unix board's max_payload, or the override
     ecu = Ecu(tmp, micropython(), MPY, heap=heap, extra=extra)
     env = {"OTALINK_MEMTRACE": "1"}
     peaks: list[int] = []
@@ -243,7 +245,7 @@ def main() -> int:
             if r is not None:
                 out["peak_heap_bytes"] = r["peak_heap_bytes"]
                 out["heap_limit_bytes"] = _heap_bytes(heap)
-                out["fits_64k"] = heap == "64k"
+                out["fits_64k"] = _heap_bytes(heap) <= 65536
                 for k in ("qstr_count", "qstr_pools", "qstr_heap_bytes"):
                     if k in r:
                         out[k] = r[k]

@@ -130,7 +130,7 @@ def bench_codeheap():
     # Live heap taken by the loaded code of the modules the serving agent keeps imported (the
     # unix port loads .mpy bytecode and its qstrs into the GC heap; boards freeze it in flash),
     # then by the groups the session imports per HELLO / STATUS_REQ / BEGIN and drops again:
-    # the codec (wire + cbor) and the crypto (auth, ed25519, sha512), which take turns.
+    # the codec (wire + cbor) and the crypto (auth, ed25519 with its SHA-512), which take turns.
     gc.collect()
     base = gc.mem_alloc()
     import otalink.device.link

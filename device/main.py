@@ -24,7 +24,7 @@ except ImportError:  # CPython (tooling only)
 _EXIT_STOP = const(0)
 _EXIT_RESET = const(64)
 _EXIT_CONFIG = const(65)
-_GC_EVERY = const(2048)
+_GC_EVERY = const(1024)
 
 
 def main(argv):

@@ -24,7 +24,7 @@
 # agent keeps only what a transfer needs: protocol/hotpath.py (DataView, ACK, RxWindow and the
 # parser of the uint-only messages END, ACTIVATE, REBOOT, CONFIRM, REVERT, ABORT, ERROR), frame.py
 # and codes.py. The full CBOR codec and message parsers (cbor, wire) and the crypto modules
-# (auth, ed25519, sha512) are imported for HELLO / STATUS_REQ / BEGIN (and for a payload the small
+# (auth, ed25519) are imported for HELLO / STATUS_REQ / BEGIN (and for a payload the small
 # parser does not take, so malformed input gets the full parser's error) and dropped again right
 # after (_lazy / _drop_lazy). main.py imports them once at start-up so their names are interned
 # while the heap is still compact.
@@ -99,7 +99,7 @@ _OUT_OF_WINDOW = const(3)
 # (package, modules) imported on demand and forgotten afterwards (see the heap note above). The two
 # groups take turns: BEGIN and HELLO/STATUS_REQ use the codec, drop it, then load the crypto.
 _CODEC = const(("otalink.protocol", ("wire", "cbor")))
-_CRYPTO = const(("otalink.device", ("auth", "ed25519", "sha512")))
+_CRYPTO = const(("otalink.device", ("auth", "ed25519")))
 _REPORT = const(("otalink.device", ("report",)))
 
 
@@ -200,6 +200,8 @@ class Session:
         self.m = [0, 0, 0, 0]  # parse_small's output, reused
         self.state = IDLE
         self.instr = None  # exact BEGIN instruction bytes of the active transfer session
+        self.params = None  # its (image_len, sha256, compression, wire_len)
+        self.ins = None  # and what its checks returned: _verify's tuple
         self.wire_len = 0
         self.last_rx = time.ticks_ms()
         self.reset_requested = False
@@ -422,24 +424,38 @@ class Session:
         wire_len = m[6]
         s = self.slots
         trusted = s.trusted_time
-        tf = self.cfg.time_floor
-        # The codec and the crypto each work in a helper's frame and hand back only plain
-        # values: a module object left in a live frame's stack slots (or an object whose methods
-        # hold a lazy module's globals) would keep that code in the heap beside the transfer's
-        # buffers.
-        fields = _decode(instr)
-        _drop(_CODEC)
-        try:
-            ins = _verify(
-                self, instr, m[2], image_len, sha, trusted if trusted > tf else tf, fields
-            )
-        finally:
-            _drop_lazy()  # before s.begin(): the transfer's buffers never sit beside that code
-        if ins[0] < 0:
-            # nothing was written: the active slot (and any other slot) is untouched
-            self.state = IDLE
-            self._error(ins[1], ins[2])
-            return
+        params = (image_len, sha, comp, wire_len)
+        if instr == self.instr and params == self.params:
+            # The live transfer again (the host reconnected): these exact bytes passed every
+            # check in this process and nothing they were checked against has changed since (the
+            # release floor and trusted time move only on CONFIRM / another instruction's BEGIN).
+            ins = self.ins
+        else:
+            if self.instr is not None:
+                # Another instruction while one is interrupted: the interrupted transfer's RAM
+                # state (decoder, running hash) goes first, as a reset would take it; its durable
+                # record stays, so it still resumes from its last checkpoint if this BEGIN is
+                # refused. The verification below needs that room.
+                self._code(s.park)
+            tf = self.cfg.time_floor
+            # The codec and the crypto each work in a helper's frame and hand back only plain
+            # values: a module object left in a live frame's stack slots (or an object whose
+            # methods hold a lazy module's globals) would keep that code in the heap beside the
+            # transfer's buffers.
+            fields = _decode(instr)
+            _drop(_CODEC)
+            try:
+                ins = _verify(
+                    self, instr, m[2], image_len, sha, trusted if trusted > tf else tf, fields
+                )
+            finally:
+                _drop_lazy()  # before s.begin(): the transfer's buffers never sit beside it
+            fields = None
+            if ins[0] < 0:
+                # nothing was written: the active slot (and any other slot) is untouched
+                self.state = IDLE
+                self._error(ins[1], ins[2])
+                return
         issued = ins[1]
         if comp == _COMP_NONE and wire_len != image_len:
             self._error(_E_WIRE_LENGTH, wire_len)
@@ -464,6 +480,8 @@ class Session:
             self._erase_progress,
         )
         self.instr = instr
+        self.params = params
+        self.ins = ins
         self.wire_len = wire_len
         rx = self.rx
         rx.window = self.window

@@ -300,6 +300,16 @@ def revert(s):
     return _E_NO_IMAGE
 
 
+def park(s):
+    # Forget the transfer's RAM state (decoder, running hash), keep its durable record: as after
+    # a reset, begin() of the same instruction then resumes from the last checkpoint. The session
+    # frees this room before it verifies another instruction.
+    s.live = 0
+    s.dio = None
+    s.sha = None
+    return _OK
+
+
 def abort(s):
     # drop the transfer in progress (or a verified, not yet activated image)
     v = s.slot[1 - s.active]

@@ -67,7 +67,7 @@ _BODY = const(220)  # struct.calcsize(REC), checked by store.init
 # (tests/device_storage/test_consts.py checks both lists against the modules' public functions)
 _START = ("boot", "trial_passed", "trial_failed")
 _OPS = ("caps", "note_time", "report", "transfer", "begin", "finish", "activate", "confirm",
-        "revert", "abort")  # fmt: skip
+        "revert", "abort", "park")  # fmt: skip
 
 
 def _op(s, name, a):

@@ -58,8 +58,8 @@ class DemoOptions:
     fail_selftest: str | None = None  # ECU id whose new image fails its self-test
     schedule_in_s: float = 4.0  # scenario "no-connection-then-schedule": install this soon
     est_install_s: int = 90
-    # MicroPython heap of each ECU (None = the runner's default, 256k: the agent needs 112k for a
-    # whole update on the 64-bit unix port (make bench-device); the rest runs the app bundle)
+    # MicroPython heap of each ECU (None = the runner's default, 80k: a whole update fits 64k on the
+    # 64-bit unix port (make bench-device); a campaign's STATUS polls mid-transfer need ~72k)
     heapsize: str | None = None
     factory: bool = True  # ECUs first get the factory release 1.0.0 (so a rollback has a target)
     signals: dict[str, Any] = field(default_factory=dict)  # overrides of the parked defaults

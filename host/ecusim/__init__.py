@@ -1,7 +1,7 @@
 """ECU runner for the MicroPython unix port: processes, configs, bundles, flash files.
 
 Public API (stable; used by the demo, tests and benches):
-    EcuProcess(config, line_path=None, flash_path=None, heapsize="256k", ...)   process.py
+    EcuProcess(config, line_path=None, flash_path=None, heapsize=DEFAULT_HEAP, ...)   process.py
     make_ecu_config(ecu_id, hw_id, director_pubkeys, ecu_seed, flash_path, line_path, ...)
     write_ecu_config(config, path)                                            config.py
     build_bundle(modules, entry, selftest) -> bytes; parse_bundle(data)       bundle.py

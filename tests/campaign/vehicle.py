@@ -17,20 +17,21 @@ from typing import Any
 import httpx
 from otalink.host.config import AgentConfig, load_config
 from otalink.host.ecusim import EcuProcess, build_bundle, make_ecu_config
+from otalink.host.ecusim.process import DEFAULT_HEAP
 from otalink.host.keys import KeyPair
 from otalink.host.line.sim import LineSim
 from otalink.host.repo.quick import RepoSet, create_repos
 from otalink.host.server.app import ServerHandle, start_server
 
 VIN = "VIN-TEST-1"
-HEAP = "192k"  # campaign tests: headroom over the 112k a whole update needs (see bundle())
+HEAP = DEFAULT_HEAP  # the runner's (see host/ecusim/process.py)
 
 
 def bundle(ecu_id: str, version: str, ok: bool = True, pad: int = 0) -> bytes:
     """An application bundle whose self-test passes (or fails), padded to a chosen size.
 
     The padding lives in a module the application never imports: importing a big literal at
-    the trial boot needs one large contiguous block of the device's 128k heap and failed now
+    the trial boot needs one large contiguous block of the device's small heap and failed now
     and then (MemoryError -> E_BOOT_CRASH -> a spurious rollback), depending on fragmentation.
     """
     app = (

@@ -24,7 +24,7 @@ from otalink.protocol import codes, messages
 from otalink.protocol.frame import FrameParser, frame
 
 # Heap of the agents in these tests: behaviour, not memory (figures: bench/bench_device.py).
-HEAP = "256k"
+HEAP = "64k"  # the unix board's budget: every session test runs in it
 ECU_ID = "bms-1"
 HW_ID = "unix-x64-r1"
 NOW = 1_780_000_000  # a fixed "now" for instructions (unix s)
@@ -79,6 +79,7 @@ class Ecu:
         write_ecu_config(cfg, self.cfg_path)
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr = b""
+        self.payload = 2048  # negotiated by hello(); the unix board's max_payload until then
 
     # ---- process ----------------------------------------------------------------------------
     def start(self, env: dict[str, str] | None = None) -> None:
@@ -186,6 +187,9 @@ class Ecu:
                 got = messages.decode_report(m[1])[messages.R_NONCE]
                 assert got in nonces, "INFO for a nonce never sent"
                 if got == nonces[-1]:
+                    # the negotiated payload: what send_data() fills DATA frames up to
+                    caps = messages.decode_report(m[1])[messages.R_CAPS]
+                    self.payload = caps[messages.C_MAX_PAYLOAD]
                     return m
                 m = self.recv(10)
         raise AssertionError("no INFO")
@@ -245,9 +249,14 @@ class Ecu:
         )
         return self.request(m, timeout=timeout)
 
-    def send_data(self, wire: bytes, start: int, chunk: int = 2048, window: int = 8192) -> int:
+    def send_data(
+        self, wire: bytes, start: int, chunk: int | None = None, window: int = 8192
+    ) -> int:
         """Stop-and-wait-free windowed send from ``start`` until every byte is ACKed; returns
-        the final ACK offset. Asserts every reply is an ACK."""
+        the final ACK offset. Asserts every reply is an ACK. ``chunk``: data bytes per frame,
+        by default as many as the payload negotiated by the last HELLO allows."""
+        if chunk is None:
+            chunk = self.payload - messages.DATA_OVERHEAD
         acked = start
         nxt = start
         inflight = 0

@@ -4,7 +4,7 @@
 from binascii import hexlify, unhexlify
 
 from otalink.device import ed25519
-from otalink.device.sha512 import sha512
+from otalink.device.ed25519 import sha512
 
 _VECTORS = (
     (

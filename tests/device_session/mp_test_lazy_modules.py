@@ -21,7 +21,6 @@ LAZY = (
     "otalink.protocol.messages",
     "otalink.device.auth",
     "otalink.device.ed25519",
-    "otalink.device.sha512",
     "otalink.device.report",
 )
 

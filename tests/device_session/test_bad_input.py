@@ -204,7 +204,7 @@ def test_garbage_on_the_line(ecu: Ecu) -> None:
     ecu.write(junk)
     ack = ecu.begin(IMAGE)
     assert ack[:2] == [codes.MSG_ACK, 0], ack
-    c = 2048
+    c = 2000
     for off in range(0, len(IMAGE), c):
         f = bytearray(frame(messages.data(off, IMAGE[off : off + c])))
         if off == c:

@@ -89,7 +89,7 @@ def update(ecu: Ecu, after_reboot_cut: int | None = None, tear: bool = False) ->
             assert ack[0] == C.MSG_ACK, ack
             off = resumed = ack[1]
             while off < len(V2):
-                r = _request(ecu, M.data(off, V2[off : off + 2048]))
+                r = _request(ecu, M.data(off, V2[off : off + 2000]))
                 assert r[0] == C.MSG_ACK, r
                 off = r[1]
             _ok(ecu, M.end(len(V2)), C.MSG_END)
