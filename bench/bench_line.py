@@ -73,11 +73,13 @@ def firmware_image() -> tuple[bytes, str]:
 # The device's window: 16 KiB, within the unix board's UART receive buffer (16640 bytes), covers
 # a 921600 baud line with 8 ms one-way latency (the agent's default is 8 KiB).
 WINDOW = 16384
+PAYLOAD = 4096  # frames as in the earlier runs (the unix board's default is 2048)
 
 
 def _rig(workdir: Path, baud: int, lat: float, heap: str) -> EcuRig:
     return EcuRig(workdir, baud=baud, latency_s=lat, heapsize=heap,
-                  config_extra={"memtrace": True, "window": WINDOW})  # fmt: skip
+                  config_extra={"memtrace": True, "window": WINDOW,
+                                "max_payload": PAYLOAD})  # fmt: skip
 
 
 def pick_heap(tmp: Path) -> str:
@@ -249,7 +251,8 @@ def write_docs(res: dict[str, Any], meta: dict[str, Any]) -> None:
         f"Run: {meta['date']}, host `{meta['host']}`, load average at start {meta['load']}, "
         f"device heap `{meta['heap']}`, firmware image `{meta['firmware']}` "
         f"({meta['firmware_bytes']} bytes), random image {IMAGE_LEN} bytes (seed 1), device "
-        f"window {WINDOW} bytes (config `window`; the agent's default is 8192).\n"
+        f"window {WINDOW} bytes (config `window`; the agent's default is 8192), frame payload "
+        f"{PAYLOAD} bytes (config `max_payload`; the unix board's default is 2048).\n"
     )
     t.append("**ratio** = image bytes / (seconds from BEGIN to the device's verified RESULT) / "
              "line rate (8N1: baud/10 bytes/s). Above 1.0 means compression carried more image "
