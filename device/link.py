@@ -49,10 +49,11 @@ class PtyLink:
 
     def wait(self, timeout_ms):
         for _fd, ev in self._rp.ipoll(timeout_ms):
-            if ev & select.POLLIN:
+            if ev & select.POLLIN and not ev & select.POLLHUP:
                 return True
-            # POLLHUP/POLLERR: no host on the other end (master closed); wait a little instead of
-            # spinning, the runner keeps the pty pair across our restarts.
+            # POLLHUP/POLLERR (Linux may set POLLIN with it; the read then fails with EIO): no
+            # host on the other end (master closed); wait a little instead of spinning, the
+            # runner keeps the pty pair across our restarts.
             time.sleep_ms(timeout_ms if timeout_ms < 50 else 50)
         return False
 

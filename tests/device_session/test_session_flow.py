@@ -192,3 +192,30 @@ def test_exit_statuses(micropython: str, mpy_tree: Path, tmp_path: Path) -> None
         assert not (tmp_path / "flash.bin").exists()
     finally:
         ecu.close()
+
+
+def _cpu_ticks(pid: int) -> int:
+    # user + system clock ticks of the process and its children (the venv's `micropython` may be
+    # a launcher with the interpreter as its child)
+    pids = [pid]
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        pids += [int(x) for x in f.read().split()]
+    total = 0
+    for p in pids:
+        with open(f"/proc/{p}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total
+
+
+def test_agent_idles_when_the_host_side_of_the_line_is_gone(ecu: Ecu) -> None:
+    # The pty master closed (the gateway process died): Linux reports POLLIN with POLLHUP and
+    # every read fails; the agent must wait, not spin on it.
+    assert ecu.proc is not None
+    os.close(ecu.master)
+    time.sleep(0.3)
+    before = _cpu_ticks(ecu.proc.pid)
+    time.sleep(2.0)
+    used = _cpu_ticks(ecu.proc.pid) - before
+    assert ecu.proc.poll() is None  # still alive, waiting for a host
+    assert used < os.sysconf("SC_CLK_TCK") // 2, used  # < 25 % of one core over 2 s
