@@ -281,7 +281,8 @@ def write_docs(res: dict[str, Any], meta: dict[str, Any]) -> None:
         ("smp_console.random.b115200.ratio", ANCHORS["smp_console"]),
         ("esptool.firmware.b115200.ratio", ANCHORS["esptool_fw"]),
         ("esptool.random.b115200.ratio", ANCHORS["esptool_random"]),
-        ("speedup_vs_mpremote.random.b115200", ">= 3x (target)"),
+        ("speedup_vs_mpremote.random.b115200", ">= 3x (target); at most ~1/mpremote's ratio"),
+        ("speedup_vs_mpremote.firmware.b115200", ">= 3x (target), the firmware image"),
         ("device.peak_heap_bytes", "64 KiB heap budget (boards/unix)"),
         ("device.deflate_wbits", "bounded window: 2**wbits bytes"),
         ("vehicle.three_ecus.time_ratio_to_one", "close to 1 (three parallel lines)"),
@@ -345,6 +346,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"mpremote random {lk} {m['ratio']:.3f}", flush=True)
             res["speedup_vs_mpremote.random.b115200"] = (
                 res["mpremote.random.b115200.seconds"] / res["ours.random.b115200.seconds"]
+            )
+            # The same firmware image both ways: what a user flashing a real image gets (random
+            # data caps ours at ~0.99 of line rate, so the random speedup is ~1 / mpremote's ratio)
+            m = mpremote(tmp, fw, 115200, 0.0)
+            res["mpremote.firmware.b115200.ratio"] = m["ratio"]
+            res["mpremote.firmware.b115200.seconds"] = m["seconds"]
+            print(f"mpremote firmware b115200 {m['ratio']:.3f}", flush=True)
+            res["speedup_vs_mpremote.firmware.b115200"] = (
+                res["mpremote.firmware.b115200.seconds"] / res["ours.firmware.b115200.seconds"]
             )
             v = vehicle(tmp, rnd, heap)
             for k, val in v.items():
