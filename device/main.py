@@ -25,53 +25,56 @@ _EXIT_STOP = const(0)
 _EXIT_RESET = const(64)
 _EXIT_CONFIG = const(65)
 _GC_EVERY = const(1024)
+_START_UP = const(("otalink.device", ("start", "config", "bundle", "boot")))
+
+
+def _intern_names(gc):
+    # Every name the agent will need, interned before anything else is allocated: qstrs are never
+    # freed, and interned here their pools and 128-byte string chunks sit together at the bottom
+    # of the heap instead of between long-lived objects (names.txt: tools/build_mpy.py). getattr
+    # with a str interns it (the lookup itself fails harmlessly). No file (frozen code): skipped.
+    try:
+        f = open(__file__.rsplit("/", 1)[0] + "/names.txt")
+    except (OSError, NameError):
+        return False
+    i = 0
+    for ln in f:
+        getattr(_intern_names, ln[:-1], None)
+        i += 1
+        if not i & 7:
+            gc.collect()  # the line strings are garbage: free them before the next pool chunk
+    f.close()
+    gc.collect()
+    return True
 
 
 def main(argv):
     import gc
 
+    # Collect after every 1 KiB allocated, for the agent's life: garbage then never piles up
+    # between long-lived objects (the GC allocates first-fit and never moves anything), and the
+    # ed25519 big-int churn at HELLO / BEGIN stays in the lowest free space. The DATA path
+    # allocates nothing, so it never triggers a collection.
     gc.threshold(_GC_EVERY)
-
-    try:
-        f = open(__file__.rsplit("/", 1)[0] + "/names.txt")
-    except (OSError, NameError):
-        f = None
-    if f is not None:
-        i = 0
-        for ln in f:
-            getattr(main, ln[:-1], None)
-            i += 1
-            if not i & 7:
-                gc.collect()
-        f.close()
-        f = None
-        gc.collect()
-
+    named = _intern_names(gc)
+    from otalink.device import session as _s
     from otalink.device import start
 
     started = start.start(argv)
     start = None
-    # Start-up only code leaves the heap: drop the modules from sys.modules and their package so
-    # the GC can free their code (on the unix port loaded .mpy code lives in the heap; boards
-    # freeze it into flash instead).
-    mod = sys.modules["otalink.device"]
-    for n in ("start", "config", "bundle", "boot"):
-        sys.modules.pop("otalink.device." + n, None)
-        if n in mod.__dict__:
-            delattr(mod, n)
-    mod = None
+    # Start-up only code leaves the heap (on the unix port loaded .mpy code lives in the heap;
+    # boards freeze it into flash instead).
+    _s._drop(_START_UP)
     if started is None:
         return _EXIT_CONFIG
     sess, memtrace = started
     started = None
-    from otalink.device import session as _s  # (loaded by start: the session's own code)
-
     gc.collect()
-    # Intern the names of the modules the session imports per HELLO/BEGIN and drops again
-    # (CBOR codec, message parsers, crypto) now: qstrs are never freed, and a qstr pool first
-    # created later would sit between the freed code and fragment the heap for good.
-    # One group at a time, as the session uses them (they never share the heap).
-    for load in (_s._messages, _s._crypto, _s._report_mod):
+    # Without names.txt (e.g. .mpy files copied to a board's filesystem without it), intern the
+    # names of the modules the session imports per HELLO / BEGIN and drops again by loading each
+    # group once now: a qstr pool first created later would sit between the freed code and
+    # fragment the heap for good. One group at a time, as the session uses them.
+    for load in () if named else (_s._messages, _s._crypto, _s._report_mod):
         try:
             load()
         except MemoryError:

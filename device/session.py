@@ -431,7 +431,7 @@ class Session:
             # release floor and trusted time move only on CONFIRM / another instruction's BEGIN).
             ins = self.ins
         else:
-            if self.instr is not None:
+            if self.instr is not None and instr != self.instr:
                 # Another instruction while one is interrupted: the interrupted transfer's RAM
                 # state (decoder, running hash) goes first, as a reset would take it; its durable
                 # record stays, so it still resumes from its last checkpoint if this BEGIN is

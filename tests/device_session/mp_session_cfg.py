@@ -1,4 +1,5 @@
-# Session settings shared by the MicroPython session tests (not a test module itself).
+# Session settings and a link shared by the MicroPython session tests (not a test module itself).
+import micropython
 
 
 class Cfg:
@@ -12,3 +13,22 @@ class Cfg:
         self.director_keys = [pub]
         self.threshold = 1
         self.ecu_seed = seed
+
+
+class RingIn:
+    # The input side of a link adapter over a RingIO (tests put frames into .ring): reads without
+    # allocating. Subclasses add write(buf, n, timeout_ms).
+    def __init__(self, size):
+        self.ring = micropython.RingIO(size)
+
+    def wait(self, timeout_ms):
+        return self.ring.any() > 0
+
+    def readinto(self, buf, n):
+        k = self.ring.any()
+        if k > n:
+            k = n
+        return self.ring.readinto(buf, k) if k else 0
+
+    def close(self):
+        pass

@@ -6,8 +6,7 @@
 import gc
 import sys
 
-import micropython
-from mp_session_cfg import Cfg
+from mp_session_cfg import Cfg, RingIn
 from otalink.device import ed25519
 from otalink.device.flash import NorFlash, geometry
 from otalink.device.session import IDLE, RECEIVING, Session
@@ -25,25 +24,13 @@ LAZY = (
 )
 
 
-class RingLink:
+class RingLink(RingIn):
     def __init__(self, size):
-        self.ring = micropython.RingIO(size)
+        super().__init__(size)
         self.out = bytearray()
-
-    def wait(self, timeout_ms):
-        return self.ring.any() > 0
-
-    def readinto(self, buf, n):
-        k = self.ring.any()
-        if k > n:
-            k = n
-        return self.ring.readinto(buf, k) if k else 0
 
     def write(self, buf, n, timeout_ms=0):
         self.out += bytes(buf[:n])
-
-    def close(self):
-        pass
 
 
 def loaded():

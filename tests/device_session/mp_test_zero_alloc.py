@@ -6,7 +6,7 @@
 # stays below 64 KiB so every locked frame is steady state.
 # mpy-heapsize: 512k
 import micropython
-from mp_session_cfg import Cfg
+from mp_session_cfg import Cfg, RingIn
 from otalink.device import ed25519
 from otalink.device.flash import NorFlash, geometry
 from otalink.device.session import RECEIVING, Session
@@ -15,29 +15,17 @@ from otalink.protocol import codes, messages
 from otalink.protocol.frame import frame
 
 
-class RingLink:
+class RingLink(RingIn):
     # link adapter over a RingIO: reads and writes without allocating
     def __init__(self, size):
-        self.ring = micropython.RingIO(size)
+        super().__init__(size)
         self.acks = 0
         self.out_bytes = 0
-
-    def wait(self, timeout_ms):
-        return self.ring.any() > 0
-
-    def readinto(self, buf, n):
-        k = self.ring.any()
-        if k > n:
-            k = n
-        return self.ring.readinto(buf, k) if k else 0
 
     def write(self, buf, n, timeout_ms=0):
         if buf[7] == codes.MSG_ACK:  # header(6) + array head, then the type
             self.acks += 1
         self.out_bytes += n
-
-    def close(self):
-        pass
 
 
 def test_data_path_allocates_nothing():

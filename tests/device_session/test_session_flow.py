@@ -84,6 +84,13 @@ def test_resume_after_link_loss(
         info = messages.decode_report(ecu.hello()[1])
         assert info[R.R_TRANSFER][R.T_PHASE] == codes.PH_RECEIVING
         assert info[R.R_TRANSFER][R.T_WIRE_OFFSET] == acked
+        # The same instruction with other BEGIN fields is not the live transfer: every check
+        # runs again (the instruction's hash / length bind the image)
+        r = ecu.begin(image, instr=instr, sha256=bytes(32))
+        assert r[:2] == [codes.MSG_ERROR, codes.E_HASH_MISMATCH], r
+        r = ecu.begin(image, instr=instr, image_len=len(image) - 1)
+        assert r[:2] == [codes.MSG_ERROR, codes.E_LENGTH_MISMATCH], r
+        # the same instruction and fields resume the live transfer: nothing is asked again
         ack = ecu.begin(image, instr=instr)
         assert ack[:2] == [codes.MSG_ACK, acked], ack  # no acknowledged byte is asked again
         sent_from = ack[1]
@@ -157,12 +164,24 @@ def test_other_begin_after_link_loss_starts_over(
     try:
         ecu.start()
         ecu.hello()
-        assert ecu.begin(first)[:2] == [codes.MSG_ACK, 0]
-        assert ecu.request(messages.data(0, first[:2000]))[:2] == [codes.MSG_ACK, 2000]
+        instr1 = ecu.instruction(first)
+        assert ecu.begin(first, instr=instr1)[:2] == [codes.MSG_ACK, 0]
+        for off in range(0, 10000, 2000):
+            r = ecu.request(messages.data(off, first[off : off + 2000]))
+            assert r[:2] == [codes.MSG_ACK, off + 2000], r
         # while the first transfer is live, another BEGIN is refused
         instr2 = ecu.instruction(second, version="2.0.1", release_counter=3)
         assert ecu.begin(second, instr=instr2)[:2] == [codes.MSG_ERROR, codes.E_BUSY]
         time.sleep(0.8)  # link lost: the session falls back to IDLE
+        ecu.hello()
+        # another instruction with a bad signature: refused, and the interrupted transfer gave
+        # up only its RAM state (parked, as a reset would): it resumes from its last durable
+        # checkpoint (8192, an erase-sector boundary), not from 0 and not from 10000
+        keyid = ecu.director[0].signature_entry(instr2)[0]
+        r = ecu.begin(second, instr=instr2, sigs=[[keyid, bytes(64)]])
+        assert r[:2] == [codes.MSG_ERROR, codes.E_SIG_INVALID], r
+        assert ecu.begin(first, instr=instr1)[:2] == [codes.MSG_ACK, 8192]
+        time.sleep(0.8)
         ecu.hello()
         # the host moved on to another image: it replaces the interrupted transfer, from 0
         assert ecu.begin(second, instr=instr2)[:2] == [codes.MSG_ACK, 0]
