@@ -16,7 +16,7 @@ all: test
 help:
 	@echo "make demo    - the embedded default: server, vehicle, 3 ECUs under MicroPython, host agent + screen"
 	@echo "make test    - lint + the whole test suite (both runtimes, real browser)"
-	@echo "make bench   - benchmarks (figures in build/bench/*.json, docs/benchmarks.md)"
+	@echo "make bench   - benchmarks (figures in build/bench/ only; make docs-figures copies them to docs/)"
 	@echo "make soak    - long sweeps: every power-cut point, 1000 faulted transfers"
 
 # ---- environment -------------------------------------------------------------
@@ -45,6 +45,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p otalink.host
+	$(BIN)/lint-imports
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
@@ -67,6 +68,7 @@ bench-protocol: $(STAMP) mpy
 
 bench-device: $(STAMP) mpy
 	$(BIN)/python -m bench.bench_device
+	$(BIN)/python -m bench.bench_component
 
 bench: sysdeps $(STAMP) mpy bench-protocol bench-device
 	$(BIN)/python -m bench.bench_line

@@ -25,7 +25,7 @@ setup(
     packages=_packages(),
     package_dir={name: folder for folder, name in ROOTS.items()},
     package_data={
-        "otalink.host": ["py.typed", "web/*", "web/**/*", "api/*.json"],
+        "otalink.host": ["py.typed", "gateway/web/*", "gateway/web/**/*", "gateway/api/*.json"],
         "otalink.protocol": ["py.typed", "*.pyi"],
     },
 )

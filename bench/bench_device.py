@@ -1,11 +1,17 @@
 """Device agent figures (``make bench-device``): prints them and writes build/bench/device.json.
 
-* ``ed25519_verify_ms``  median strict verification on the MicroPython unix port (target <= 250);
+* ``ed25519_verify_ms``  median strict verification on the MicroPython unix port (target <= 250)
+  at the agent's real heap: ``-X heapsize=64k``, the agent's ``gc.threshold(1024)`` and the heap
+  filled to the agent's live level around its ed25519 work (``ed25519_verify_live_bytes``, from
+  its memory trace); ``ed25519_verify_ms_256k``: the earlier figure (256k, default GC);
+  ``ed25519_verify_room_bytes``: the least free heap one verification still succeeds in (its
+  transient big-int peak inside, which the memory trace does not sample);
 * ``us_per_kib``         device processing per KiB of DATA: real Session + Slots + flash emulator
   fed from memory (no pty, no host); also for a deflate-compressed image;
-* ``peak_heap_bytes``    highest live heap (after a collection, sampled after every message) of a
-  whole update run by the real agent over a pty: verify, receive (deflate), write, read back,
-  activate, reboot, trial boot, confirm;
+* ``peak_heap_bytes``    highest live heap (after a collection, sampled after every message and
+  inside requests: bench/memtrace.py) of a whole update run by the real agent over a pty: verify,
+  receive (deflate), write, read back, activate, reboot, trial boot, confirm; ``peak_heap_where``
+  names the sample;
 * ``heap_limit_bytes``   the ``-X heapsize`` that whole update ran under (the smallest of a ladder
   of sizes starting at 64k that completes it); ``fail_64k``, ``fail_80k``...: the step and the
   agent's error where the update stops under each smaller size (absent once 64k fits);
@@ -34,11 +40,13 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from otalink.host.ecusim.config import make_ecu_config, write_ecu_config
 from otalink.host.keys import KeyPair
+from otalink.host.sim.ecusim.config import make_ecu_config, write_ecu_config
 from otalink.protocol import codes, messages
 from otalink.protocol.frame import frame
+from otalink.protocol.transfer import TxWindow
 
+from bench import memtrace
 from tests.device_session._agent import Ecu, app_bundle
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,13 +76,27 @@ def run_mp(*args: str, heap: str = "4m") -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench_verify() -> dict[str, Any]:
-    r = run_mp("verify", "30", heap="256k")
+AGENT_HEAP = "64k"  # the unix board's heap budget: what the agent runs under
+AGENT_GC_THRESHOLD = 1024  # device/main.py: gc.threshold(_GC_EVERY)
+
+
+def bench_verify(live: int = 0) -> dict[str, Any]:
+    """ed25519 timed as the agent runs it: ``-X heapsize=64k``, the agent's gc.threshold, the heap
+    filled to ``live`` bytes (the agent's live heap around its ed25519 work, from its memory
+    trace); also the earlier figure (256k, default GC) and the free heap one verification needs.
+    """
+    r = run_mp("verify", "30", str(live), str(AGENT_GC_THRESHOLD), heap=AGENT_HEAP)
+    roomy = run_mp("verify", "30", heap="256k")
+    room = run_mp("verifyroom", heap=AGENT_HEAP)
     return {
         "ed25519_verify_ms": round(statistics.median(r["verify_ms"]), 2),
         "ed25519_verify_ms_cold": round(r["cold_verify_ms"], 2),
         "ed25519_sign_ms": round(r["sign_ms"], 2),
         "ed25519_keygen_ms": round(r["keygen_ms"], 2),
+        "ed25519_verify_heap": AGENT_HEAP,
+        "ed25519_verify_live_bytes": r["live_bytes"],
+        "ed25519_verify_ms_256k": round(statistics.median(roomy["verify_ms"]), 2),
+        "ed25519_verify_room_bytes": room["room_bytes"],
     }
 
 
@@ -144,6 +166,24 @@ def _why(step: str, err: BaseException, ecu: Ecu) -> str:
     return f"{step}: {first}"
 
 
+def send_data(ecu: Ecu, wire: bytes, ack: list[Any], chunk: int, window: int) -> None:
+    """DATA from BEGIN's ``ack`` until the device has ACKed every byte, with the host's one
+    transfer engine (protocol/transfer.py TxWindow) over the harness's line; at most ``window``
+    bytes in flight (2 frames: the figure's setting since it was first measured)."""
+    tx = TxWindow(len(wire), chunk)
+    now = time.monotonic()
+    tx.start(now, ack[1], 0)
+    tx.on_begin_ack(ack[1], min(ack[2], window), now)
+    while not tx.done:
+        while (r := tx.next_range(time.monotonic())) is not None:
+            off, n = r
+            ecu.send(messages.data(off, wire[off : off + n]))
+        m = ecu.recv(10)  # AssertionError after 10 s of silence: the step failed
+        if m[0] != codes.MSG_ACK:
+            raise AssertionError(f"DATA -> {m}")
+        tx.on_ack(m[1], min(m[2], window), time.monotonic())
+
+
 def whole_update(
     tmp: Path, heap: str, max_payload: int | None = None, why: list[str] | None = None
 ) -> dict[str, Any] | None:
@@ -157,6 +197,7 @@ def whole_update(
     ecu = Ecu(tmp, micropython(), MPY, heap=heap, extra=extra)
     env = {"OTALINK_MEMTRACE": "1"}
     peaks: list[int] = []
+    trace = b""  # the agent's memory trace, both boots (bench/memtrace.py)
     step = "start"
     try:
         ecu.start(env)
@@ -170,33 +211,35 @@ def whole_update(
         if ack[0] != codes.MSG_ACK:
             raise AssertionError(f"BEGIN -> {ack}")
         step = "data"
-        ecu.send_data(wire, ack[1], chunk=chunk, window=2 * (chunk + 16))
+        send_data(ecu, wire, ack, chunk, window=2 * (chunk + 16))
         step = "end"
         r = ecu.request(messages.end(len(wire)), timeout=30)
         if r[2] != codes.OK:
             raise AssertionError(f"END -> {r}")
         step = "activate"
-        if ecu.request(messages.activate())[2] != codes.OK:
+        if ecu.request(ecu.command(codes.MSG_ACTIVATE))[2] != codes.OK:
             raise AssertionError("ACTIVATE")
         step = "reboot"
-        if ecu.request(messages.reboot())[2] != codes.OK or ecu.wait_exit() != 64:
+        if ecu.request(ecu.command(codes.MSG_REBOOT))[2] != codes.OK or ecu.wait_exit() != 64:
             raise AssertionError("REBOOT")
         peaks += [int(m.group(1)) for m in _MEM.finditer(ecu.stderr)]
+        trace += ecu.stderr
         step = "trial boot"
         ecu.start(env)
         ecu.hello()
         step = "confirm"
-        if ecu.request(messages.confirm())[2] != codes.OK:
+        if ecu.request(ecu.command(codes.MSG_CONFIRM))[2] != codes.OK:
             raise AssertionError("CONFIRM")
         step = "status"
         body, _, _ = ecu.status()
         if body[messages.R_SLOTS][body[messages.R_ACTIVE_SLOT]][1] != "2.0.0":
             raise AssertionError("not on 2.0.0")
-        ecu.send(messages.reboot())
+        ecu.send(ecu.command(codes.MSG_REBOOT))
         ecu.wait_exit()
         peaks += [int(m.group(1)) for m in _MEM.finditer(ecu.stderr)]
         heap_total = [int(m.group(2)) for m in _MEM.finditer(ecu.stderr)]
         qstr = [m.groups() for m in _QSTR.finditer(ecu.stderr)]
+        trace += ecu.stderr
     except (AssertionError, subprocess.TimeoutExpired, OSError) as e:
         ecu.kill()
         why.append(_why(step, e, ecu))
@@ -205,7 +248,14 @@ def whole_update(
         ecu.close()
     if len(peaks) < 2:
         return None
-    out = {"peak_heap_bytes": max(peaks), "heap_reported": heap_total[-1] if heap_total else 0}
+    out: dict[str, Any] = {
+        "peak_heap_bytes": max(peaks),
+        "heap_reported": heap_total[-1] if heap_total else 0,
+        "peak_where": memtrace.parse(trace).where,
+    }
+    crypto = [v for label, v in memtrace.samples(trace) if "auth" in label or "ed25519" in label]
+    if crypto:  # the live heap around the agent's ed25519 work (HELLO's signing, BEGIN's check)
+        out["crypto_live_bytes"] = max(crypto)
     if qstr:  # the agent's qstr pools at exit (they live in the heap and are never freed)
         out["qstr_pools"] = int(qstr[-1][0])
         out["qstr_count"] = int(qstr[-1][1])
@@ -228,7 +278,7 @@ def mpy_bytes() -> int:
 def main() -> int:
     out: dict[str, Any] = {}
     t0 = time.monotonic()
-    out.update(bench_verify())
+    crypto_live = 0
     with tempfile.TemporaryDirectory() as d:
         raw = bench_datapath(Path(d) / "raw", 256, False)
         dfl = bench_datapath(Path(d) / "deflate", 256, True)
@@ -244,6 +294,8 @@ def main() -> int:
                 out[f"fail_{heap}"] = why[-1]  # where the whole update stops under this heap
             if r is not None:
                 out["peak_heap_bytes"] = r["peak_heap_bytes"]
+                out["peak_heap_where"] = r["peak_where"]
+                crypto_live = r.get("crypto_live_bytes", 0)
                 out["heap_limit_bytes"] = _heap_bytes(heap)
                 out["fits_64k"] = _heap_bytes(heap) <= 65536
                 for k in ("qstr_count", "qstr_pools", "qstr_heap_bytes"):
@@ -261,6 +313,7 @@ def main() -> int:
                 out["peak_heap_bytes_payload_1k"] = r["peak_heap_bytes"]
                 out["heap_limit_bytes_payload_1k"] = _heap_bytes(heap)
                 break
+    out.update(bench_verify(crypto_live))
     ch = run_mp("codeheap", heap="512k")
     out["code_heap_bytes"] = ch["code_heap_bytes"]
     out["codec_code_heap_bytes"] = ch["codec_code_heap_bytes"]

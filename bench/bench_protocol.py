@@ -44,6 +44,7 @@ def wire_bytes() -> dict[str, int]:
         6,
         1_790_000_000,
         0,
+        bytes(16),
     )
     d2h += len(frame.frame(messages.info(body, bytes(64))))
     instr = messages.encode_instruction(
@@ -68,7 +69,7 @@ def wire_bytes() -> dict[str, int]:
         d2h += len(frame.frame(messages.ack(rx.expected, WINDOW, codes.PH_RECEIVING)))
         tx.on_ack(rx.expected, WINDOW)
     h2d += len(frame.frame(messages.end(IMAGE_LEN)))
-    d2h += len(frame.frame(messages.result(codes.MSG_END, codes.OK, 0)))
+    d2h += len(frame.frame(messages.result(codes.MSG_END, codes.OK, 0, bytes(16))))
     return {"host_to_device": h2d, "device_to_host": d2h, "data_frames": frames}
 
 

@@ -15,15 +15,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from otalink.host.repo.atomic import not_durable
-from otalink.host.repo.quick import create_repos
-from otalink.host.server.app import start_server
-from otalink.host.update.client import UpdateClient
-from otalink.host.update.download import Downloader
-from otalink.host.update.http import Transport
-from otalink.host.update.types import DownloadPolicy, EcuInfo, UpdateConfig
+from otalink.host.fsutil import not_durable
+from otalink.host.gateway.update.client import UpdateClient
+from otalink.host.gateway.update.download import Downloader
+from otalink.host.gateway.update.http import Transport
+from otalink.host.gateway.update.types import DownloadPolicy, EcuInfo, UpdateConfig
+from otalink.host.tools.repo.quick import create_repos
+from otalink.host.tools.server.app import start_server
 
-from tests.host_trust.netutil import CuttingProxy, nginx
+from tests.gateway.update.netutil import CuttingProxy, nginx
 
 ROOT = Path(__file__).resolve().parent.parent
 BIG = 32 * 1024 * 1024

@@ -2,6 +2,8 @@
 #
 #   check(keys, threshold, instr, sigs, ecu_id, hw_id, image_len, sha256, slot_size,
 #         release_floor, trusted_time, fields) -> (issued, version, release_counter, kind)
+#   check_g(...)  the same as a generator (ed25519 sliced: it yields between slices, so the agent
+#                 never blocks the asyncio loop for a whole verification); returns the tuple
 #       keys: trusted Director public keys (32 bytes each); fields: the instruction decoded by
 #       wire.decode_instruction(instr) earlier (or the ProtocolError it raised): the session
 #       decodes while the codec is loaded and drops it before this module and ed25519 load (the
@@ -78,7 +80,7 @@ def _sigs(keys, threshold, instr, sigs):
         known += 1
         if kid in good:
             continue
-        if len(sig) == 64 and ed25519.verify(pub, instr, sig):
+        if len(sig) == 64 and (yield from ed25519.verify_g(pub, instr, sig)):
             good.append(kid)
             if len(good) >= threshold:
                 return
@@ -89,9 +91,15 @@ def _sigs(keys, threshold, instr, sigs):
 
 def check(keys, threshold, instr, sigs, ecu_id, hw_id, image_len, sha256, slot_size, floor, now,
           f):  # fmt: skip
+    return ed25519.run(check_g(keys, threshold, instr, sigs, ecu_id, hw_id, image_len, sha256,
+                               slot_size, floor, now, f))  # fmt: skip
+
+
+def check_g(keys, threshold, instr, sigs, ecu_id, hw_id, image_len, sha256, slot_size, floor,
+            now, f):  # fmt: skip
     if not keys or threshold < 1 or threshold > len(keys):
         raise ValueError("threshold")
-    _sigs(keys, threshold, instr, sigs)
+    yield from _sigs(keys, threshold, instr, sigs)
     if isinstance(f, ProtocolError):
         raise ProtocolError(_E_BAD_INSTRUCTION, f.detail)
     issued = f[_I_ISSUED]

@@ -1,20 +1,25 @@
 # Application bundle: what a slot holds on the unix port, rp2 and stm32 (docs/device.md
 # "Bundle format"). A flat archive readable with struct, built on the host by
-# otalink.host.ecusim.bundle.build_bundle:
+# otalink.host.ecusim.bundle.build_bundle (format 1) / build_image (format 2):
 #
-#   header, 72 bytes:  magic "OTB1" | fmt u8 = 1 | flags u8 = 0 | count u16 |
-#                      entry 32s (module imported to boot the app, e.g. "app") |
-#                      selftest 32s ("module.function"; must return True)
+#   header, 72 bytes:  magic "OTB1" | fmt u8 (1 or 2) | flags u8 = 0 | count u16 |
+#     fmt 1:           entry 32s (module imported to boot the app, e.g. "app") |
+#                      selftest 32s ("module.function"; must return True on a trial boot)
+#     fmt 2:           app 32s (the application's entry module: defines `async def main(agent)`
+#                      or `def poll(agent)`; "" = an agent-only image) |
+#                      agent 32s (the agent's entry module inside the bundle, e.g.
+#                      "otalink.device.agent"; "" = no agent: the loader's recovery agent runs)
 #   table, count x 56: name 48s (file path in the bundle, "/"-separated, e.g. "app.py",
-#                      "lib/util.mpy") | offset u32 (from bundle start) | length u32
+#                      "otalink/device/agent.mpy") | offset u32 (from bundle start) | length u32
 #   data:              the files, back to back
-# All integers little-endian; names NUL-padded UTF-8. The bundle's integrity is the slot's
-# sha256 (checked at read-back and at every boot, and signed via the install instruction), so
-# the archive carries no checksum of its own.
+# All integers little-endian; names NUL-padded UTF-8; at most MAX_FILES files (a fmt-2 image
+# carries the agent tree, ~40 files, next to the application's). The bundle's integrity is the
+# slot's sha256 (checked at read-back and at every boot, and signed via the install
+# instruction), so the archive carries no checksum of its own.
 #
 # Booting a bundle = extracting it to a per-slot folder (skipped when the folder already holds
-# this sha256) and importing the entry module from there; see device/boot.py for the sequence
-# and the trial bookkeeping. boot(slots, cfg) is the entry the agent's main calls.
+# this sha256) and importing from there; device/boot.py is the loader's sequence. This module
+# is part of the loader (immutable: the base copy is always the one the loader uses).
 import struct
 
 from micropython import const
@@ -24,7 +29,7 @@ HDR = "<4sBBH32s32s"
 HDR_LEN = const(72)
 ROW = "<48sII"
 ROW_LEN = const(56)
-MAX_FILES = const(64)
+MAX_FILES = const(96)
 
 
 class BundleError(Exception):
@@ -37,22 +42,26 @@ def _name(b):
 
 
 def parse_header(hdr):
-    # -> (count, entry, selftest); hdr = the first HDR_LEN bytes
-    magic, fmt, _flags, count, entry, selftest = struct.unpack(HDR, hdr)
-    if magic != MAGIC or fmt != 1 or count > MAX_FILES:
+    # -> (fmt, count, a, b): fmt 1 (entry, selftest), fmt 2 (app, agent); hdr = HDR_LEN bytes
+    magic, fmt, _flags, count, a, b = struct.unpack(HDR, hdr)
+    if magic != MAGIC or fmt < 1 or fmt > 2 or count > MAX_FILES:
         raise BundleError("header")
-    return count, _name(entry), _name(selftest)
+    return fmt, count, _name(a), _name(b)
 
 
-def read_table(reg, image_len):
-    # -> (entry, selftest, [(name, offset, length)]) from a flash region holding the bundle
+def header(reg, image_len):
+    # the header of the bundle in a flash region: (fmt, count, a, b)
     hdr = bytearray(HDR_LEN)
     reg.read(0, hdr)
-    count, entry, selftest = parse_header(hdr)
-    end = HDR_LEN + count * ROW_LEN
-    if end > image_len:
+    h = parse_header(hdr)
+    if HDR_LEN + h[1] * ROW_LEN > image_len:
         raise BundleError("table")
-    rows = []
+    return h
+
+
+def rows(reg, image_len, count):
+    # the table, one checked row at a time (a generator: no list of ~100 names in the heap)
+    end = HDR_LEN + count * ROW_LEN
     row = bytearray(ROW_LEN)
     for i in range(count):
         reg.read(HDR_LEN + i * ROW_LEN, row)
@@ -60,8 +69,25 @@ def read_table(reg, image_len):
         name = _name(name)
         if off < end or off + ln > image_len or not name or name[0] == "/" or ".." in name:
             raise BundleError(name)
-        rows.append((name, off, ln))
-    return entry, selftest, rows
+        yield name, off, ln
+
+
+def read_table(reg, image_len):
+    # -> (fmt, a, b, [(name, offset, length)])
+    fmt, count, a, b = header(reg, image_len)
+    return fmt, a, b, list(rows(reg, image_len, count))
+
+
+def module_names(reg, image_len):
+    # the module names a bundle's files import as ("app", "lib.util", "otalink.device.agent")
+    fmt, count, _a, _b = header(reg, image_len)
+    mods = []
+    for name, _o, _l in rows(reg, image_len, count):
+        base = name.rsplit(".", 1)[0]
+        if base.endswith("/__init__"):
+            base = base[: -len("/__init__")]
+        mods.append(base.replace("/", "."))
+    return mods
 
 
 def _rmtree(path):
@@ -95,27 +121,24 @@ def _mkdirs(path):
             pass
 
 
-def extract(reg, image_len, sha_hex, folder, buf):
+def extract(reg, image_len, sha_hex, folder, buf, tick=None):
     # Write the bundle's files under folder (replacing what is there), unless folder/.sha already
-    # names this image. Returns (entry, selftest, module names).
-    entry, selftest, rows = read_table(reg, image_len)
-    mods = []
-    for name, _o, _l in rows:
-        base = name.rsplit(".", 1)[0]
-        if base.endswith("/__init__"):
-            base = base[: -len("/__init__")]
-        mods.append(base.replace("/", "."))
+    # names this image. Returns (fmt, a, b) of the header. tick() is called after each file
+    # (the loader feeds its watchdog there).
+    fmt, count, a, b = header(reg, image_len)
     try:
         with open(folder + "/.sha") as f:
             if f.read() == sha_hex:
-                return entry, selftest, mods
+                return fmt, a, b
     except OSError:
         pass
+    for _ in rows(reg, image_len, count):
+        pass  # the whole table checks out before anything is replaced
     _rmtree(folder)
     _mkdirs(folder)
     mv = memoryview(buf)
     n = len(buf)
-    for name, off, ln in rows:
+    for name, off, ln in rows(reg, image_len, count):
         if "/" in name:
             _mkdirs(folder + "/" + name.rsplit("/", 1)[0])
         with open(folder + "/" + name, "wb") as f:
@@ -126,23 +149,8 @@ def extract(reg, image_len, sha_hex, folder, buf):
                 reg.read(off + done, mv[:k])
                 f.write(mv[:k])
                 done += k
+        if tick:
+            tick()
     with open(folder + "/.sha", "w") as f:
         f.write(sha_hex)
-    return entry, selftest, mods
-
-
-def boot(slots, cfg):
-    # entry point used by device/main.py
-    import sys
-
-    from otalink.device import boot as _boot
-
-    r = _boot.run(slots, cfg)
-    # boot code is needed once: drop it so the GC can reclaim its bytecode (~8 KB)
-    import otalink.device as pkg
-
-    for name in ("boot", "bundle"):
-        sys.modules.pop("otalink.device." + name, None)
-        if name in pkg.__dict__:
-            delattr(pkg, name)
-    return r
+    return fmt, a, b

@@ -12,6 +12,9 @@ except ImportError:  # CPython (tooling only)
 
 
 _MAX_KEYS = const(8)
+# (key, default, least) of the component's times in ms
+_TIMES = (("wdt_ms", 5000, 100), ("trial_ms", 300000, 1000), ("alive_ms", 5000, 100),
+          ("poll_ms", 50, 1), ("safe_ms", 2000, 10), ("keep_ms", 60000, 0))  # fmt: skip
 
 
 class ConfigError(Exception):
@@ -80,8 +83,9 @@ class Config:
             raise ConfigError("ecu_id/hw_id")
         if not self.ecu_id or not self.hw_id or len(self.ecu_id) > 32 or len(self.hw_id) > 32:
             raise ConfigError("ecu_id/hw_id length")
-        # board "keys": {"store": "file", "ecu_key": path, "director_keys": path}: the ECU seed as
-        # 32 raw bytes, the Director keys as concatenated 32-byte public keys (docs/device.md).
+        # board "keys": {"store": "file", "ecu_key": path, "director_keys": path, "command_keys":
+        # path}: the ECU seed as 32 raw bytes, the Director and command keys as concatenated
+        # 32-byte public keys (docs/device.md).
         k = b.get("keys") or {}
         fseed = None
         fpubs = []
@@ -109,6 +113,25 @@ class Config:
             self.director_keys = fpubs
         if not self.director_keys or len(self.director_keys) > _MAX_KEYS:
             raise ConfigError("director_keys")
+        # Command keys (docs/device.md "Signed commands"): who may ACTIVATE, REBOOT, CONFIRM,
+        # REVERT, ABORT. Config "command_keys" (hex), else the board's keys.command_keys file
+        # (concatenated 32-byte keys); none at all: every command is refused (E_CMD_AUTH).
+        if "command_keys" in raw:
+            keys = raw["command_keys"]
+            if not isinstance(keys, list) or len(keys) > _MAX_KEYS:
+                raise ConfigError("command_keys")
+            self.command_keys = [_unhex(k, 32, "command_keys") for k in keys]
+        else:
+            self.command_keys = []
+            if k.get("store") == "file":
+                try:
+                    with open(k["command_keys"], "rb") as f:
+                        kr = f.read()
+                    self.command_keys = [kr[i : i + 32] for i in range(0, len(kr) - 31, 32)]
+                except (OSError, KeyError):
+                    pass
+            if len(self.command_keys) > _MAX_KEYS:
+                raise ConfigError("command_keys")
         self.threshold = raw.get("director_threshold", 1)
         if not isinstance(self.threshold, int) or not (
             1 <= self.threshold <= len(self.director_keys)
@@ -123,6 +146,15 @@ class Config:
         self.time_floor = raw.get("time_floor", 0)  # provisioning time: nothing older is valid
         self.idle_ms = raw.get("idle_ms")  # None: T_IDLE_MS
         self.run_ms = raw.get("run_ms", -1)  # -1: serve until REBOOT
+        # The component (issue 11, docs/device.md "Loader and supervisor"): the watchdog's
+        # timeout, the trial's deadline for a CONFIRM, how long the application may go without
+        # alive(), the poll form's period, the bound of on_activate, how long an interrupted
+        # transfer keeps its RAM state after the idle timeout.
+        for k, dflt, lo in _TIMES:
+            v = raw.get(k, dflt)
+            if not isinstance(v, int) or v < lo:
+                raise ConfigError(k)
+            setattr(self, k, v)
         if "line" in raw:
             self.line = raw["line"]
         else:

@@ -1,7 +1,10 @@
 # Start-up storage operations of Slots, loaded per call by Slots.__getattr__ (slots.py) and
 # dropped again (flash._mod), so the serving agent's heap holds none of this code:
 #   boot() -> (slot, action, reason)   the boot decision table (BOOT_TABLE) applied
-#   trial_passed()   trial_failed(code)   the boot sequence reports the bundle's self-test
+#   trial_passed()   trial_failed(code)   the boot sequence reports the bundle's self-test (or
+#                    the application reports healthy / not healthy: agent.healthy())
+#   note_fault(code)   record a fault of the running image (fault u8 of the state record)
+#   note_wdt()         count a watchdog reset of a trial image (wdt_trips u8), before boot()
 # and the two helpers slotops.py borrows for its rarer operations: _hash_ok (read a slot back and
 # compare its sha256: finish) and _revert_trial (host REVERT of a trial). `s` is the Slots object.
 # Actions are private consts here (no names interned): boot() returns them as integers, and
@@ -16,6 +19,7 @@ _OK = const(0)
 _E_HASH_MISMATCH = const(37)
 _E_BOOT_CRASH = const(51)
 _E_NOT_CONFIRMED = const(52)
+_E_WATCHDOG = const(53)
 _SLOT_PENDING = const(3)
 _SLOT_TRIAL = const(4)
 _SLOT_CONFIRMED = const(5)
@@ -42,6 +46,10 @@ _K_EXHAUSTED_CRASHED = const(3)  # trial boots used up, last boot never passed t
 _K_EXHAUSTED = const(4)  # trial boots used up (self-test passed, never confirmed)
 _K_ACTIVE_BAD = const(5)  # active slot's content does not match its recorded sha256
 _K_ACTIVE_OK = const(6)
+_K_EXHAUSTED_FAULT = const(7)  # trial boots used up, a fault was recorded (fault u8)
+_K_EXHAUSTED_WDT = const(8)  # trial boots used up, the watchdog reset it (wdt_trips u8)
+# reason column: "the recorded fault" (the state record's fault u8)
+_R_FAULT = const(0xFF)
 # slot-state masks (bit n = state n)
 _ALL = const(0xFF)
 _PENDING = const(1 << _SLOT_PENDING)
@@ -53,6 +61,8 @@ _CONFIRMED = const(1 << _SLOT_CONFIRMED)
 BOOT_TABLE = (
     (_ALL, _PENDING, _K_OTHER_OK, _A_START_TRIAL, _OK),
     (_ALL, _PENDING, _K_OTHER_BAD, _A_REJECT_OTHER, _E_HASH_MISMATCH),
+    (_TRIAL, _ALL, _K_EXHAUSTED_FAULT, _A_REVERT, _R_FAULT),
+    (_TRIAL, _ALL, _K_EXHAUSTED_WDT, _A_REVERT, _E_WATCHDOG),
     (_TRIAL, _ALL, _K_EXHAUSTED_CRASHED, _A_REVERT, _E_BOOT_CRASH),
     (_TRIAL, _ALL, _K_EXHAUSTED, _A_REVERT, _E_NOT_CONFIRMED),
     (_TRIAL, _ALL, _K_ACTIVE_BAD, _A_REVERT, _E_HASH_MISMATCH),
@@ -95,21 +105,26 @@ def boot(s):
                 if hashes[n] != (k == _K_OTHER_OK or k == _K_ACTIVE_OK):
                     continue
             elif k != _K_ANY:
-                exhausted = sa[2] >= s.trial_limit
-                crashed = not s.flags & _FLAG_TRIAL_OK
-                if not exhausted or (k == _K_EXHAUSTED_CRASHED and not crashed):
+                if sa[2] < s.trial_limit:
+                    continue  # not exhausted
+                if k == _K_EXHAUSTED_CRASHED and s.flags & _FLAG_TRIAL_OK:
+                    continue
+                if k == _K_EXHAUSTED_FAULT and not s.fault:
+                    continue
+                if k == _K_EXHAUSTED_WDT and not s.wdt_trips:
                     continue
             act = row[3]
             break
-        if row[4] != _OK:
-            reason = row[4]
+        why = s.fault if row[4] == _R_FAULT else row[4]
+        if why != _OK:
+            reason = why
         if act == _A_REJECT_OTHER:
             so[0] = _SLOT_REJECTED
-            s.last_error = row[4]
+            s.last_error = why
             _commit(s)
             continue
         if act == _A_REVERT:
-            _revert_trial(s, row[4])
+            _revert_trial(s, why)
             continue
         if act == _A_START_TRIAL:
             s.active = o
@@ -118,6 +133,8 @@ def boot(s):
             s.flags &= ~_FLAG_TRIAL_OK
             s.boot_state = _BOOT_TRIAL
             s.last_error = _OK
+            s.fault = 0
+            s.wdt_trips = 0
             _commit(s)
             return (o, act, reason)
         if act == _A_CONTINUE_TRIAL:
@@ -140,6 +157,22 @@ def trial_passed(s):
     if s.slot[s.active][0] == _SLOT_TRIAL and not s.flags & _FLAG_TRIAL_OK:
         s.flags |= _FLAG_TRIAL_OK
         _commit(s)
+
+
+def note_fault(s, code):
+    # a fault of the running image (the application crashed, ran out of memory, failed at import;
+    # the slot's agent failed at import; a receive probe failed): the reason a trial that runs
+    # out of boots reverts with (BOOT_TABLE), and what INFO shows
+    if s.fault != code:
+        s.fault = code
+        _commit(s)
+
+
+def note_wdt(s):
+    # the loader saw a watchdog reset and the active slot is on trial: count it (saturating);
+    # boot() right after commits it with the boot count
+    if s.slot[s.active][0] == _SLOT_TRIAL and s.wdt_trips < 255:
+        s.wdt_trips += 1
 
 
 def trial_failed(s, code):
@@ -165,6 +198,8 @@ def _revert_trial(s, reason):
     s.boot_state = _BOOT_REVERTED
     s.last_error = reason
     s.flags &= ~_FLAG_TRIAL_OK
+    s.fault = 0
+    s.wdt_trips = 0
     _commit(s)
     if s.hooks:
         s.hooks.reverted(s.active)
@@ -172,6 +207,13 @@ def _revert_trial(s, reason):
 
 def _hash_ok(s, slot):
     # read the recorded image length back from flash and compare with the recorded sha256
+    from otalink.device.flash import _run
+
+    return _run(_hash_g(s, slot))
+
+
+def _hash_g(s, slot):
+    # _hash_ok as a generator: yields every 16 KiB read (the agent's END beside an application)
     v = s.slot[slot]
     n = v[4]
     if n <= 0 or n > s.slot_size:
@@ -184,6 +226,8 @@ def _hash_ok(s, slot):
     for a in range(0, full, c):
         reg.read(a, buf)
         h.update(buf)
+        if not (a + c) & 0x3FFF:
+            yield
     if full < n:
         reg.read(full, buf)
         h.update(memoryview(buf)[: n - full])

@@ -11,6 +11,11 @@
 #     libsodium / pynacl, so both sides agree on every signature an honest signer can make.)
 # SigningKey(seed32): .public (32 bytes), .sign(msg) -> 64 bytes (deterministic, RFC 8032 5.1.6).
 # sha512(data=b""): SHA-512 (below; ed25519 is its only user).
+# Sliced forms for the agent beside an application (issue 11: nothing blocks the asyncio loop
+# for long): verify_g(pub, msg, sig), public_g(seed) and sign_g(seed, pub, msg) are generators
+# that yield every _SLICE bits of the scalar multiplication (a few ms each at the agent's heap)
+# and return the result (bool / public key / signature) as their StopIteration value;
+# run(gen) drives one to its end. The plain functions above are run() of them.
 #
 # Size over speed (the whole module is loaded per HELLO / STATUS_REQ / BEGIN and dropped again, and
 # on the unix port its code sits in the GC heap): field elements are ints reduced mod p after
@@ -299,8 +304,21 @@ def _small_order(p):
     return q[0] % P == 0 and (q[1] - q[2]) % P == 0
 
 
+_SLICE = const(16)  # bits of a scalar multiplication between two yields
+
+
+def run(g):
+    # drive a generator of this module to its end; its return value
+    try:
+        while True:
+            next(g)
+    except StopIteration as e:
+        return e.value
+
+
 def _mul2(a, ka, b, kb):
-    # [ka]a + [kb]b, scalars < 2^256: one doubling chain, joint bits (a + b made once)
+    # [ka]a + [kb]b, scalars < 2^256: one doubling chain, joint bits (a + b made once); a
+    # generator: it yields every _SLICE bits and returns the point
     ab = _add(a, b)
     q = _IDENT
     for i in range(255, -1, -1):
@@ -313,6 +331,8 @@ def _mul2(a, ka, b, kb):
             q = _add(q, a)
         elif y:
             q = _add(q, b)
+        if not i % _SLICE:
+            yield
     return q
 
 
@@ -323,8 +343,8 @@ def _h_scalar(*parts):
     return int.from_bytes(h.digest(), "little") % L
 
 
-def verify(pub, msg, sig):
-    """True iff sig (64 bytes) is a valid strict ed25519 signature of msg by pub (32 bytes)."""
+def verify_g(pub, msg, sig):
+    # verify() as a generator (it yields between slices; returns the bool)
     if len(pub) != 32 or len(sig) != 64:
         return False
     rb = bytes(sig[:32])
@@ -338,28 +358,53 @@ def verify(pub, msg, sig):
     if r is None or _small_order(r):
         return False
     k = _h_scalar(rb, pub, msg)
+    yield
     # Q = [s]B + [k](-A); -(X, Y, Z, T) = (-X, Y, Z, -T)
-    return _encode(_mul2(_B, s, (P - a[0], a[1], 1, P - a[3]), k)) == rb
+    q = yield from _mul2(_B, s, (P - a[0], a[1], 1, P - a[3]), k)
+    return _encode(q) == rb
+
+
+def verify(pub, msg, sig):
+    """True iff sig (64 bytes) is a valid strict ed25519 signature of msg by pub (32 bytes)."""
+    return run(verify_g(pub, msg, sig))
+
+
+def _secret(seed):
+    # (scalar a, prefix) of a seed (RFC 8032 5.1.5)
+    if len(seed) != 32:
+        raise ValueError("seed")
+    h = sha512(seed).digest()
+    a = bytearray(h[:32])
+    a[0] &= 248
+    a[31] &= 127
+    a[31] |= 64
+    return int.from_bytes(a, "little"), h[32:]
+
+
+def public_g(seed):
+    # the public key of a seed, sliced (a generator returning 32 bytes)
+    a, _ = _secret(seed)
+    q = yield from _mul2(_B, a, _IDENT, 0)
+    return _encode(q)
+
+
+def sign_g(seed, pub, msg):
+    # RFC 8032 5.1.6 signature of msg, sliced (a generator returning 64 bytes); pub: the seed's
+    # public key (public_g), kept by the caller so each signature costs one multiplication
+    a, prefix = _secret(seed)
+    r = _h_scalar(prefix, msg)
+    q = yield from _mul2(_B, r, _IDENT, 0)
+    rb = _encode(q)
+    k = _h_scalar(rb, pub, msg)
+    return rb + ((r + k * a) % L).to_bytes(32, "little")
 
 
 class SigningKey:
     """An ed25519 private key from its 32-byte seed (RFC 8032 5.1.5 / 5.1.6)."""
 
     def __init__(self, seed):
-        if len(seed) != 32:
-            raise ValueError("seed")
-        h = sha512(seed).digest()
-        a = bytearray(h[:32])
-        a[0] &= 248
-        a[31] &= 127
-        a[31] |= 64
-        self._a = int.from_bytes(a, "little")
-        self._prefix = h[32:]
-        self.public = _encode(_mul2(_B, self._a, _IDENT, 0))
+        self._seed = bytes(seed)
+        self.public = run(public_g(self._seed))
 
     def sign(self, msg):
-        r = _h_scalar(self._prefix, msg)
-        rb = _encode(_mul2(_B, r, _IDENT, 0))
-        k = _h_scalar(rb, self.public, msg)
-        s = (r + k * self._a) % L
-        return rb + s.to_bytes(32, "little")
+        return run(sign_g(self._seed, self.public, msg))

@@ -25,16 +25,12 @@
 # and the environment variables OTALINK_FLASH_CUT (N), OTALINK_FLASH_TEAR (0|1),
 # OTALINK_FLASH_CUT_MODE (kill|raise), which override the config.
 #
-# Heap: this module stays loaded while the agent serves (Region on every port, NorFlash on unix),
-# so it holds only the operations. Constructing the emulator, the cut itself, the slow bit check
-# of a program over programmed bytes and every other name (geometry, open_flash,
+# Heap: this module stays loaded while the agent serves (Region, _mod), so it holds only that.
+# The emulator (NorFlash, FlashViolation) is nor.py: the loader opens the flash once and hands
+# the device to the agent, so on the unix port the chip's code is loaded once whichever agent
+# runs (flash.NorFlash still finds it). Constructing the emulator, the cut itself, the slow bit
+# check of a program over programmed bytes and every other name (geometry, open_flash,
 # open_board_flash, DEFAULTS: see __getattr__ below) are in flashcfg.py, loaded per use.
-from otalink.device.errors import PowerCut
-
-
-class FlashViolation(BaseException):
-    # A program over non-erased bits or a misaligned operation: a bug in the caller.
-    pass
 
 
 def _mod(name):
@@ -54,95 +50,24 @@ def _mod(name):
     return m
 
 
+def _run(g):
+    # drive a storage generator (slotops.begin_g, finish_g, decide._hash_g) to its end in one go
+    try:
+        while True:
+            next(g)
+    except StopIteration as e:
+        return e.value
+
+
 def __getattr__(name):
-    # flash.geometry / open_flash / open_board_flash / DEFAULTS: start-up helpers in flashcfg.py
+    # flash.NorFlash / FlashViolation: the emulator, in nor.py (the "chip": an idle agent of
+    # another slot does not load it twice); flash.geometry / open_flash / open_board_flash /
+    # DEFAULTS: start-up helpers in flashcfg.py
+    if name == "NorFlash" or name == "FlashViolation":
+        from otalink.device import nor
+
+        return getattr(nor, name)
     return getattr(_mod("flashcfg"), name)
-
-
-class NorFlash:
-    def __init__(self, path, size, erase_size, write_size, cut_after=-1, tear=False,
-                 cut_mode="kill"):  # fmt: skip
-        cfg = _mod("flashcfg")
-        cfg.nor_init(self, path, size, erase_size, write_size, cut_after, tear, cut_mode)
-
-    # ---- block-device protocol ----------------------------------------------------------
-    def readblocks(self, block, buf, off=0):
-        if self.dead:
-            raise PowerCut()
-        f = self.f
-        f.seek(block * self.bs + off)
-        f.readinto(buf)
-
-    def writeblocks(self, block, buf, off=None):
-        if off is None:
-            # simple protocol: whole blocks, erase then program
-            for i in range(len(buf) // self.bs):
-                self.erase(block + i)
-            off = 0
-        self.program(block * self.bs + off, buf)
-
-    def ioctl(self, op, arg):
-        if op == 4:  # block count
-            return self.size // self.bs
-        if op == 5:  # block size
-            return self.bs
-        if op == 6:  # erase
-            self.erase(arg)
-        return 0
-
-    # ---- operations -------------------------------------------------------------------
-    def _op(self, kind, addr, buf):
-        # before every operation: trace and count it; the one after cut_after is cut instead
-        if self.dead:
-            raise PowerCut()
-        if self.trace is not None:
-            self.trace.append((kind, addr))
-        if self.ops == self.cut_after:
-            # tear it (or not), then power is lost: no return
-            _mod("flashcfg").cut(self, kind, addr, buf)
-        self.ops += 1
-
-    def erase(self, block):
-        bs = self.bs
-        addr = block * bs
-        if addr < 0 or addr + bs > self.size:
-            raise FlashViolation("erase out of range", block)
-        self._op(1, addr, None)
-        self.erases += 1
-        f = self.f
-        f.seek(addr)
-        ff = self._ff
-        for _ in range(bs // len(ff)):
-            f.write(ff)
-
-    def program(self, addr, buf):
-        n = len(buf)
-        if addr % self.ws or n % self.ws or addr < 0 or addr + n > self.size:
-            raise FlashViolation("misaligned program", addr, n)
-        # Blank check per piece (bytearray == bytes compares without allocating); a short last
-        # piece is read over a blank scratch, so the comparison still covers the whole piece.
-        # (A while loop: `for in range` with a variable step allocates a range object.)
-        f = self.f
-        old = self._old
-        ff = self._ff
-        p = len(ff)
-        f.seek(addr)
-        a = 0
-        while a < n:
-            if n - a < p:
-                old[:] = ff
-            f.readinto(old, n - a)
-            if old != ff:
-                _mod("flashcfg").check(addr + a, old, buf, a)  # only clearing bits is allowed
-            a += p
-        self._op(2, addr, buf)
-        self.programs += 1
-        f.seek(addr)
-        f.write(buf)
-
-    def close(self):
-        if not self.dead:
-            self.f.close()
 
 
 class Region:

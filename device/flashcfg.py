@@ -7,7 +7,7 @@ import os
 
 from micropython import const
 from otalink.device.errors import PowerCut
-from otalink.device.flash import FlashViolation, NorFlash
+from otalink.device.nor import FlashViolation, NorFlash
 
 _PIECE = const(256)  # emulator erase / blank-check piece
 
@@ -81,7 +81,9 @@ def open_flash(g):
     cut = _env_int("OTALINK_FLASH_CUT", g.get("cut_after", -1))
     tear = _env_int("OTALINK_FLASH_TEAR", 1 if g.get("tear") else 0) != 0
     mode = os.getenv("OTALINK_FLASH_CUT_MODE") or g.get("cut_mode", "kill")
-    return NorFlash(g["path"], g["size"], g["erase_size"], g["write_size"], cut, tear, mode)
+    f = NorFlash(g["path"], g["size"], g["erase_size"], g["write_size"], cut, tear, mode)
+    f.erase_ms = g.get("erase_ms", 0)  # emulated sector erase time (a real NOR: ~40-400 ms)
+    return f
 
 
 # ---- the NOR emulator's rare paths (flash.NorFlash) -----------------------------------------
@@ -95,6 +97,7 @@ def nor_init(self, path, size, erase_size, write_size, cut_after, tear, cut_mode
     self.dead = False
     self.ops = 0
     self.erases = 0
+    self.erase_ms = 0
     self.programs = 0
     self.trace = None  # set to a list to record (op, address) of every operation
     # One 256-byte piece of 0xFF and one of scratch, looped per piece: the emulator's RAM counts

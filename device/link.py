@@ -9,6 +9,8 @@
 # The hot path (one ACK per DATA frame) allocates nothing: poll via ipoll (reuses its result
 # tuple), stream write(buf, off, len) instead of memoryview slices.
 #   close()
+#   stream() -> the object the asyncio loop polls for input (the agent parks its line task on it)
+#   writable() -> bool    the line takes bytes now (the application port never waits for it)
 # - UartLink (uartlink.py, imported only on boards: on the unix port its code and names would
 #   sit in the heap for nothing): machine.UART (baud, rxbuf, pins from the board profile).
 # - PtyLink: unix port (no machine.UART): a pseudo-terminal slave path opened raw with termios.
@@ -79,6 +81,14 @@ class PtyLink:
                 step = _WCHUNK
             w = self._f.write(buf, pos, step)
             pos += w or 0
+
+    def stream(self):
+        return self._f
+
+    def writable(self):
+        for _ in self._wp.ipoll(0):
+            return True
+        return False
 
     def close(self):
         try:

@@ -1,11 +1,13 @@
 # The ECU's signed version report (INFO / STATUS, docs/protocol.md), built without the CBOR codec.
 # Loaded by the session per HELLO / STATUS_REQ and dropped again before ed25519 is loaded to sign,
 # so neither this code nor the codec sits in the heap beside the crypto:
-#   body(sess, nonce) -> bytes     the report body (wire.encode_report makes the same bytes:
+#   body(agent, slots, nonce) -> bytes   the report body (wire.encode_report makes the same bytes:
 #                                  shortest-form heads, definite lengths; tests/device_session
 #                                  checks the host decodes it)
 #   payload(t, body, sig) -> bytearray    [t, body, sig]: what messages.info / status make
-from otalink.protocol.hotpath import put_head
+#   run(agent, t, nonce) -> generator     INFO / STATUS: the body, then ed25519 in slices (the
+#                                         agent's line task yields between them), then the frame
+from otalink.protocol.hotpath import frame, put_head
 
 try:
     from micropython import const
@@ -16,10 +18,11 @@ except ImportError:  # CPython (tooling only)
 
 
 # protocol/codes.py values this module uses, as private consts (tests/protocol/test_wire.py)
-_PROTOCOL_VERSION = const(1)
+_PROTOCOL_VERSION = const(2)
 _PH_RECEIVING = const(1)
 _RECEIVING = const(1)  # session.RECEIVING
 _MAX_BODY = const(1024)  # wire._MAX_BODY: the longest report body
+_CRYPTO = const(("otalink.device", ("auth", "ed25519")))  # agent.CRYPTO
 
 
 def _put(v, b, p):
@@ -41,20 +44,21 @@ def _put(v, b, p):
     return p + len(v)
 
 
-def body(sess, nonce):
-    s = sess.slots
+def body(a, s, nonce):
+    # a: the agent, s: its Slots
     active, boot_state, last_error, slots_list, trial_boots = s.report()
-    erase_size, write_size, wbits, flags = sess.caps
-    caps = (sess.payload, sess.window, sess.slot_size, erase_size, write_size, wbits, flags)
+    _w, slot_size, erase_size, write_size, wbits = s.caps()
+    caps = (a.payload, a.window, slot_size, erase_size, write_size, wbits, s.cap_flags)
     phase, off, wire_len, image_len = s.transfer()
-    if sess.state == _RECEIVING and phase == _PH_RECEIVING:
-        off = sess.rx.expected
+    x = a.xfer
+    if a.state == _RECEIVING and phase == _PH_RECEIVING and x is not None:
+        off = x.rx.expected
     b = bytearray(_MAX_BODY)
     p = _put(
         [
             _PROTOCOL_VERSION,
-            sess.cfg.ecu_id,
-            sess.cfg.hw_id,
+            a.cfg.ecu_id,
+            a.cfg.hw_id,
             bytes(nonce),
             active,
             boot_state,
@@ -65,6 +69,9 @@ def body(sess, nonce):
             s.release_floor,
             s.trusted_time,
             trial_boots,
+            a.cmd_nonce,  # what the next signed command must carry
+            a.version,  # the answering agent's version (issue 11)
+            (a.app_state, s.fault, s.wdt_trips),  # the application and the trial's faults
         ],
         b,
         0,
@@ -82,3 +89,25 @@ def payload(t, body, sig):
     p = put_head(2, len(sig), out, p + n)
     out[p:] = sig
     return out
+
+
+def run(a, t, nonce):
+    # INFO / STATUS for the agent: the body, then the signature in slices (ed25519 loaded for it
+    # and dropped), then the frame
+    from otalink.device import agent as _a
+
+    s = a._slots()
+    try:
+        b = body(a, s, bytes(nonce))
+    finally:
+        a._done(s)
+        s = None
+    yield
+    ed = _a._lazy("otalink.device.ed25519")
+    seed = a.cfg.ecu_seed
+    if a.pub is None:
+        a.pub = yield from ed.public_g(seed)
+    sig = yield from ed.sign_g(seed, a.pub, b)
+    ed = None
+    _a._drop(_CRYPTO)
+    a._send_view(memoryview(frame(payload(t, b, sig))))

@@ -9,15 +9,30 @@
 # - a sector is erased only when the writer moves into it, and the newest valid record is then
 #   always in another sector; a torn erase leaves garbage that fails the CRC check;
 # - a position that is not blank (a torn record, erase garbage) is skipped, never programmed.
-# Layout of a record (little-endian, struct slots.REC), padded with 0xFF to a multiple of the
-# flash write size:
-#   magic u16 'OT', fmt u8, flags u8 (bit0: trial self-test passed), seq u32,
+# Layout of a record, format 2 (little-endian, struct slots.REC, 240 bytes + CRC), padded with
+# 0xFF to a multiple of the flash write size (the record's "pitch": 256 bytes for write sizes
+# 4..256 bytes, 512 on stm32):
+#   magic u16 'OT', fmt u8 = 2, flags u8 (bit0: the trial image passed its self-test / reported
+#   healthy in this boot), seq u32,
 #   active u8, boot_state u8, last_error u8, tslot u8 (transfer's slot, 255 = none),
 #   release_floor u32, trusted_time u32,
 #   2 x slot: state u8, kind u8, boots u8, vlen u8, release_counter u32, image_len u32,
 #             sha256 32s, version 32s,
-#   transfer: compression u8, pad 3, wire_len u32, wire_off u32, image_off u32, instr_hash 32s,
+#   transfer: compression u8, fault u8, wdt_trips u8, pad 1, wire_len u32, wire_off u32,
+#             image_off u32, instr_hash 32s, codec checkpoint 20s,
 #   crc32 u32 over all the bytes before it.
+# fault: the last fault recorded for the running image (codes E_WATCHDOG .. E_AGENT_FAILED,
+# E_PROBE_FAILED; 0 = none), cleared when a trial starts and at CONFIRM. wdt_trips: watchdog
+# resets counted during the trial (saturating at 255), cleared likewise. The codec checkpoint is
+# reserved for a transfer decoder's resume state (the delta applier's 17-byte checkpoint,
+# device/delta.py save()/load(); zeros = none).
+# This layout is a stable interface between the immutable loader and every agent version (the
+# MCUboot image trailer's role): it is never changed, only new formats added. Format 1 (issues
+# 1-10: 220 bytes, the three bytes after compression were pad = 0) stays readable by the loader
+# and every agent: it reads as fault 0, wdt_trips 0, no checkpoint. Where its pitch differs
+# (write size < 256: unix 4, esp32 16) load() also scans the fmt-1 grid; the first fmt-2 commit
+# after such a record goes to the next sector (entered, so erased), leaving the old record in
+# force until then.
 # The fields live on the Slots object (slots.py: .slot, .active, .tslot, ...); Slots.commit()
 # appends a record (it runs on the DATA path: a checkpoint every erase sector). This module is
 # the start-up part, loaded by Slots() and dropped again (flash._mod): init() is the Slots
@@ -29,21 +44,29 @@ from micropython import const
 from otalink.device.flash import _mod
 from otalink.device.slots import REC
 
+try:
+    import deflate
+except ImportError:  # a port built without it: announce deflate_wbits 0 (no compression)
+    deflate = None
+
 _MAGIC = const(0x544F)  # b"OT" little-endian
-_FMT = const(1)
+_FMT = const(2)
 _NO_SLOT = const(255)
-_BODY = const(220)  # struct.calcsize(REC)
+_BODY = const(240)  # struct.calcsize(REC)
+_BODY1 = const(220)  # struct.calcsize(REC1)
+_CK = const(20)  # the codec checkpoint area
+# Format 1, read only (its pad bytes after compression read as fault / wdt_trips 0)
+REC1 = "<HBBIBBBBIIBBBBII32s32sBBBBII32s32sBxxxIII32s"
 _CAP_DEFLATE_SEG = const(1)  # protocol/codes.py (checked by tests/protocol/test_wire.py)
 _STEP = const(256)
 
 
-def init(s, bdev, geom, regions, hooks):
-    # Every buffer a transfer needs is made here, once (the ring first, the largest block, while
-    # the heap is compact), and reused by every transfer: a BEGIN late in a fragmented heap never
-    # needs a new contiguous block.
-    from micropython import RingIO
+def init(s, bdev, geom, regions, hooks, buffers=True):
+    # Every buffer a transfer needs is made by bufs(), once (the ring first, the largest block,
+    # while the heap is compact), and reused by every transfer: a BEGIN late in a fragmented
+    # heap never needs a new contiguous block. The agent's Slots (buffers=False) holds the state
+    # only while idle: its buffers are made at BEGIN and dropped after the transfer (rest()).
     from otalink.device.flash import Region
-    from otalink.device.slots import deflate
 
     flashcfg = _mod("flashcfg")  # start-up only (see flash.py)
     g = flashcfg.geometry(geom)
@@ -64,22 +87,16 @@ def init(s, bdev, geom, regions, hooks):
     # zlib-made stream needs <= 2 * 256 + 290 = 802 input bytes per step: margin 1024. A stream
     # crafted to need more (runs of empty blocks) only fails with E_DECOMPRESS (its output is
     # hashed and never activated). Small steps keep the margin, and with it the ring, small.
-    # (slots._drain derives step and margin from steps[0].)
-    step = _STEP if chunk % _STEP == 0 else chunk
-    margin = 2 * step + 512
-    # The input ring: DATA goes through it in pieces, so it holds what a drain leaves behind
-    # (< one program unit uncompressed, < the margin deflated) plus room to take the next piece
-    # (one deflate step; uncompressed, the unit is read out as soon as it is complete).
-    s.ring = RingIO((chunk if chunk > margin else margin) + step if wb else chunk)
-    cbuf = bytearray(chunk)
-    s.cbuf = cbuf
-    # deflate output steps: views of cbuf made once (slicing a memoryview allocates)
-    s.steps = tuple(memoryview(cbuf)[i : i + step] for i in range(0, chunk, step))
+    # (slotwrite.drain derives step and margin from steps[0].)
+    s.step = _STEP if chunk % _STEP == 0 else chunk
     s.chunk = chunk
+    s.wbits = wb  # DeflateIO(ring, RAW, wbits) decodes with exactly this window
+    s.ring = s.cbuf = s.steps = None
+    if buffers:
+        bufs(s)
     s.es = es
     ss = g["slot_size"]
     s.slot_size = ss
-    s.wbits = wb  # DeflateIO(ring, RAW, wbits) decodes with exactly this window
     s.cap_flags = _CAP_DEFLATE_SEG if wb else 0
     # caps(): (window, slot_size, erase_size, write_size, deflate_wbits)
     s.capv = (g.get("window", 16384), ss, es, ws, wb)
@@ -107,7 +124,10 @@ def init(s, bdev, geom, regions, hooks):
     s.total = s.per * (reg.size // es)
     if s.per < 1 or reg.size // es < 2:
         raise ValueError("state area too small")
+    s.pitch1 = (_BODY1 + 4 + ws - 1) // ws * ws  # where fmt-1 records sit (load)
+    s.ck = bytearray(_CK)  # the transfer codec's checkpoint (reserved: zeros)
     # the transfer (none yet)
+    s.dry = False  # a receive probe (slotops.probe): nothing is written
     s.live = 0  # 1: a transfer is running in this process, 2: it is received (finish() only)
     s.dio = None
     s.sha = None
@@ -120,6 +140,26 @@ def init(s, bdev, geom, regions, hooks):
     s.t_wire = 0
     s.t_img = 0
     load(s)
+
+
+def bufs(s):
+    # The transfer's buffers, made once per Slots (kept until slotops.rest()): the input ring
+    # (first: the largest block), the program unit and its deflate output steps. DATA goes
+    # through the ring in pieces, so it holds what a drain leaves behind (< one program unit
+    # uncompressed, < the margin deflated) plus room to take the next piece (one deflate step;
+    # uncompressed, the unit is read out as soon as it is complete).
+    if s.cbuf is not None:
+        return
+    from micropython import RingIO
+
+    chunk = s.chunk
+    step = s.step
+    margin = 2 * step + 512
+    s.ring = RingIO((chunk if chunk > margin else margin) + step if s.wbits else chunk)
+    cbuf = bytearray(chunk)
+    s.cbuf = cbuf
+    # deflate output steps: views of cbuf made once (slicing a memoryview allocates)
+    s.steps = tuple(memoryview(cbuf)[i : i + step] for i in range(0, chunk, step))
 
 
 def reset(s):
@@ -135,34 +175,75 @@ def reset(s):
     s.slot = [[0, 0, 0, 0, 0, bytes(32), b""], [0, 0, 0, 0, 0, bytes(32), b""]]
     s.tslot = _NO_SLOT
     s.comp = 0
+    s.fault = 0
+    s.wdt_trips = 0
     s.wire_len = 0
     s.wire_off = 0
     s.image_off = 0
     s.instr_hash = bytes(32)
+    for i in range(_CK):
+        s.ck[i] = 0
+
+
+def _valid(buf, body):
+    # a record of `body` bytes followed by its CRC-32 at the start of buf
+    mv = memoryview(buf)[:body]
+    return crc32(mv) == struct.unpack_from("<I", buf, body)[0]
+
+
+def _scan(s, pitch, only1):
+    # -> (seq, position, fmt) of the valid record with the highest seq on the grid of `pitch`
+    # (only1: fmt-1 records only, on the old grid)
+    reg = s.sreg
+    buf = memoryview(s.rbuf)[:pitch]
+    per = reg.es // pitch
+    best = (-1, -1, 0)
+    for p in range(per * (reg.size // reg.es)):
+        reg.read(p // per * reg.es + p % per * pitch, buf)
+        if buf[0] != _MAGIC & 0xFF or buf[1] != _MAGIC >> 8:
+            continue
+        f = buf[2]
+        if (f == 2 and not only1 and _valid(buf, _BODY)) or (f == 1 and _valid(buf, _BODY1)):
+            q = struct.unpack_from("<I", buf, 4)[0]
+            if q > best[0]:
+                best = (q, p, f)
+    return best
 
 
 def load(s):
-    # Scan the whole ring; adopt the valid record with the highest seq. Returns True if one was
-    # found (False on a blank or unreadable state area: factory state).
+    # Scan the ring (and, where the pitch of fmt 1 differs, its grid too); adopt the valid record
+    # with the highest seq. Returns True if one was found (False on a blank or unreadable state
+    # area: factory state).
     reset(s)
     reg = s.sreg
-    buf = s.rbuf
-    per = s.per
-    best = -1
-    bseq = -1
-    for p in range(s.total):
-        reg.read(p // per * reg.es + p % per * len(buf), buf)
-        if buf[0] == _MAGIC & 0xFF and buf[1] == _MAGIC >> 8 and buf[2] == _FMT:
-            if crc32(s.rbody) == struct.unpack_from("<I", buf, _BODY)[0]:
-                q = struct.unpack_from("<I", buf, 4)[0]
-                if q > bseq:
-                    bseq = q
-                    best = p
-    s.pos = best
-    if best < 0:
+    rsize = len(s.rbuf)
+    best = _scan(s, rsize, False)
+    p1 = s.pitch1
+    old = None
+    if p1 != rsize:
+        old = _scan(s, p1, True)
+        if old[0] > best[0]:
+            best = old
+        else:
+            old = None
+    s.pos = best[1]
+    if best[1] < 0:
         return False
-    reg.read(best // per * reg.es + best % per * len(buf), buf)
-    v = struct.unpack_from(REC, buf, 0)
+    if old is not None:
+        # a fmt-1 record on the old grid: read it there; the next commit starts the next sector
+        # (whose entry erases it) so no new-grid position overlaps the record in force
+        per1 = reg.es // p1
+        sector = best[1] // per1
+        buf = memoryview(s.rbuf)[:p1]
+        reg.read(sector * reg.es + best[1] % per1 * p1, buf)
+        s.pos = sector * s.per + s.per - 1
+    else:
+        reg.read(best[1] // s.per * reg.es + best[1] % s.per * rsize, s.rbuf)
+    buf = s.rbuf
+    if best[2] == 1:
+        v = struct.unpack_from(REC1, buf, 0)
+    else:
+        v = struct.unpack_from(REC, buf, 0)
     s.flags = v[2]
     s.seq = v[3]
     s.active = v[4]
@@ -176,5 +257,12 @@ def load(s):
         st, kind, boots, vlen, rc, ln, sha, ver = v[i : i + 8]
         s.slot[n] = [st, kind, boots, rc, ln, sha, ver[:vlen]]
         i += 8
-    s.comp, s.wire_len, s.wire_off, s.image_off, s.instr_hash = v[i : i + 5]
+    s.comp = v[i]
+    if best[2] == 1:
+        s.wire_len, s.wire_off, s.image_off, s.instr_hash = v[i + 1 : i + 5]
+    else:
+        s.fault = v[i + 1]
+        s.wdt_trips = v[i + 2]
+        s.wire_len, s.wire_off, s.image_off, s.instr_hash = v[i + 3 : i + 7]
+        s.ck[:] = v[i + 7]
     return True

@@ -47,6 +47,15 @@ class UartLink:
             w = self._u.write(buf, pos, n - pos)
             pos += w or 0
 
+    def stream(self):
+        return self._u  # machine.UART is pollable: the asyncio loop waits on it
+
+    def writable(self):
+        try:
+            return self._u.txdone()
+        except AttributeError:
+            return True
+
     def close(self):
         try:
             self._u.deinit()

@@ -20,10 +20,10 @@ deploy: $(STAMP)
 
 hil: $(STAMP) mpy
 	@test -n "$(BOARD)" -a -n "$(PORT)" || { echo "usage: make hil BOARD=esp32 PORT=/dev/ttyUSB0 [LINE_PORT=...]"; exit 2; }
-	$(BIN)/python -m pytest tests/boards -m hardware --board $(BOARD) --port $(PORT) $(if $(LINE_PORT),--line-port $(LINE_PORT))
+	$(BIN)/python -m pytest tests/tools/deploy -m hardware --board $(BOARD) --port $(PORT) $(if $(LINE_PORT),--line-port $(LINE_PORT))
 
 hil-emulated: $(STAMP) mpy
-	$(BIN)/python -m pytest tests/boards -m hardware --board unix --port emulate
+	$(BIN)/python -m pytest tests/tools/deploy -m hardware --board unix --port emulate
 
 bench-boards: $(STAMP) mpy
 	$(BIN)/python -m bench.bench_boards

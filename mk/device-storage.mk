@@ -13,7 +13,7 @@ bench-slots: $(STAMP) mpy
 	  if MICROPYPATH=build/mpy $(BIN)/micropython -X heapsize=$${h}k -m otalink.device.slotbench \
 	     $(SLOTS_B) 256 >/dev/null 2>&1; then echo "slots_heap_limit_bytes $$((h * 1024))"; break; fi; \
 	done
-	@$(BIN)/python -c "import hashlib, sys, zlib; from otalink.host.ecu import segments; \
+	@$(BIN)/python -c "import hashlib, sys, zlib; from otalink.host.gateway.ecu import segments; \
 	  from tests.device_storage.sweep import image; img = image(4, 262144); \
 	  c = zlib.compressobj(9, zlib.DEFLATED, -10); open('build/bench/slots-d1.wire', 'wb').write(c.compress(img) + c.flush()); \
 	  open('build/bench/slots-d2.wire', 'wb').write(segments.encode(img, 10)); print(hashlib.sha256(img).hexdigest())" > build/bench/slots-sha.txt

@@ -5,7 +5,7 @@ bench-line: $(STAMP) mpy
 	$(BIN)/python -m bench.bench_line
 
 test-line: $(STAMP) mpy
-	$(BIN)/pytest -n 2 -m "not slow" tests/line tests/ecu $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 -m "not slow" tests/sim/line tests/gateway/ecu $(PYTEST_ARGS)
 
 soak-line: $(STAMP) mpy
-	$(BIN)/pytest -n 2 -m slow -s tests/line $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 -m slow -s tests/sim/line $(PYTEST_ARGS)

@@ -2,7 +2,7 @@
 .PHONY: test-trust bench-trust
 
 test-trust: $(STAMP)
-	$(BIN)/pytest -n 2 tests/host_trust $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 tests/gateway/update $(PYTEST_ARGS)
 
 # check() latency, download MB/s (embedded server, nginx), resume efficiency over 10 cuts
 bench-trust: $(STAMP)

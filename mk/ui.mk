@@ -2,7 +2,7 @@
 .PHONY: screens openapi
 
 screens: sysdeps $(STAMP) mpy
-	$(BIN)/pytest tests/ui/test_browser.py -q
+	$(BIN)/pytest tests/gateway/api/test_browser.py -q
 
 openapi: $(STAMP)
-	$(BIN)/python -m otalink.host.api.schema
+	$(BIN)/python -m otalink.host.gateway.api.schema

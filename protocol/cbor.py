@@ -1,11 +1,13 @@
 # Compact CBOR (RFC 8949) codec for exactly the otalink profile (docs/protocol.md, "CBOR profile"):
 #   major 0/1 integers within [-2**32, 2**32-1], shortest form only;
-#   major 2 byte strings and major 3 UTF-8 text strings up to MAX_STR bytes;
-#   major 4 arrays up to MAX_ITEMS items, nesting depth up to MAX_DEPTH;
+#   major 2 byte strings and major 3 UTF-8 text strings (valid UTF-8, RFC 3629) up to MAX_STR
+#   bytes; major 4 arrays up to MAX_ITEMS items, nesting depth up to MAX_DEPTH;
 #   simple values false/true/null.
-# Everything else (maps, tags, floats, undefined, indefinite lengths, non-shortest heads) raises
-# ProtocolError(E_BAD_MESSAGE); a declared length over its bound raises ProtocolError(E_TOO_LARGE)
-# before anything is allocated; truncated input is E_BAD_MESSAGE. No other exception escapes.
+# Everything else (maps, tags, floats, undefined, indefinite lengths, non-shortest heads, invalid
+# UTF-8) raises ProtocolError(E_BAD_MESSAGE); a declared length over its bound raises
+# ProtocolError(E_TOO_LARGE) before anything is allocated; truncated input is E_BAD_MESSAGE. No
+# other exception escapes. One input gets one code on both runtimes: the order of the checks is
+# the one of docs/protocol.md section 3 (initial byte, head, bound, content).
 #
 # Byte strings: decode(mv, pos) returns memoryview slices of the input (zero-copy) on both runtimes.
 # loads(data) returns bytes on CPython (convenient, hashable) and memoryview slices on MicroPython
@@ -44,6 +46,35 @@ def _big(detail):
     raise ProtocolError(_E_TOO_LARGE, detail)
 
 
+# RFC 3629 forbids what MicroPython's str() lets through: its check (py/unicode.c utf8_check) is
+# structural only (lead bytes, continuation counts, nothing cut). Once that passed, what is left
+# is found by looking for lead bytes: C0 C1 (overlong 2-byte forms) and F5..F7 (over U+10FFFF)
+# anywhere, and the second byte out of range after E0 (overlong), ED (surrogates D800..DFFF), F0
+# (overlong) and F4 (over U+10FFFF). CPython's decoder refuses all of it already; the check runs
+# on both runtimes so that both refuse exactly the same text. It costs only non-ASCII text (rare:
+# every text field is an id or a version), in C-speed scans; the loops run once per occurrence of
+# those four leads.
+_NEVER = const((b"\xc0", b"\xc1", b"\xf5", b"\xf6", b"\xf7"))
+_SECOND = const(
+    ((b"\xe0", 0xA0, 0xBF), (b"\xed", 0x80, 0x9F), (b"\xf0", 0x90, 0xBF), (b"\xf4", 0x80, 0x8F))
+)
+
+
+def _utf8_ok(b):
+    # b: bytes that str(b, "utf-8") accepted (so every lead byte has its continuation bytes)
+    for lead in _NEVER:
+        if lead in b:
+            return False
+    for lead, lo, hi in _SECOND:
+        i = b.find(lead)
+        while i >= 0:
+            c = b[i + 1]
+            if c < lo or c > hi:
+                return False
+            i = b.find(lead, i + 2)
+    return True
+
+
 # ---- decoding ------------------------------------------------------------------------------
 
 
@@ -63,6 +94,8 @@ def _dec(mv, pos, end, depth, copy):
         if ai == 22:
             return None, pos
         _bad(start)  # floats, undefined, other simple values, break
+    if major == 5 or major == 6:
+        _bad(start)  # maps and tags are outside the profile, whatever their argument
     if ai < 24:
         val = ai
     elif ai == 24:
@@ -104,24 +137,27 @@ def _dec(mv, pos, end, depth, copy):
             if copy:
                 v = bytes(v)
             return v, pos + val
+        # bytes first: MicroPython's str() of a bytes object shares its data (one copy in all)
+        b = bytes(mv[pos : pos + val])
         try:
-            s = str(mv[pos : pos + val], "utf-8")
+            s = str(b, "utf-8")
         except UnicodeError:
             _bad(start)
+        if len(s) != val and not _utf8_ok(b):  # (as many characters as bytes: ASCII)
+            _bad(start)
         return s, pos + val
-    if major == 4:
-        if val > MAX_ITEMS:
-            _big(start)
-        if depth >= MAX_DEPTH:
-            _big(start)
-        if val > end - pos:
-            _bad(start)  # every item takes at least one byte
-        out = []
-        for _ in range(val):
-            item, pos = _dec(mv, pos, end, depth + 1, copy)
-            out.append(item)
-        return out, pos
-    _bad(start)  # maps (5) and tags (6) are outside the profile
+    # major 4
+    if val > MAX_ITEMS:
+        _big(start)
+    if depth >= MAX_DEPTH:
+        _big(start)
+    if val > end - pos:
+        _bad(start)  # every item takes at least one byte
+    out = []
+    for _ in range(val):
+        item, pos = _dec(mv, pos, end, depth + 1, copy)
+        out.append(item)
+    return out, pos
 
 
 def decode(mv, pos=0, end=-1, copy=False):

@@ -9,7 +9,7 @@ except ImportError:  # CPython
         return x
 
 
-PROTOCOL_VERSION = const(1)
+PROTOCOL_VERSION = const(2)  # 2: signed commands, ERROR names its request, RESULT its nonce
 
 # ---- framing ---------------------------------------------------------------
 SOF0 = const(0xA5)
@@ -29,20 +29,33 @@ MSG_HELLO = const(0x01)  # [1, proto_ver, nonce(bstr16), host_max_payload]
 MSG_BEGIN = const(0x03)
 MSG_DATA = const(0x04)  # [4, offset, bytes]
 MSG_END = const(0x08)  # [8, wire_len]
-MSG_ACTIVATE = const(0x0A)  # [10]
-MSG_REBOOT = const(0x0B)  # [11]
-MSG_CONFIRM = const(0x0C)  # [12]
-MSG_REVERT = const(0x0D)  # [13]
-MSG_ABORT = const(0x0E)  # [14]
+# Commands: [type, cmd(bstr <= 96), keyid(bstr8), sig(bstr64)], cmd = CBOR [1, type, ecu_id,
+# cmd_nonce(bstr16)] signed by a trusted command key (docs/protocol.md "Signed commands")
+MSG_ACTIVATE = const(0x0A)
+MSG_REBOOT = const(0x0B)
+MSG_CONFIRM = const(0x0C)
+MSG_REVERT = const(0x0D)
+MSG_ABORT = const(0x0E)
 MSG_STATUS_REQ = const(0x10)  # [16, nonce(bstr16)]  -> signed STATUS
+# A receive probe: a dry-run transfer (DATA / END as for BEGIN) that writes no flash; END is
+# answered with PROBE [19, image_len, sha256, compression, wire_len] of what the device decoded
+# (docs/protocol.md "Receive probe"). [19, image_len, sha256(bstr32), compression, wire_len]
+MSG_PROBE = const(0x13)
 # Device -> host
 MSG_INFO = const(0x02)  # [2, body(bstr: CBOR array), sig(bstr64)]
 MSG_ACK = const(0x05)  # [5, offset, window, phase]
 MSG_STATUS = const(0x06)  # [6, body(bstr), sig(bstr64)]  (same body layout as INFO)
 MSG_PROGRESS = const(0x07)  # [7, phase, done, total]
-MSG_RESULT = const(0x09)  # [9, request_type, code, detail]
+MSG_RESULT = const(0x09)  # [9, request_type, code, detail, cmd_nonce(bstr16)]
+MSG_DEFER = const(0x12)  # [18, request_type, retry_after_s, reason(tstr <= 48)]: app deferred
 # Either direction
-MSG_ERROR = const(0x0F)  # [15, code, detail]
+MSG_ERROR = const(0x0F)  # [15, code, detail, request_type (0: unknown / host-originated)]
+# The application channel: [17, chan(<= 255), id, data(bstr <= 256)]; a host request has id >= 1
+# and its reply the same id, an ECU-initiated event id 0 (docs/protocol.md "Application channel")
+MSG_APP = const(0x11)
+APP_MAX_DATA = const(256)
+APP_MAX_CHAN = const(255)
+DEFER_MAX_REASON = const(48)
 
 # ---- compression -------------------------------------------------------------
 COMP_NONE = const(0)
@@ -89,10 +102,26 @@ E_BUSY = const(43)  # BEGIN while another transfer is active
 E_SELFTEST = const(50)
 E_BOOT_CRASH = const(51)
 E_NOT_CONFIRMED = const(52)
+E_WATCHDOG = const(53)  # the trial image tripped the watchdog (hung, starved the loop, died)
+E_APP_CRASH = const(54)  # the application raised
+E_APP_MEMORY = const(55)  # the application ran out of heap (MemoryError)
+E_APP_FAILED = const(56)  # the application failed at import
+E_AGENT_FAILED = const(57)  # the slot's agent failed at import
+E_NOT_HEALTHY = const(58)  # CONFIRM refused: the trial application has not reported healthy
+E_NOT_SAFE = const(59)  # ACTIVATE / REBOOT refused: outputs not safe within safe_ms
 # session (6x)
 E_TIMEOUT = const(60)
 E_ABORTED = const(61)
 E_INTERNAL = const(63)
+E_PROBE_FAILED = const(64)  # a receive probe on a trial boot failed (the REVERT's reason)
+# command authentication (7x): a refused command changes nothing
+E_CMD_AUTH = const(70)  # unsigned, unknown command key or bad signature
+E_CMD_REPLAY = const(71)  # signed, but not over the ECU's current command nonce
+E_CMD_TARGET = const(72)  # signed for another ECU or another command type
+# application channel (8x)
+E_APP_CHANNEL = const(80)  # no handler for this channel (detail = channel)
+E_APP_BUSY = const(81)  # the application's inbox is full: retry later (detail = channel)
+E_DEFERRED = const(82)  # the application deferred the request (DEFER carries the reason)
 
 # ---- slot states (persisted) --------------------------------------------------
 SLOT_EMPTY = const(0)
@@ -117,6 +146,12 @@ PH_CONFIRMED = const(7)
 BOOT_NORMAL = const(0)
 BOOT_TRIAL = const(1)
 BOOT_REVERTED = const(2)  # last trial was rolled back; reason in last_error
+
+# ---- application state (report field 15: [app_state, fault, wdt_trips]) ----------
+APP_NONE = const(0)  # no application (agent-only image, or none imported)
+APP_STARTED = const(1)  # running, not (yet) reported healthy
+APP_HEALTHY = const(2)  # reported healthy (agent.healthy(True) or its self-test passed)
+APP_FAILED = const(3)  # failed (import, crash, self-test): the agent runs alone
 
 # ---- timeouts (ms) ----------------------------------------------------------------
 T_REPLY_MS = const(2000)  # any request -> its reply

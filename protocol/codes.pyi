@@ -2,7 +2,7 @@
 
 from typing import Final
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 
 # ---- framing ---------------------------------------------------------------
 SOF0: Final = 0xA5
@@ -25,12 +25,18 @@ MSG_CONFIRM: Final = 0x0C
 MSG_REVERT: Final = 0x0D
 MSG_ABORT: Final = 0x0E
 MSG_STATUS_REQ: Final = 0x10
+MSG_PROBE: Final = 0x13
 MSG_INFO: Final = 0x02
 MSG_ACK: Final = 0x05
 MSG_STATUS: Final = 0x06
 MSG_PROGRESS: Final = 0x07
 MSG_RESULT: Final = 0x09
+MSG_DEFER: Final = 0x12
 MSG_ERROR: Final = 0x0F
+MSG_APP: Final = 0x11
+APP_MAX_DATA: Final = 256
+APP_MAX_CHAN: Final = 255
+DEFER_MAX_REASON: Final = 48
 
 # ---- compression -------------------------------------------------------------
 COMP_NONE: Final = 0
@@ -69,9 +75,23 @@ E_BUSY: Final = 43
 E_SELFTEST: Final = 50
 E_BOOT_CRASH: Final = 51
 E_NOT_CONFIRMED: Final = 52
+E_WATCHDOG: Final = 53
+E_APP_CRASH: Final = 54
+E_APP_MEMORY: Final = 55
+E_APP_FAILED: Final = 56
+E_AGENT_FAILED: Final = 57
+E_NOT_HEALTHY: Final = 58
+E_NOT_SAFE: Final = 59
 E_TIMEOUT: Final = 60
 E_ABORTED: Final = 61
 E_INTERNAL: Final = 63
+E_PROBE_FAILED: Final = 64
+E_CMD_AUTH: Final = 70
+E_CMD_REPLAY: Final = 71
+E_CMD_TARGET: Final = 72
+E_APP_CHANNEL: Final = 80
+E_APP_BUSY: Final = 81
+E_DEFERRED: Final = 82
 
 # ---- slot states (persisted) --------------------------------------------------
 SLOT_EMPTY: Final = 0
@@ -96,6 +116,12 @@ PH_CONFIRMED: Final = 7
 BOOT_NORMAL: Final = 0
 BOOT_TRIAL: Final = 1
 BOOT_REVERTED: Final = 2
+
+# ---- application state -------------------------------------------------------------
+APP_NONE: Final = 0
+APP_STARTED: Final = 1
+APP_HEALTHY: Final = 2
+APP_FAILED: Final = 3
 
 # ---- timeouts (ms) ----------------------------------------------------------------
 T_REPLY_MS: Final = 2000

@@ -6,14 +6,13 @@
 # BEGIN only and dropped again. The host gets every name here through messages.py and
 # transfer.py, which re-export them, so both ends still share one definition:
 #   put_head(major, val, buf, pos) -> pos    one CBOR head, shortest form (cbor.py's encoder too)
-#   DataView                                 DATA without allocating (messages.DataView)
-#   ack_into(buf, pos, offset, window, phase) -> end                      (messages.ack_into)
-#   parse_small(payload, out) -> type | -1   messages that are only uints, without the codec
-#   RxWindow            (transfer.RxWindow) classify() -> transfer.ACCEPT/DUP/GAP/OUT_OF_WINDOW
 #   FrameReader(max_payload)  frame.FrameParser without feed(): readinto_from(stream), next()
 #   FrameWriter, encode_frame, frame                        (re-exported by frame.py)
 # (Change: the framer moved here from frame.py so the device no longer loads frame.py: ~3 KB of
 # GC heap on the unix port. frame.py's names and behaviour are unchanged.)
+# (Change, issue 11: DataView, ack_into and RxWindow moved to datapath.py, the transfer's part,
+# and parse_small / parse_app to small.py, loaded per request: an idle agent keeps only the
+# framing here; hotpath.DataView, hotpath.parse_small etc. still work (__getattr__ below).)
 import binascii
 import sys
 
@@ -30,30 +29,11 @@ except ImportError:  # CPython
 # protocol/codes.py values this module uses, as private consts (folded by the compiler; codes.py
 # itself is ~100 names the heap would keep; tests/protocol/test_wire.py checks the copies)
 _DEFAULT_PAYLOAD = const(4096)
-_E_BAD_MESSAGE = const(10)
 _E_TOO_LARGE = const(13)
 _MAX_PAYLOAD_ABS = const(8192)
 _MIN_PAYLOAD = const(256)
-_MSG_ABORT = const(0xE)
-_MSG_ACK = const(0x5)
-_MSG_ACTIVATE = const(0xA)
-_MSG_DATA = const(0x4)
-_MSG_END = const(0x8)
-_MSG_ERROR = const(0xF)
-_MSG_HELLO = const(0x1)
-_MSG_STATUS_REQ = const(0x10)
-_MSG_PROGRESS = const(0x7)
-_MSG_RESULT = const(0x9)
 
 _MAX_UINT = const(0xFFFFFFFF)
-# Constants are private (const() folds them, no name is interned on the device); the public
-# names with the same values are in messages.py / transfer.py (tests/protocol/test_wire.py).
-_MAX_DATA = const(8176)  # _MAX_PAYLOAD_ABS - messages.DATA_OVERHEAD
-
-_ACCEPT = const(0)  # offset == expected and inside the window: write it, advance
-_DUP = const(1)  # offset < expected: already have it; drop, re-ACK expected
-_GAP = const(2)  # expected < offset, inside the window: a frame was lost; drop, ACK expected
-_OUT_OF_WINDOW = const(3)  # past offset + window (or past wire_len): ERROR E_OUT_OF_WINDOW
 
 _SOF0 = const(0xA5)  # framing (frame.py has the same)
 _SOF1 = const(0x5A)
@@ -88,207 +68,6 @@ def put_head(major, val, buf, pos):
     buf[pos + 3] = (val >> 8) & 0xFF
     buf[pos + 4] = val & 0xFF
     return pos + 5
-
-
-def ack_into(buf, pos, offset, window, phase):
-    """Write an ACK payload into buf at pos without allocating; returns the end position."""
-    if pos + 17 > len(buf):
-        raise ProtocolError(_E_TOO_LARGE, pos)
-    buf[pos] = 0x84
-    buf[pos + 1] = _MSG_ACK
-    pos = put_head(0, offset, buf, pos + 2)
-    pos = put_head(0, window, buf, pos)
-    return put_head(0, phase, buf, pos)
-
-
-def parse_small(mv, out):
-    """Parse a message made of uints only (END, ACTIVATE, REBOOT, CONFIRM, REVERT, ABORT, ERROR,
-    ACK, PROGRESS, RESULT) or of uints and one 16-byte nonce (HELLO, STATUS_REQ: the nonce is a
-    memoryview into mv) into out[0..] (a list of >= 4 items, reused); returns its type.
-
-    Returns -1 for anything else, well-formed or not: messages.parse() then decodes it or
-    raises the error it deserves, so both paths accept and reject exactly the same payloads.
-    """
-    end = len(mv)
-    if end < 2:
-        return -1
-    n = mv[0] - 0x80
-    t = mv[1]
-    # fields after the type (-1: not one of these messages), and which one is the nonce
-    nb = -1
-    if t == _MSG_END:
-        k = 1
-    elif t == _MSG_HELLO:
-        k = 3
-        nb = 2
-    elif t == _MSG_STATUS_REQ:
-        k = 1
-        nb = 1
-    elif _MSG_ACTIVATE <= t <= _MSG_ABORT:
-        k = 0
-    elif t == _MSG_ERROR:
-        k = 2
-    elif t == _MSG_ACK or t == _MSG_PROGRESS or t == _MSG_RESULT:
-        k = 3
-    else:
-        return -1
-    if n != k + 1:
-        return -1
-    out[0] = t
-    p = 2
-    i = 1
-    while i < n:
-        # a shortest-form major-0 head; anything else goes to the full parser
-        if p >= end:
-            return -1
-        v = mv[p]
-        if i == nb:
-            # the nonce: a bstr of exactly 16 bytes (head 0x50)
-            if v != 0x50 or p + 17 > end:
-                return -1
-            out[i] = mv[p + 1 : p + 17]
-            p += 17
-            i += 1
-            continue
-        if v < 24:
-            p += 1
-        elif v == 24 and p + 2 <= end:
-            v = mv[p + 1]
-            p += 2
-            if v < 24:
-                return -1
-        elif v == 25 and p + 3 <= end:
-            v = (mv[p + 1] << 8) | mv[p + 2]
-            p += 3
-            if v < 0x100:
-                return -1
-        elif v == 26 and p + 5 <= end:
-            v = (mv[p + 1] << 24) | (mv[p + 2] << 16) | (mv[p + 3] << 8) | mv[p + 4]
-            p += 5
-            if v < 0x10000:
-                return -1
-        else:
-            return -1
-        out[i] = v
-        i += 1
-    if t == _MSG_HELLO and out[3] < _MIN_PAYLOAD:
-        return -1  # the full parser's bound on host_max_payload
-    return t if p == end else -1
-
-
-class DataView:
-    """Zero-allocation DATA parser: parse(payload_mv) sets .offset and .data (a memoryview).
-
-    Returns True for a DATA payload in the profile, False for any other message type (so the
-    caller falls back to parse()), and raises ProtocolError for a malformed DATA payload.
-    .data views payload_mv and is valid as long as payload_mv is. The view is cached and reused
-    while (payload_mv, start, length) repeat, as they do for same-size frames of a transfer.
-    """
-
-    def __init__(self):
-        self.offset = 0
-        self.data = None
-        self._src = None
-        self._s = -1
-        self._n = -1
-
-    def parse(self, mv):
-        end = len(mv)
-        if end < 2 or mv[0] != 0x83 or mv[1] != _MSG_DATA:
-            return False
-        if end < 4:
-            raise ProtocolError(_E_BAD_MESSAGE, end)
-        # offset: major 0, shortest form
-        ib = mv[2]
-        p = 3
-        if ib < 24:
-            off = ib
-        elif ib == 24:
-            off = mv[3]
-            p = 4
-            if off < 24:
-                raise ProtocolError(_E_BAD_MESSAGE, 2)
-        elif ib == 25:
-            if end < 5:
-                raise ProtocolError(_E_BAD_MESSAGE, 2)
-            off = (mv[3] << 8) | mv[4]
-            p = 5
-            if off < 0x100:
-                raise ProtocolError(_E_BAD_MESSAGE, 2)
-        elif ib == 26:
-            if end < 7:
-                raise ProtocolError(_E_BAD_MESSAGE, 2)
-            off = (mv[3] << 24) | (mv[4] << 16) | (mv[5] << 8) | mv[6]
-            p = 7
-            if off < 0x10000:
-                raise ProtocolError(_E_BAD_MESSAGE, 2)
-        else:
-            raise ProtocolError(_E_TOO_LARGE if ib == 27 else _E_BAD_MESSAGE, 2)
-        # data: major 2, shortest form, 1..MAX_DATA bytes, exactly to the end of the payload
-        if p >= end:
-            raise ProtocolError(_E_BAD_MESSAGE, p)
-        ib = mv[p]
-        if ib < 0x40 or ib > 0x5B:
-            raise ProtocolError(_E_BAD_MESSAGE, p)
-        ai = ib & 31
-        if ai < 24:
-            n = ai
-            p += 1
-        elif ai == 24:
-            if p + 2 > end:
-                raise ProtocolError(_E_BAD_MESSAGE, p)
-            n = mv[p + 1]
-            p += 2
-            if n < 24:
-                raise ProtocolError(_E_BAD_MESSAGE, p)
-        elif ai == 25:
-            if p + 3 > end:
-                raise ProtocolError(_E_BAD_MESSAGE, p)
-            n = (mv[p + 1] << 8) | mv[p + 2]
-            p += 3
-            if n < 0x100:
-                raise ProtocolError(_E_BAD_MESSAGE, p)
-        else:
-            raise ProtocolError(_E_TOO_LARGE if ai <= 27 else _E_BAD_MESSAGE, p)
-        if n > _MAX_DATA:
-            raise ProtocolError(_E_TOO_LARGE, p)
-        if n == 0 or p + n != end:
-            raise ProtocolError(_E_BAD_MESSAGE, p)
-        self.offset = off
-        if mv is not self._src or p != self._s or n != self._n:
-            self.data = mv[p : p + n]
-            self._src = mv
-            self._s = p
-            self._n = n
-        return True
-
-
-class RxWindow:
-    """Device side: expected offset and window; classify() each DATA frame, accept() what was
-    written. resume(offset) restarts at a durable offset."""
-
-    def __init__(self, window, wire_len=0xFFFFFFFF, expected=0):
-        self.window = window
-        self.wire_len = wire_len
-        self.expected = expected
-
-    def resume(self, offset):
-        self.expected = offset
-
-    def classify(self, offset, n):
-        exp = self.expected
-        if offset < exp:
-            return _DUP
-        end = offset + n
-        if n <= 0 or end > exp + self.window or end > self.wire_len:
-            return _OUT_OF_WINDOW
-        if offset > exp:
-            return _GAP
-        return _ACCEPT
-
-    def accept(self, n):
-        self.expected += n
-        return self.expected
 
 
 # ---- framing (docs/protocol.md "Frame"; frame.py's comment tells how the parser works) ----------
@@ -513,3 +292,17 @@ class FrameWriter:
         crc = binascii.crc32(self._crc_view) & 0xFFFFFFFF
         _put_crc(self.buf, end, crc)
         return self._frame_view
+
+
+def __getattr__(name):
+    # The transfer's shortcuts live in datapath.py (an idle agent keeps only this module);
+    # hotpath.DataView / RxWindow / ack_into still find them.
+    if name in ("DataView", "RxWindow", "ack_into"):
+        from otalink.protocol import datapath
+
+        return getattr(datapath, name)
+    if name in ("parse_small", "parse_app"):
+        from otalink.protocol import small
+
+        return getattr(small, name)
+    raise AttributeError(name)

@@ -1,10 +1,11 @@
-# Validating parsers and the two signed-body codecs (install instruction, INFO/STATUS report): the
-# part of the message layer the device needs (docs/protocol.md, "Messages"). messages.py
-# re-exports every public name here and adds the builders and the public field-index constants;
-# the device imports this module (not messages.py) for HELLO / STATUS_REQ / BEGIN only and drops
-# it again (heap notes in device/session.py), so it keeps its constants private (const() folds
-# them and no name is interned). Their values equal messages' public ones
-# (tests/protocol/test_wire.py).
+# Validating parsers and the install instruction's decoder: the part of the message layer the
+# device needs (docs/protocol.md, "Messages"). messages.py re-exports every public name here and
+# adds the builders, the report codec (encode_report / decode_report: the device builds its
+# report with device/report.py, so that code stays out of its heap) and the public field-index
+# constants; the device imports this module (not messages.py) for BEGIN (and payloads only the
+# full parser judges) and drops it again (heap notes in device/session.py), so it keeps its
+# constants private (const() folds them and no name is interned). Their values equal messages'
+# public ones (tests/protocol/test_wire.py).
 from otalink.protocol import cbor
 from otalink.protocol.errors import ProtocolError
 
@@ -18,11 +19,11 @@ except ImportError:  # CPython
 
 # protocol/codes.py values this module uses, as private consts (folded by the compiler; codes.py
 # itself is ~100 names the heap would keep; tests/protocol/test_wire.py checks the copies)
-_BOOT_REVERTED = const(2)
 _COMP_DEFLATE_SEG = const(2)
 _COMP_NONE = const(0)
 _E_BAD_INSTRUCTION = const(39)
 _E_BAD_MESSAGE = const(10)
+_E_CMD_AUTH = const(70)
 _E_TOO_LARGE = const(13)
 _E_UNKNOWN_TYPE = const(11)
 _MIN_PAYLOAD = const(256)
@@ -42,8 +43,12 @@ _MSG_RESULT = const(0x9)
 _MSG_REVERT = const(0xD)
 _MSG_STATUS = const(0x6)
 _MSG_STATUS_REQ = const(0x10)
-_PROTOCOL_VERSION = const(1)
-_SLOT_REJECTED = const(6)
+_MSG_APP = const(0x11)
+_MSG_DEFER = const(0x12)
+_MSG_PROBE = const(0x13)
+_APP_MAX_CHAN = const(255)
+_APP_MAX_DATA = const(256)
+_DEFER_MAX_REASON = const(48)
 
 _INSTR_FMT = const(1)
 _I_ECU_ID = const(1)
@@ -60,6 +65,7 @@ _I_VERSION = const(3)
 _KEYID_LEN = const(8)
 _KIND_FIRMWARE = const(1)
 _MAX_BODY = const(1024)
+_MAX_CMD = const(96)
 _MAX_DATA = const(8176)
 _MAX_ID = const(32)
 _MAX_INSTR = const(512)
@@ -67,26 +73,8 @@ _MAX_SIGS = const(4)
 _MAX_TARGET = const(64)
 _MAX_UINT = const(0xFFFFFFFF)
 _NONCE_LEN = const(16)
-_R_ACTIVE_SLOT = const(4)
-_R_BOOT_STATE = const(5)
-_R_CAPS = const(8)
-_R_ECU_ID = const(1)
-_R_HW_ID = const(2)
-_R_LAST_ERROR = const(6)
-_R_NONCE = const(3)
-_R_PROTO = const(0)
-_R_RELEASE_FLOOR = const(10)
-_R_SLOTS = const(7)
-_R_TRANSFER = const(9)
-_R_TRIAL_BOOTS = const(12)
-_R_TRUSTED_TIME = const(11)
 _SHA256_LEN = const(32)
 _SIG_LEN = const(64)
-_S_IMAGE_LEN = const(3)
-_S_RELEASE = const(2)
-_S_SHA256 = const(4)
-_S_STATE = const(0)
-_S_VERSION = const(1)
 
 
 # ---- validation helpers -------------------------------------------------------------------------
@@ -99,6 +87,8 @@ _SIGS = const(3)
 _UINT = const((_U, 0, _MAX_UINT))
 _NONCE = const((_B, _NONCE_LEN, _NONCE_LEN))
 _SIG = const((_B, _SIG_LEN, _SIG_LEN))
+# a signed command: [type, cmd bstr, keyid bstr8, sig bstr64] (docs/protocol.md "Signed commands")
+_CMD = const(((_B, 1, _MAX_CMD), (_B, _KEYID_LEN, _KEYID_LEN), _SIG))
 
 SPECS = {
     _MSG_HELLO: (_UINT, _NONCE, (_U, _MIN_PAYLOAD, _MAX_UINT)),
@@ -116,14 +106,18 @@ SPECS = {
     _MSG_STATUS: ((_B, 1, _MAX_BODY), _SIG),
     _MSG_PROGRESS: (_UINT, _UINT, _UINT),
     _MSG_END: (_UINT,),
-    _MSG_RESULT: (_UINT, _UINT, _UINT),
-    _MSG_ACTIVATE: (),
-    _MSG_REBOOT: (),
-    _MSG_CONFIRM: (),
-    _MSG_REVERT: (),
-    _MSG_ABORT: (),
-    _MSG_ERROR: (_UINT, _UINT),
+    _MSG_RESULT: (_UINT, _UINT, _UINT, _NONCE),
+    _MSG_ACTIVATE: _CMD,
+    _MSG_REBOOT: _CMD,
+    _MSG_CONFIRM: _CMD,
+    _MSG_REVERT: _CMD,
+    _MSG_ABORT: _CMD,
+    _MSG_ERROR: (_UINT, _UINT, _UINT),
     _MSG_STATUS_REQ: (_NONCE,),
+    # issue 11: the application channel, an application's deferral, the receive probe
+    _MSG_APP: ((_U, 0, _APP_MAX_CHAN), _UINT, (_B, 0, _APP_MAX_DATA)),
+    _MSG_DEFER: (_UINT, _UINT, (_T, 0, _DEFER_MAX_REASON)),
+    _MSG_PROBE: (_UINT, (_B, _SHA256_LEN, _SHA256_LEN), (_U, _COMP_NONE, _COMP_DEFLATE_SEG), _UINT),
 }
 
 
@@ -182,7 +176,9 @@ def parse(payload, copy=None):
     """Decode and validate one message payload; returns [type, ...fields].
 
     E_BAD_MESSAGE: not a CBOR array in the profile, wrong arity or field type;
-    E_UNKNOWN_TYPE: type not a MSG_* code; E_TOO_LARGE: a length over its bound.
+    E_UNKNOWN_TYPE: type not a MSG_* code; E_TOO_LARGE: a length over its bound;
+    E_CMD_AUTH: a command (ACTIVATE .. ABORT) that is not [type, cmd, keyid, sig], e.g. the
+    unsigned [type] of protocol version 1 (detail 0: not signed).
     """
     msg = cbor.loads(payload, copy)
     if not isinstance(msg, list) or not msg:
@@ -194,6 +190,9 @@ def parse(payload, copy=None):
     if spec is None:
         raise ProtocolError(_E_UNKNOWN_TYPE, t if t <= 0xFFFF else 0)
     if len(msg) != len(spec) + 1:
+        # an unsigned (old-style) command is refused as such, not as a malformed message
+        if _MSG_ACTIVATE <= t <= _MSG_ABORT:
+            raise ProtocolError(_E_CMD_AUTH, 0)
         raise ProtocolError(_E_BAD_MESSAGE, len(msg))
     i = 1
     for s in spec:
@@ -231,76 +230,12 @@ def decode_instruction(data):
     return v
 
 
-def encode_report(
-    ecu_id,
-    hw_id,
-    nonce,
-    active_slot,
-    boot_state,
-    last_error,
-    slots,
-    caps,
-    transfer,
-    release_floor,
-    trusted_time,
-    trial_boots,
-    proto_ver=_PROTOCOL_VERSION,
-):
-    """slots: 2 x [state, version, release_counter, image_len, sha256 (32 bytes or b"")];
-    caps: 7 uints (see C_*); transfer: [phase, wire_offset, wire_len, image_len]."""
-    out = cbor.dumps(
-        [
-            proto_ver,
-            ecu_id,
-            hw_id,
-            nonce,
-            active_slot,
-            boot_state,
-            last_error,
-            [list(s) for s in slots],
-            list(caps),
-            list(transfer),
-            release_floor,
-            trusted_time,
-            trial_boots,
-        ]
-    )
-    decode_report(out)
-    return out
+def __getattr__(name):
+    # The report codec is host-side (messages.py): the device builds its report with
+    # device/report.py and never needs this code in its heap at BEGIN. Old callers of
+    # wire.encode_report / wire.decode_report still find them.
+    if name == "decode_report" or name == "encode_report":
+        from otalink.protocol import messages
 
-
-def decode_report(data):
-    """Decode and validate a report body; E_BAD_MESSAGE / E_TOO_LARGE (detail = field index)."""
-    if len(data) > _MAX_BODY:
-        raise ProtocolError(_E_TOO_LARGE, 0)
-    v = cbor.loads(data)
-    err = _E_BAD_MESSAGE
-    if not isinstance(v, list) or len(v) != 13:
-        raise ProtocolError(err, 0xFF)
-    for i in (_R_PROTO, _R_LAST_ERROR, _R_RELEASE_FLOOR, _R_TRUSTED_TIME, _R_TRIAL_BOOTS):
-        _check(v[i], _UINT, i, err)
-    _check(v[_R_ECU_ID], (_T, 0, _MAX_ID), _R_ECU_ID, err)
-    _check(v[_R_HW_ID], (_T, 0, _MAX_ID), _R_HW_ID, err)
-    _check(v[_R_NONCE], _NONCE, _R_NONCE, err)
-    _check(v[_R_ACTIVE_SLOT], (_U, 0, 1), _R_ACTIVE_SLOT, err)
-    _check(v[_R_BOOT_STATE], (_U, 0, _BOOT_REVERTED), _R_BOOT_STATE, err)
-    slots = v[_R_SLOTS]
-    if not isinstance(slots, list) or len(slots) != 2:
-        raise ProtocolError(err, _R_SLOTS)
-    for s in slots:
-        if not isinstance(s, list) or len(s) != 5:
-            raise ProtocolError(err, _R_SLOTS)
-        _check(s[_S_STATE], (_U, 0, _SLOT_REJECTED), _R_SLOTS, err)
-        _check(s[_S_VERSION], (_T, 0, _MAX_ID), _R_SLOTS, err)
-        _check(s[_S_RELEASE], _UINT, _R_SLOTS, err)
-        _check(s[_S_IMAGE_LEN], _UINT, _R_SLOTS, err)
-        _check(s[_S_SHA256], (_B, 0, _SHA256_LEN), _R_SLOTS, err)
-        if len(s[_S_SHA256]) not in (0, _SHA256_LEN):
-            raise ProtocolError(err, _R_SLOTS)
-    for i, n in ((_R_CAPS, 7), (_R_TRANSFER, 4)):
-        a = v[i]
-        if not isinstance(a, list) or len(a) != n:
-            raise ProtocolError(err, i)
-        for x in a:
-            _check(x, _UINT, i, err)
-    return v
+        return getattr(messages, name)
+    raise AttributeError(name)

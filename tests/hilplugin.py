@@ -1,7 +1,7 @@
 """pytest plugin for hardware-in-the-loop runs (docs/hil.md).
 
-    pytest tests/boards --board esp32 --port /dev/ttyUSB0 --line-port /dev/ttyUSB1
-    pytest tests/boards --board unix --port emulate      # the same tests on an emulated board
+    pytest tests/tools/deploy --board esp32 --port /dev/ttyUSB0 --line-port /dev/ttyUSB1
+    pytest tests/tools/deploy --board unix --port emulate      # the same tests on an emulated board
 
 Options: ``--board NAME`` (a profile in boards/), ``--port PORT`` (the board's REPL serial port;
 ``emulate`` starts the MicroPython unix port as a board), ``--line-port URL`` (host end of the

@@ -14,7 +14,7 @@ builds and running tests never see a half-written file; .mpy files whose source 
 
 Bytecode builds (no ``--arch``) also write ``<out>/otalink/device/names.txt``: every name the agent
 interns (the qstrs of the modules it can load, in load order, one per line), as the unix
-``micropython`` reports them after importing those modules. device/main.py interns them first
+``micropython`` reports them after importing those modules. device/loader.py interns them first
 thing, so the qstr pools and their string chunks sit together at the bottom of the heap instead of
 between long-lived objects (qstrs are never freed; ``make bench-device`` measures the effect).
 """
@@ -75,16 +75,21 @@ NOT_AGENT = {
     "otalink.protocol.codes", "otalink.protocol.frame", "otalink.protocol.messages",
     "otalink.protocol.transfer",
     "otalink.device.uartlink", "otalink.device.esp32ota", "otalink.device.slotbench",
+    "otalink.device.drive", "otalink.device.delta",
 }  # fmt: skip
 
 
 def agent_modules() -> list[str]:
-    """The modules the agent can load, in the order it loads them (serving ones first)."""
+    """The modules the loader and the agent can load, in the order they load them."""
     first = [
-        "otalink.device.main", "otalink.device.start", "otalink.device.config",
-        "otalink.protocol.errors", "otalink.protocol.hotpath", "otalink.device.errors",
-        "otalink.device.flash", "otalink.device.flashcfg", "otalink.device.slots",
-        "otalink.device.slotops", "otalink.device.link", "otalink.device.session",
+        "otalink.device.loader", "otalink.device.boot", "otalink.device.start",
+        "otalink.device.config", "otalink.protocol.errors", "otalink.device.errors",
+        "otalink.device.flash", "otalink.device.flashcfg", "otalink.device.nor",
+        "otalink.device.slots", "otalink.device.store", "otalink.device.decide",
+        "otalink.device.wdt", "otalink.device.bundle", "otalink.device.agent",
+        "otalink.protocol.hotpath", "otalink.device.link", "otalink.device.serve",
+        "otalink.protocol.small", "otalink.device.report", "otalink.device.ed25519",
+        "otalink.device.session", "otalink.protocol.datapath", "otalink.device.slotwrite",
     ]  # fmt: skip
     rest = []
     for name, pkg in PACKAGES.items():

@@ -1,51 +1,40 @@
 """The ``otalink`` command: one parser, one module per command group.
 
 Each group module exposes ``register(subparsers)`` and sets ``func`` on its parsers; handlers
-return an exit code (see ``docs/architecture.md``: 0 ok, 1 failure, 2 usage, 3 refused,
-4 not found, 5 link/connection error).
+return an exit code from the one table of ``otalink.host.errors`` (0 ok, 1 failure, 2 usage,
+3 refused, 4 not found, 5 link/connection error; ``exit_code(exc)`` for an error).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
-# Command-group modules under otalink.host.cli; a missing one is skipped so the CLI keeps working
-# while the tree grows.
-GROUPS: tuple[str, ...] = (
-    "repo",
-    "server",
-    "tufclient",
-    "agent",
-    "user",
-    "sim",
-    "demo",
-    "flash",
-    "line",
-    "device",
+from otalink.host.cli import agent, demo, device, flash, line, repo, server, sim, tufclient, user
+from otalink.host.errors import EXIT_USAGE
+
+# The command groups, in the order ``otalink --help`` lists them.
+GROUPS: tuple[ModuleType, ...] = (
+    repo,
+    server,
+    tufclient,
+    agent,
+    user,
+    sim,
+    demo,
+    flash,
+    line,
+    device,
 )
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_REFUSED = 3
-EXIT_NOT_FOUND = 4
-EXIT_LINK = 5
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full parser, with every available command group registered."""
+    """The full parser, with every command group registered."""
     parser = argparse.ArgumentParser(prog="otalink", description="Over-the-air updates for ECUs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in GROUPS:
-        try:
-            module = importlib.import_module(f"otalink.host.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"otalink.host.cli.{name}":
-                continue
-            raise
+    for module in GROUPS:
         module.register(sub)
     return parser
 

@@ -1,40 +1,37 @@
 """``otalink agent --config FILE``: run the host agent daemon (campaign workers + local API).
 
-The local API/screen is the ui engineer's ``otalink.host.api.server.serve(agent, host, port)``;
-without it the agent still runs its workers until interrupted.
+The local API and screen are ``otalink.host.gateway.api.server.serve(agent, host, port)``;
+with ``--no-api`` the agent runs its workers alone until interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import signal
 import sys
 import threading
 from typing import Any
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+from otalink.host.errors import EXIT_OK, ConfigError, exit_code
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from otalink.host.agent import Agent
-    from otalink.host.campaign.errors import ConfigError
-    from otalink.host.config import load_config
+    from otalink.host.gateway.api.server import serve
+    from otalink.host.gateway.campaign.agent import Agent
+    from otalink.host.gateway.config import load_config
 
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"otalink agent: {exc.detail}", file=sys.stderr)
-        return EXIT_USAGE
+        return exit_code(exc)
     host = args.host or config.api_host
     port = config.api_port if args.port is None else args.port
     agent = Agent(config)
     agent.start()
     print(
         f"otalink agent: vehicle {config.vehicle_id}, {len(config.ecus)} ECU(s), "
-        f"state {agent.status()['state']}, API http://{host}:{port}/",
+        f"state {agent.view.status().state}, API http://{host}:{port}/",
         file=sys.stderr,
         flush=True,
     )
@@ -46,16 +43,10 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        serve: Any = None
-        if not args.no_api:
-            try:
-                serve = importlib.import_module("otalink.host.api.server").serve
-            except ModuleNotFoundError:
-                serve = None
-        if serve is not None:
-            serve(agent, host, port)
-        else:
+        if args.no_api:
             done.wait()
+        else:
+            serve(agent, host, port)
     except KeyboardInterrupt:
         pass
     finally:

@@ -1,6 +1,6 @@
 """``otalink demo [--scenario NAME]``: the embedded default, interactive or headless.
 
-Without ``--scenario`` it starts the whole stack (``otalink.host.demo.stack``), prints the
+Without ``--scenario`` it starts the whole stack (``otalink.host.sim.demo.stack``), prints the
 screen's URL and how to play the alternative scenarios, and runs until Ctrl-C. With
 ``--scenario NAME`` it plays that scenario from start to end without a browser and exits 0 only
 if the system ended as the scenario says (1 otherwise; 2 for an unknown name).
@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from otalink.host.cli.apiclient import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from otalink.host.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 HELP_TEXT = """\
 otalink demo is running.
@@ -44,7 +44,7 @@ Ctrl-C stops everything.
 
 
 def _run_interactive(args: argparse.Namespace) -> int:
-    from otalink.host.demo.stack import DemoOptions, DemoStack
+    from otalink.host.sim.demo.stack import DemoOptions, DemoStack
 
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="otalink-demo-"))
     opts = DemoOptions(api_port=args.port)
@@ -69,7 +69,7 @@ def _run_interactive(args: argparse.Namespace) -> int:
 
 
 def _help(stack: Any) -> str:
-    from otalink.host.demo.scenarios import SCENARIOS
+    from otalink.host.sim.demo.scenarios import SCENARIOS
 
     return HELP_TEXT.format(
         url=stack.url,
@@ -80,8 +80,8 @@ def _help(stack: Any) -> str:
 
 
 def _run_scenario(args: argparse.Namespace) -> int:
-    from otalink.host.demo.scenarios import SCENARIOS, options_for, play
-    from otalink.host.demo.stack import FAST, DemoOptions, DemoStack
+    from otalink.host.sim.demo.scenarios import SCENARIOS, options_for, play
+    from otalink.host.sim.demo.stack import FAST, DemoOptions, DemoStack
 
     name = args.scenario
     if name not in SCENARIOS:

@@ -1,15 +1,23 @@
 """``otalink device ...``: put the ECU agent on a board, provision its key, ask what it runs.
 
     otalink device deploy --board NAME --port PORT [--ecu-id ID] [--hardware-id HW]
-                          [--director-key HEX|FILE ...] [--director-seed FILE ...]
-                          [--ecu-key SEEDFILE] [--keys-dir DIR] [--registry DIR]
+                          --director-key HEX|FILE ... [--command-key HEX|FILE ...]
+                          [--ecu-key FILE] [--keys-dir DIR] [--registry DIR]
                           [--line-port URL] [--no-start] [--no-hello] [--frozen]
                           [--timeout S] [--json]
     otalink device provision --ecu-id ID --hardware-id HW [--board NAME] [--keys-dir DIR]
                              [--registry DIR] [--force] [--json]
-    otalink device info --port URL [--baud N] [--timeout S] [--ecu-pub HEX] [--json]
+    otalink device info --port URL [--baud N] [--timeout S] [--ecu-pub HEX|FILE] [--json]
+    otalink device command ACTION --port URL [--command-key FILE] [--wait S] [--json]
+                           ACTION: activate | reboot | confirm | revert | abort (signed)
+    otalink device bundle OUT FILE... [--entry MOD] [--selftest MOD.FUNC]   an application bundle
     otalink device boards [--json]                      list and validate board profiles
-    otalink device unixboard --root DIR [--heapsize 64k] emulate a board with the unix port
+    otalink device unixboard --root DIR [--heapsize 64k] [--baud N] [--background | --stop]
+                                                        emulate a board with the unix port
+
+Keys (docs/hil.md "Keys"): a public key is hex or any key file (PEM private or public, the .pub
+of ``otalink repo keygen``, a hex seed or public key file, an ECU record); a private key is PEM
+or a hex seed. One loader reads them all: ``otalink.host.keys``.
 
 Exit codes: 0 ok, 1 failure, 2 usage/bad profile, 3 refused (MicroPython too old, key clash),
 4 unknown board, 5 port/link error (no such port, board busy, no HELLO answer).
@@ -19,20 +27,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Required, TypedDict
 
-from otalink.host.deploy.errors import DeployError, KeyFileError
+from otalink.host.cli import devicekeys, unixboard
+from otalink.host.errors import (
+    EXIT_OK,
+    EXIT_USAGE,
+    OtalinkError,
+    code_outcome,
+    exit_code,
+)
+from otalink.host.tools.deploy.errors import DeployError, KeyFileError
 
 
 def register(subparsers: Any) -> None:
     """Add the ``device`` command group."""
     p = subparsers.add_parser("device", help="deploy the ECU agent to a board; provision; info")
     sub = p.add_subparsers(dest="device_command", metavar="ACTION")
-    p.set_defaults(func=lambda a: (p.print_help(sys.stderr), 2)[1])
+    p.set_defaults(func=lambda a: (p.print_help(sys.stderr), EXIT_USAGE)[1])
 
     d = sub.add_parser("deploy", help="compile, copy and start the agent on a MicroPython board")
     d.add_argument("--board", required=True, help="profile name (boards/<name>) or board.json")
@@ -44,16 +59,26 @@ def register(subparsers: Any) -> None:
         action="append",
         default=[],
         metavar="HEX|FILE",
-        help="trusted Director public key (hex, or a file holding it); repeatable",
+        help="trusted Director instruction key: hex, or any key file (its public key); repeatable",
     )
     d.add_argument(
         "--director-seed",
         action="append",
         default=[],
         metavar="FILE",
-        help="development Director key seed file: trust its public key; repeatable",
+        help="a Director private key file (PEM or hex seed): trust its public key; repeatable",
     )
-    d.add_argument("--ecu-key", type=Path, default=None, help="ECU seed file (else keys dir)")
+    d.add_argument(
+        "--command-key",
+        action="append",
+        default=[],
+        metavar="HEX|FILE",
+        help="key trusted for signed commands (ACTIVATE, REBOOT, CONFIRM, REVERT, ABORT): hex, "
+        "or any key file; repeatable (default on the unix board: the development command key)",
+    )
+    d.add_argument(
+        "--ecu-key", type=Path, default=None, help="ECU private key file (else the keys dir)"
+    )
     _keys_args(d)
     d.add_argument("--line-port", default=None, help="host end of the agent's UART for HELLO")
     d.add_argument("--no-start", action="store_true", help="copy only; do not reset the board")
@@ -79,7 +104,12 @@ def register(subparsers: Any) -> None:
     i.add_argument("--port", required=True, help="serial URL of the agent's line")
     i.add_argument("--baud", type=int, default=None)
     i.add_argument("--timeout", type=float, default=2.0)
-    i.add_argument("--ecu-pub", default=None, help="ECU public key (hex) to check the signature")
+    i.add_argument(
+        "--ecu-pub",
+        default=None,
+        metavar="HEX|FILE",
+        help="ECU public key (hex, any key file, or its ecus/<id>.json) to check the signature",
+    )
     i.add_argument("--registry", type=Path, default=None, help="check against ecus/<id>.json")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=_info)
@@ -88,11 +118,40 @@ def register(subparsers: Any) -> None:
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_boards)
 
-    u = sub.add_parser("unixboard", help="run the unix port as an emulated board (until Ctrl-C)")
-    u.add_argument("--root", type=Path, required=True, help="the board's flash filesystem")
-    u.add_argument("--heapsize", default=None, help="micropython -X heapsize (e.g. 64k)")
-    u.add_argument("--baud", type=int, default=None, help="pace the board's UART (default off)")
-    u.set_defaults(func=_unixboard)
+    c = sub.add_parser("command", help="send the agent a signed command (reboot, confirm, ...)")
+    c.add_argument("action", choices=_ACTIONS)
+    c.add_argument("--port", required=True, help="serial URL of the agent's line")
+    c.add_argument(
+        "--command-key",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="private key file (PEM or hex seed) the ECU trusts for commands; default: the "
+        "development command key",
+    )
+    c.add_argument("--baud", type=int, default=None)
+    c.add_argument("--timeout", type=float, default=2.0, help="reply timeout, seconds")
+    c.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        help="keep trying this many seconds while the agent does not answer (it may be booting)",
+    )
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=_command)
+
+    n = sub.add_parser("bundle", help="make an application bundle (docs/device.md Bundle format)")
+    n.add_argument("out", type=Path, help="bundle file to write (e.g. app.otb)")
+    n.add_argument("files", type=Path, nargs="+", help=".py/.mpy modules (stored by file name)")
+    n.add_argument("--entry", default="app", help="module imported to boot the application")
+    n.add_argument(
+        "--selftest", default="check.selftest", help="MODULE.FUNCTION run on a trial boot"
+    )
+    n.set_defaults(func=_bundle)
+    unixboard.register(sub)
+
+
+_ACTIONS = ("activate", "reboot", "confirm", "revert", "abort")
 
 
 def _keys_args(p: argparse.ArgumentParser) -> None:
@@ -108,51 +167,27 @@ def _fail(exc: DeployError, as_json: bool) -> int:
     return exc.exit_code
 
 
-def _director_keys(args: argparse.Namespace) -> list[bytes]:
-    from otalink.host.keys import BadKeyError, from_hex, load_seed, public_key
-
-    keys: list[bytes] = []
-    for item in args.director_key:
-        path = Path(item)
-        text = path.read_text() if path.is_file() else item
-        try:
-            keys.append(from_hex(text, 32))
-        except BadKeyError as exc:
-            raise KeyFileError(f"--director-key {item}: {exc}") from exc
-    for item in args.director_seed:
-        try:
-            keys.append(public_key(load_seed(Path(item))))
-        except (OSError, BadKeyError) as exc:
-            raise KeyFileError(f"--director-seed {item}: {exc}") from exc
-    if len(set(keys)) != len(keys):
-        raise KeyFileError("the same Director key was given twice")
-    if not keys:
-        raise KeyFileError("the agent needs a Director key: --director-key or --director-seed")
-    if len(keys) > 8:
-        raise KeyFileError("at most 8 Director keys")
-    return keys
-
-
 def _deploy(args: argparse.Namespace) -> int:
-    from otalink.host.deploy.deploy import DeployOptions, deploy
-    from otalink.host.deploy.profile import load_board
-    from otalink.host.deploy.provision import (
+    from otalink.host.keys import BadKeyError, load_private_key, public_key
+    from otalink.host.tools.deploy.deploy import DeployOptions, deploy
+    from otalink.host.tools.deploy.profile import load_board
+    from otalink.host.tools.deploy.provision import (
         EcuRecord,
         default_keys_dir,
         ecu_key,
         valid_ecu_id,
         write_record,
     )
-    from otalink.host.keys import BadKeyError, load_seed, public_key
 
     try:
         board = load_board(args.board)
         ecu_id = valid_ecu_id(args.ecu_id or f"{board.name}-ecu")
         hw_id = valid_ecu_id(args.hardware_id or f"{board.name}-devkit")
-        directors = _director_keys(args)
+        directors = devicekeys.director_keys(args)
+        commands = devicekeys.command_keys(args, board)
         if args.ecu_key is not None:
             try:
-                seed, created = load_seed(args.ecu_key), int(args.ecu_key.stat().st_mtime)
+                seed, created = load_private_key(args.ecu_key), int(args.ecu_key.stat().st_mtime)
             except (OSError, BadKeyError) as exc:
                 raise KeyFileError(f"--ecu-key {args.ecu_key}: {exc}") from exc
         else:
@@ -167,6 +202,7 @@ def _deploy(args: argparse.Namespace) -> int:
             hw_id=hw_id,
             ecu_seed=seed,
             director_keys=directors,
+            command_keys=commands,
             line_port=args.line_port,
             start=not args.no_start,
             hello=not args.no_hello,
@@ -188,11 +224,11 @@ def _deploy(args: argparse.Namespace) -> int:
         )
         if report.hello:
             print(f"agent answers HELLO as {report.hello['ecu_id']} / {report.hello['hw_id']}")
-    return 0
+    return EXIT_OK
 
 
 def _provision(args: argparse.Namespace) -> int:
-    from otalink.host.deploy.provision import default_keys_dir, provision
+    from otalink.host.tools.deploy.provision import default_keys_dir, provision
 
     try:
         record = provision(
@@ -213,21 +249,17 @@ def _provision(args: argparse.Namespace) -> int:
             print(f"registered in {args.registry / 'ecus' / (record.ecu_id + '.json')}")
         print("host agent config (docs/host.md):")
         print(record.agent_toml("PORT-OF-THE-AGENT-UART"))
-    return 0
+    return EXIT_OK
 
 
 def _info(args: argparse.Namespace) -> int:
-    from otalink.host.deploy.info import format_info, hello_info
-    from otalink.host.deploy.provision import read_record
-    from otalink.host.keys import BadKeyError, from_hex
+    from otalink.host.tools.deploy.info import format_info, hello_info
+    from otalink.host.tools.deploy.provision import read_record
 
     try:
         key = None
         if args.ecu_pub:
-            try:
-                key = from_hex(args.ecu_pub, 32)
-            except BadKeyError as exc:
-                raise KeyFileError(f"--ecu-pub: {exc}") from exc
+            key = devicekeys.public_keys([args.ecu_pub], "--ecu-pub")[0]
         info = hello_info(args.port, baud=args.baud, timeout=args.timeout, verify_key=key)
         if args.registry is not None and key is None:
             rec = read_record(args.registry / "ecus" / f"{info['ecu_id']}.json")
@@ -240,13 +272,28 @@ def _info(args: argparse.Namespace) -> int:
         print(json.dumps({"ok": True, **info}))
     else:
         print(format_info(info))
-    return 0
+    return EXIT_OK
+
+
+class _BoardRow(TypedDict, total=False):
+    """One board of ``otalink device boards --json``: a valid profile's figures, or its error."""
+
+    name: Required[str]
+    ok: Required[bool]
+    error: str
+    title: str
+    arch: str
+    updates: list[str]
+    slot_size: int
+    heap_budget: int
+    baud: int
+    max_baud: int
 
 
 def _boards(args: argparse.Namespace) -> int:
-    from otalink.host.deploy.profile import boards_dir, list_boards, load_board
+    from otalink.host.tools.deploy.profile import boards_dir, list_boards, load_board
 
-    rows: list[dict[str, Any]] = []
+    rows: list[_BoardRow] = []
     code = 0
     for name in list_boards():
         try:
@@ -283,20 +330,58 @@ def _boards(args: argparse.Namespace) -> int:
     return code
 
 
-def _unixboard(args: argparse.Namespace) -> int:
-    from otalink.host.deploy.unixboard import UnixBoard
+def _command(args: argparse.Namespace) -> int:
+    from otalink.host.gateway.ecu import DEV_COMMAND_SEED, EcuClient
+    from otalink.host.gateway.ecu.errors import EcuError, EcuRejected
+    from otalink.host.keys import BadKeyError, load_private_key
 
-    def _stop(_sig: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+    def fail(exc: OtalinkError, message: str) -> int:
+        if args.json:
+            print(json.dumps({"ok": False, "error": {"code": exc.code, "message": message}}))
+        else:
+            print(f"otalink device command: error [{exc.code}]: {message}", file=sys.stderr)
+        return exit_code(exc)
 
-    signal.signal(signal.SIGTERM, _stop)  # power off cleanly: no orphaned micropython
-    with UnixBoard(args.root, heapsize=args.heapsize, line_baud=args.baud) as board:
-        print(f"REPL port (deploy --port): {board.port}")
-        print(f"agent line, host end (info --port): {board.uart_host}")
-        print(f"filesystem root: {args.root}   (Ctrl-C to power off)", flush=True)
+    try:
+        key = load_private_key(args.command_key) if args.command_key else DEV_COMMAND_SEED
+    except BadKeyError as exc:
+        return fail(exc, f"--command-key {exc}")
+    deadline = time.monotonic() + args.wait
+    while True:
         try:
-            while True:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
-    return 0
+            with EcuClient(
+                args.port, baud=args.baud, timeout=args.timeout, command_key=key
+            ) as client:
+                info = client.hello()
+                result = getattr(client, args.action)()
+            break
+        except EcuRejected as exc:
+            return fail(exc, f"{args.action} refused by the ECU: {exc}")
+        except EcuError as exc:  # no answer (yet): the agent may still be booting
+            if time.monotonic() >= deadline:
+                return fail(exc, f"no usable answer on {args.port}: {exc}")
+            time.sleep(0.2)
+    if args.json:
+        print(json.dumps({"ok": True, "ecu_id": info.ecu_id, "action": args.action,
+                          "result": result}))  # fmt: skip
+    else:
+        print(f"{info.ecu_id}: {args.action} accepted")
+    return EXIT_OK
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    from otalink.host.sim.ecusim.bundle import BundleFormatError, build_bundle
+
+    try:
+        modules = {f.name: f.read_bytes() for f in args.files}
+        data = build_bundle(modules, args.entry, args.selftest)
+        args.out.write_bytes(data)
+    except OSError as exc:
+        print(f"otalink device bundle: {exc}", file=sys.stderr)
+        code = "usage.not_found" if isinstance(exc, FileNotFoundError) else "tool.error"
+        return code_outcome(code).exit
+    except BundleFormatError as exc:
+        print(f"otalink device bundle: error [{exc.code}]: {exc}", file=sys.stderr)
+        return exit_code(exc)
+    print(f"{args.out}: {len(data)} bytes, {len(modules)} module(s), entry {args.entry}")
+    return EXIT_OK

@@ -9,7 +9,8 @@ import sys
 import threading
 from typing import Any
 
-from otalink.host.line import FaultConfig, LineSim
+from otalink.host.errors import EXIT_OK, EXIT_USAGE
+from otalink.host.sim.line import FaultConfig, LineSim
 
 
 def register(subparsers: Any) -> None:
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         print(f"otalink line: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     sim.start()
@@ -80,4 +81,4 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         sim.stop()
-    return 0
+    return EXIT_OK

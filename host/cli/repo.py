@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
-from otalink.host.repo import keys as keymod
-from otalink.host.repo.api import DirectorRepo, ImageRepo, RepoError, _Repo
-from otalink.host.repo.quick import create_repos
+from otalink.host.errors import EXIT_OK, EXIT_USAGE, OtalinkError, exit_code
+from otalink.host.tools.repo import keys as keymod
+from otalink.host.tools.repo.api import DirectorRepo, ImageRepo, RepoError
+from otalink.host.tools.repo.base import RepoBase
+from otalink.host.tools.repo.quick import create_repos
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 4
+_ROLE_VALUE = re.compile(r"([a-z]+)=(-?[0-9]{1,12})", re.ASCII)
 
 
-def _kv(items: list[str] | None) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in items or []:
-        role, _, value = item.partition("=")
-        if not value:
-            raise argparse.ArgumentTypeError(f"expected ROLE=N, got {item!r}")
-        out[role] = int(value)
-    return out
+def _role_value(item: str) -> tuple[str, int]:
+    """``ROLE=N`` of ``--threshold``/``--expiry``, N in ASCII digits (``int()`` alone would take
+    a "٢" and raise on a "²"); anything else is a usage error."""
+    m = _ROLE_VALUE.fullmatch(item)
+    if m is None:
+        raise argparse.ArgumentTypeError(f"expected ROLE=N, got {item!r}")
+    return m[1], int(m[2])
+
+
+def _kv(items: list[tuple[str, int]] | None) -> dict[str, int]:
+    return dict(items or [])
 
 
 def _keys(paths: list[str] | None) -> list[keymod.KeyPair]:
@@ -30,23 +36,38 @@ def _keys(paths: list[str] | None) -> list[keymod.KeyPair]:
 
 
 def _abs(paths: list[str] | None) -> list[str]:
-    return [str(Path(p if p.endswith(".key") else p + ".key").resolve()) for p in paths or []]
+    return [str(keymod.key_path(p).resolve()) for p in paths or []]
 
 
-def _open(path: str) -> _Repo:
+def _open(path: str) -> RepoBase:
     kind = json.loads((Path(path) / "repo.json").read_text())["kind"]
-    return DirectorRepo.open(path) if kind == "director" else ImageRepo.open(path)
+    return DirectorRepo.from_dir(path) if kind == "director" else ImageRepo.from_dir(path)
 
 
 def cmd_keygen(a: argparse.Namespace) -> int:
     for name in a.names:
         pair = keymod.generate(Path(a.dir), name, overwrite=a.force)
-        print(f"{name}: keyid {pair.keyid} ed25519 {pair.public_raw.hex()}")
+        key = Path(a.dir) / name
+        print(
+            f"{name}: {key}.key (private, PEM) {key}.pub (public) keyid {pair.keyid} "
+            f"ed25519 {pair.public_raw.hex()}"
+        )
     return EXIT_OK
 
 
+class _RoleKeys(TypedDict):
+    """What ``repo init`` gives either kind of repository: keys, thresholds and expiries."""
+
+    root_keys: list[keymod.KeyPair]
+    targets_keys: list[keymod.KeyPair]
+    snapshot_keys: list[keymod.KeyPair]
+    timestamp_keys: list[keymod.KeyPair]
+    thresholds: dict[str, int]
+    expiry: dict[str, int] | None
+
+
 def cmd_init(a: argparse.Namespace) -> int:
-    common: dict[str, Any] = {
+    common: _RoleKeys = {
         "root_keys": _keys(a.root_key),
         "targets_keys": _keys(a.targets_key),
         "snapshot_keys": _keys(a.snapshot_key),
@@ -67,7 +88,7 @@ def cmd_init(a: argparse.Namespace) -> int:
             print("director needs --vehicle and --instruction-key", file=sys.stderr)
             return EXIT_USAGE
         files["instruction"] = _abs(a.instruction_key)
-        repo: _Repo = DirectorRepo.create(
+        repo: RepoBase = DirectorRepo.create(
             a.repo,
             vehicle_id=a.vehicle,
             instruction_keys=_keys(a.instruction_key),
@@ -83,7 +104,7 @@ def cmd_init(a: argparse.Namespace) -> int:
 
 
 def cmd_add_image(a: argparse.Namespace) -> int:
-    repo = ImageRepo.open(a.repo)
+    repo = ImageRepo.from_dir(a.repo)
     img = repo.add_image(
         a.name or Path(a.file).name,
         Path(a.file),
@@ -102,15 +123,15 @@ def cmd_add_image(a: argparse.Namespace) -> int:
 
 
 def cmd_assign(a: argparse.Namespace) -> int:
-    director = DirectorRepo.open(a.repo)
-    image = ImageRepo.open(a.image_repo).image(a.target)
+    director = DirectorRepo.from_dir(a.repo)
+    image = ImageRepo.from_dir(a.image_repo).image(a.target)
     data = director.assign(a.ecu, a.hw, image)
     print(f"{director.vehicle_id}/{a.ecu} -> {a.target}; instruction {len(data)} bytes signed")
     return EXIT_OK
 
 
 def cmd_unassign(a: argparse.Namespace) -> int:
-    DirectorRepo.open(a.repo).unassign(a.ecu)
+    DirectorRepo.from_dir(a.repo).unassign(a.ecu)
     return EXIT_OK
 
 
@@ -128,7 +149,7 @@ def cmd_rotate(a: argparse.Namespace) -> int:
     new = _keys(a.new_key)
     root_keys = _keys(a.root_key)
     if a.role == "root":
-        role = repo.root().signed.roles["root"]
+        role = repo.root().roles["root"]
         old = list(role.keyids)
         new_ids = {k.keyid for k in new}
         remove = [] if a.keep_old else [k for k in old if k not in new_ids]
@@ -170,9 +191,9 @@ def cmd_refresh(a: argparse.Namespace) -> int:
 def cmd_status(a: argparse.Namespace) -> int:
     repo = _open(a.repo)
     doc: dict[str, Any] = {"kind": repo.config["kind"], "roles": {}, "problems": repo.check()}
-    root = repo.root().signed
+    root = repo.root()
     for role in ("root", "targets", "snapshot", "timestamp"):
-        md = repo.load(role)
+        md = repo.open(role)
         doc["roles"][role] = {
             "version": md.signed.version,
             "expires": md.signed.expires.isoformat(),
@@ -199,14 +220,17 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
 
 def _run(func: Any) -> Any:
     def wrapped(a: argparse.Namespace) -> int:
+        err: OtalinkError
         try:
             return int(func(a))
         except (FileNotFoundError, KeyError) as exc:
-            print(f"not found: {exc}", file=sys.stderr)
-            return EXIT_NOT_FOUND
-        except (RepoError, FileExistsError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_FAILURE
+            err = RepoError(f"not found: {exc}", code="repo.not_found")
+        except RepoError as exc:
+            err = RepoError(f"error: {exc}", code=exc.code)
+        except (FileExistsError, ValueError) as exc:
+            err = RepoError(f"error: {exc}")
+        print(err.detail, file=sys.stderr)
+        return exit_code(err)
 
     return wrapped
 
@@ -216,7 +240,11 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("repo", help="TUF Image/Director repositories (keys, sign, publish)")
     sub = p.add_subparsers(dest="repo_command", metavar="ACTION", required=True)
 
-    s = sub.add_parser("keygen", help="create ed25519 key files NAME.key/NAME.pub")
+    s = sub.add_parser(
+        "keygen",
+        help="create ed25519 key files NAME.key (PEM) / NAME.pub: every otalink command that "
+        "takes a key reads them (docs/hil.md Keys)",
+    )
     s.add_argument("--dir", required=True)
     s.add_argument("--force", action="store_true", help="overwrite existing keys")
     s.add_argument("names", nargs="+")
@@ -228,8 +256,8 @@ def register(subparsers: Any) -> None:
     s.add_argument("--vehicle", help="vehicle id (director)")
     for role in ("root", "targets", "snapshot", "timestamp", "instruction"):
         s.add_argument(f"--{role}-key", action="append", metavar="KEYFILE")
-    s.add_argument("--threshold", action="append", metavar="ROLE=N")
-    s.add_argument("--expiry", action="append", metavar="ROLE=SECONDS")
+    s.add_argument("--threshold", action="append", metavar="ROLE=N", type=_role_value)
+    s.add_argument("--expiry", action="append", metavar="ROLE=SECONDS", type=_role_value)
     s.set_defaults(func=_run(cmd_init))
 
     s = sub.add_parser("add-image", help="add an image to the Image repository")

@@ -6,13 +6,14 @@ import argparse
 import sys
 from typing import Any
 
-from otalink.host.server.app import make_server
+from otalink.host.errors import EXIT_LINK, EXIT_OK, EXIT_REFUSED
+from otalink.host.tools.server.app import make_server
 
 
 def cmd_server(a: argparse.Namespace) -> int:
     if a.host not in ("127.0.0.1", "localhost", "::1") and not a.allow_remote:
         print("refusing to bind a non-loopback address without --allow-remote", file=sys.stderr)
-        return 3
+        return EXIT_REFUSED
     try:
         srv = make_server(
             a.root,
@@ -24,7 +25,7 @@ def cmd_server(a: argparse.Namespace) -> int:
         )
     except OSError as exc:
         print(f"cannot bind {a.host}:{a.port}: {exc}", file=sys.stderr)
-        return 5
+        return EXIT_LINK
     host, port = srv.server_address[0], srv.server_address[1]
     print(f"otalink server on http://{host!s}:{port} serving {a.root}", flush=True)
     try:
@@ -33,7 +34,7 @@ def cmd_server(a: argparse.Namespace) -> int:
         pass
     finally:
         srv.server_close()
-    return 0
+    return EXIT_OK
 
 
 def register(subparsers: Any) -> None:

@@ -12,7 +12,9 @@ import json
 import sys
 from typing import Any
 
-from otalink.host.cli.apiclient import EXIT_OK, ApiClient, ApiError, default_api
+from otalink.host.errors import EXIT_OK, NotFound, exit_code
+from otalink.host.gateway.api.client import ApiClient, ApiError, default_api
+from pydantic import JsonValue
 
 
 def _parse_value(text: str) -> Any:
@@ -24,7 +26,7 @@ def _parse_value(text: str) -> Any:
     return v if isinstance(v, bool | int | float | str) else text
 
 
-def _print(args: argparse.Namespace, signals: dict[str, Any], only: str | None) -> None:
+def _print(args: argparse.Namespace, signals: dict[str, JsonValue], only: str | None) -> None:
     rows = {k: v for k, v in signals.items() if only is None or k == only}
     if args.json:
         print(json.dumps(rows, indent=2, sort_keys=True))
@@ -51,8 +53,9 @@ def cmd_get(args: argparse.Namespace) -> int:
         data = client.get("/signals")
     signals = data.get("signals", {})
     if args.path and args.path not in signals:
-        print(f"otalink sim: unknown signal {args.path}", file=sys.stderr)
-        return 4
+        missing = NotFound("vehicle.unknown_signal", f"unknown signal {args.path}")
+        print(f"otalink sim: {missing.detail}", file=sys.stderr)
+        return exit_code(missing)
     _print(args, signals, args.path)
     return EXIT_OK
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from otalink.host.tufclient.client import add_arguments, run
+from otalink.host.tools.tufclient.client import add_arguments, run
 
 
 def _cmd(a: argparse.Namespace) -> int:

@@ -19,149 +19,87 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from otalink.host.cli.apiclient import (
-    EXIT_FAILURE,
-    EXIT_OK,
-    EXIT_REFUSED,
-    EXIT_USAGE,
-    ApiClient,
-    ApiError,
-    default_api,
+from otalink.host.cli.usertext import (
+    FAILED,
+    Progress,
+    dur,
+    fields,
+    mb,
+    preconditions_text,
+    status_text,
 )
+from otalink.host.errors import EXIT_FAILURE, EXIT_OK, EXIT_REFUSED, Refused, UsageError, exit_code
+from otalink.host.gateway.api.client import ApiClient, ApiError, Problem, default_api
+from otalink.host.gateway.campaign.preconditions import Precondition
+from otalink.host.gateway.campaign.record import HistoryEntry
+from otalink.host.gateway.campaign.table import PONR_STATES, TERMINAL, State
+from otalink.host.gateway.campaign.view import EcuView, Status, UpdateDetails
+from pydantic import TypeAdapter, ValidationError
 
-TERMINAL = ("idle", "succeeded", "failed_rolled_back", "failed_needs_service")
-FAILED = ("failed_rolled_back", "failed_needs_service")
-BAR_WIDTH = 30
+S = State
+DONE = (*TERMINAL, S.IDLE)  # --watch follows the campaign until one of these
+INSTALLING = (*sorted(PONR_STATES), S.INSTALLING, S.AWAITING_CONFIRMATION)
 Handler = Callable[[argparse.Namespace, ApiClient], int]
+T = TypeVar("T")
+
+# The API's answers, parsed into the view models the agent answered with (their JSON is --json).
+STATUS = TypeAdapter(Status)
+DETAILS = TypeAdapter(UpdateDetails)
+CHECKLIST = TypeAdapter(list[Precondition])
+HISTORY = TypeAdapter(list[HistoryEntry])
+ECUS = TypeAdapter(list[EcuView])
+
+
+def _get(client: ApiClient, kind: TypeAdapter[T], method: str, path: str, body: Any = None) -> T:
+    """One API call, its answer as ``kind`` (an answer that is not one: ``api.bad_answer``)."""
+    data = client.call(method, path, body)
+    try:
+        return kind.validate_python(data)
+    except ValidationError as exc:
+        detail = f"the agent's answer to {method} {path} is not what this CLI reads: {exc}"
+        raise ApiError({"code": "api.bad_answer", "detail": detail[:500]}, EXIT_FAILURE) from None
+
+
+def _status(
+    client: ApiClient, method: str = "GET", path: str = "/status", body: Any = None
+) -> Status:
+    return _get(client, STATUS, method, path, body)
 
 
 # ---- output helpers -------------------------------------------------------------------------
 
 
-def _out(args: argparse.Namespace, data: Any, text: str | None = None) -> None:
+def _out(args: argparse.Namespace, kind: TypeAdapter[T], value: T, text: str) -> None:
     if args.json:
-        print(json.dumps(data, ensure_ascii=False, default=str))
-    elif text is not None:
+        exclude_none = kind is HISTORY  # as GET /history answers
+        print(kind.dump_json(value, by_alias=True, exclude_none=exclude_none).decode())
+    else:
         print(text)
-
-
-def _mb(n: Any) -> str:
-    """Bytes as MB, or kB below one megabyte."""
-    b = float(n or 0)
-    return f"{b / 1e6:.1f} MB" if b >= 1e6 else f"{b / 1e3:.1f} kB"
-
-
-def _dur(s: Any) -> str:
-    if not isinstance(s, int | float):
-        return "?"
-    s = max(0, round(s))
-    return f"{s} s" if s < 60 else f"{s // 60} min {s % 60:02d} s"
-
-
-def bar(percent: float, width: int = BAR_WIDTH) -> str:
-    """``[########--------]`` for a percentage."""
-    p = max(0.0, min(100.0, percent))
-    full = round(width * p / 100)
-    return "[" + "#" * full + "-" * (width - full) + f"] {p:5.1f} %"
-
-
-def _download_line(st: dict[str, Any]) -> str:
-    d = st.get("download") or {}
-    total = d.get("total") or 0
-    done = d.get("bytes") or 0
-    p = 100.0 * done / total if total else 0.0
-    rate = d.get("rate")
-    rate_s = f"  {_mb(rate)}/s" if isinstance(rate, int | float) and rate else ""
-    eta = d.get("eta_s")
-    eta_s = f"  ETA {_dur(eta)}" if isinstance(eta, int | float) else ""
-    return f"download {bar(p)}  {_mb(done)} / {_mb(total)}{rate_s}{eta_s}"
-
-
-def _install_lines(st: dict[str, Any]) -> list[str]:
-    ins = st.get("install") or {}
-    lines = [f"install  {bar(float(ins.get('overall_percent') or 0))}"]
-    ecus = ins.get("ecus") or {}
-    for ecu_id in sorted(ecus):
-        e = ecus[ecu_id] or {}
-        lines.append(
-            f"  {ecu_id:<10} {bar(float(e.get('percent') or 0), 20)}  {e.get('phase') or ''}"
-        )
-    if ins.get("point_of_no_return"):
-        lines.append("  past the point of no return: the install can no longer be stopped")
-    return lines
-
-
-def status_text(st: dict[str, Any]) -> str:
-    """Human summary of a status document."""
-    state = st.get("state", "?")
-    reason = st.get("reason")
-    lines = [f"state: {state}" + (f" ({reason})" if reason else "")]
-    upd = st.get("update") or {}
-    if upd:
-        lines.append(f"update: {upd.get('title') or ''} {upd.get('version') or ''}".rstrip())
-    if state in ("downloading", "download_paused"):
-        lines.append(_download_line(st))
-    installing = ("installing", "installing_committed", "restarting", "verifying")
-    if state in installing or (
-        state in (*FAILED, "succeeded") and (st.get("install") or {}).get("ecus")
-    ):
-        lines.extend(_install_lines(st))
-    sched = st.get("schedule") or {}
-    if isinstance(sched, dict) and sched.get("at"):
-        lines.append(f"scheduled: {sched['at']}")
-    if st.get("network") is not None:
-        lines.append(
-            f"network: {st['network']}"
-            + ("  (cellular allowed)" if st.get("cellular_allowed") else "")
-        )
-    return "\n".join(lines)
-
-
-class _Progress:
-    """Redraws progress lines in place on a terminal; prints changes otherwise."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stdout.isatty()
-        self._lines = 0
-        self._last = ""
-
-    def show(self, text: str) -> None:
-        if text == self._last:
-            return
-        self._last = text
-        if self.tty:
-            if self._lines:
-                sys.stdout.write(f"\x1b[{self._lines}F\x1b[J")
-            sys.stdout.write(text + "\n")
-            self._lines = text.count("\n") + 1
-        else:
-            sys.stdout.write(text + "\n")
-        sys.stdout.flush()
 
 
 def _watch(
     args: argparse.Namespace,
     client: ApiClient,
-    done: Callable[[dict[str, Any]], bool],
+    done: Callable[[Status], bool],
     timeout: float | None = None,
-) -> dict[str, Any]:
+) -> Status:
     """Show status until ``done(status)``; returns the last status."""
-    prog = _Progress()
+    prog = Progress()
     last_json = ""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        st = client.get("/status")
+        st = _status(client)
         if args.json:
-            doc = json.dumps(st, ensure_ascii=False, default=str)
+            doc = STATUS.dump_json(st).decode()
             if doc != last_json:
                 print(doc, flush=True)
                 last_json = doc
         else:
             prog.show(status_text(st))
         if done(st) or (deadline is not None and time.monotonic() > deadline):
-            return dict(st)
+            return st
         time.sleep(0.25)
 
 
@@ -196,97 +134,75 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
 
 def cmd_status(args: argparse.Namespace, client: ApiClient) -> int:
     if args.watch:
-        st = _watch(args, client, lambda s: s.get("state") in TERMINAL, args.timeout)
-        return EXIT_FAILURE if st.get("state") in FAILED else EXIT_OK
-    st = client.get("/status")
-    _out(args, st, status_text(st))
+        st = _watch(args, client, lambda s: s.state in DONE, args.timeout)
+        return EXIT_FAILURE if st.state in FAILED else EXIT_OK
+    st = _status(client)
+    _out(args, STATUS, st, status_text(st))
     return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace, client: ApiClient) -> int:
-    st = client.post("/check")
-    _out(args, st, status_text(st))
+    st = _status(client, "POST", "/check")
+    _out(args, STATUS, st, status_text(st))
     return EXIT_OK
 
 
 def cmd_show(args: argparse.Namespace, client: ApiClient) -> int:
-    d = client.get("/update")
+    d = _get(client, DETAILS, "GET", "/update")
     lines = [
-        f"{d.get('title') or 'Software update'} {d.get('version') or ''}".rstrip(),
-        f"download size: {_mb(d.get('download_size'))}",
-        f"installation takes about {_dur(d.get('est_install_s'))}",
+        f"{d.title or 'Software update'} {d.version}".rstrip(),
+        f"download size: {mb(d.download_size)}",
+        f"installation takes about {dur(d.est_install_s)}",
     ]
-    if d.get("unavailable_functions"):
-        lines.append("unavailable while installing: " + ", ".join(d["unavailable_functions"]))
-    pol = d.get("network_policy")
-    if isinstance(pol, dict):
-        cell = "allowed" if pol.get("cellular_allowed") else "only with your permission"
-        lines.append(f"network: {pol.get('network')} (cellular: {cell})")
-    elif pol:
-        lines.append(f"network policy: {pol}")
-    for e in d.get("ecus") or []:
-        if isinstance(e, dict):
-            lines.append(
-                "  ecu "
-                + " ".join(f"{k}={v}" for k, v in e.items() if isinstance(v, str | int | float))
-            )
-    if d.get("release_notes"):
-        lines += ["", "What's new:", str(d["release_notes"])]
-    _out(args, d, "\n".join(lines))
+    if d.unavailable_functions:
+        lines.append("unavailable while installing: " + ", ".join(d.unavailable_functions))
+    pol = d.network_policy
+    cell = "allowed" if pol.cellular_allowed else "only with your permission"
+    lines.append(f"network: {pol.network} (cellular: {cell})")
+    for e in d.ecus:
+        lines.append("  ecu " + fields(e.model_dump(mode="json")))
+    if d.release_notes:
+        lines += ["", "What's new:", d.release_notes]
+    _out(args, DETAILS, d, "\n".join(lines))
     return EXIT_OK
 
 
-def _download_done(st: dict[str, Any]) -> bool:
-    return st.get("state") not in ("downloading",)
-
-
 def cmd_download(args: argparse.Namespace, client: ApiClient) -> int:
-    st = client.post("/download")
+    st = _status(client, "POST", "/download")
     if args.wait:
-        st = _watch(args, client, _download_done, args.timeout)
-        return EXIT_OK if st.get("state") not in ("download_paused", *FAILED) else EXIT_REFUSED
-    _out(args, st, status_text(st))
+        st = _watch(args, client, lambda s: s.state != S.DOWNLOADING, args.timeout)
+        return EXIT_OK if st.state not in (S.DOWNLOAD_PAUSED, *FAILED) else EXIT_REFUSED
+    _out(args, STATUS, st, status_text(st))
     return EXIT_OK
 
 
 def _simple(path: str, method: str = "POST") -> Handler:
     def handler(args: argparse.Namespace, client: ApiClient) -> int:
-        st = client.call(method, path)
-        _out(args, st, status_text(st))
+        st = _status(client, method, path)
+        _out(args, STATUS, st, status_text(st))
         return EXIT_OK
 
     return handler
 
 
 def cmd_cancel(args: argparse.Namespace, client: ApiClient) -> int:
-    state = client.get("/status").get("state")
-    path = "/download/cancel" if state in ("downloading", "download_paused") else "/cancel"
-    st = client.post(path)
-    _out(args, st, status_text(st))
+    state = _status(client).state
+    path = "/download/cancel" if state in (S.DOWNLOADING, S.DOWNLOAD_PAUSED) else "/cancel"
+    st = _status(client, "POST", path)
+    _out(args, STATUS, st, status_text(st))
     return EXIT_OK
 
 
 def cmd_allow_cellular(args: argparse.Namespace, client: ApiClient) -> int:
-    st = client.put("/network/cellular", {"allowed": not args.no})
-    _out(args, st, status_text(st))
+    st = _status(client, "PUT", "/network/cellular", {"allowed": not args.no})
+    _out(args, STATUS, st, status_text(st))
     return EXIT_OK
 
 
-def preconditions_text(items: list[dict[str, Any]]) -> str:
-    lines = []
-    for p in items:
-        mark = "ok " if p.get("ok") else "NOT"
-        line = f"[{mark}] {p.get('id')}: {p.get('value')!s} (needs {p.get('required')!s})"
-        if not p.get("ok") and p.get("hint"):
-            line += f" -> {p['hint']}"
-        lines.append(line)
-    return "\n".join(lines) if lines else "(no preconditions reported)"
-
-
 def cmd_preconditions(args: argparse.Namespace, client: ApiClient) -> int:
-    items = client.get("/preconditions")
-    _out(args, items, preconditions_text(items))
-    return EXIT_OK if all(p.get("ok") for p in items) else EXIT_REFUSED
+    items = _get(client, CHECKLIST, "GET", "/preconditions")
+    _out(args, CHECKLIST, items, preconditions_text(items))
+    return EXIT_OK if all(p.ok for p in items) else EXIT_REFUSED
 
 
 def _confirm(args: argparse.Namespace, client: ApiClient) -> bool:
@@ -295,9 +211,8 @@ def _confirm(args: argparse.Namespace, client: ApiClient) -> bool:
     if not sys.stdin.isatty():
         return False
     try:
-        d = client.get("/update")
-        est = _dur(d.get("est_install_s"))
-        off = ", ".join(d.get("unavailable_functions") or []) or "driving"
+        d = _get(client, DETAILS, "GET", "/update")
+        est, off = dur(d.est_install_s), ", ".join(d.unavailable_functions) or "driving"
     except ApiError:
         est, off = "?", "driving"
     answer = input(f"Install now? It takes about {est}; unavailable meanwhile: {off}. [y/N] ")
@@ -308,41 +223,33 @@ def cmd_install(args: argparse.Namespace, client: ApiClient) -> int:
     if args.at:
         return _schedule(args, client, args.at)
     if not _confirm(args, client):
-        problem = {
-            "code": "confirmation_required",
-            "detail": "the installation needs the driver's confirmation (--yes)",
-        }
-        _err(args, problem)
-        return EXIT_REFUSED
-    st = client.post("/install", {"confirm": True})
+        refused = Refused(
+            "campaign.confirmation_required",
+            "the installation needs the driver's confirmation (--yes)",
+        )
+        _err(args, {"code": refused.code, "detail": refused.detail})
+        return exit_code(refused)
+    st = _status(client, "POST", "/install", {"confirm": True})
     if args.no_wait:
-        _out(args, st, status_text(st))
+        _out(args, STATUS, st, status_text(st))
         return EXIT_OK
-    st = _watch(args, client, lambda s: s.get("state") not in _INSTALLING, args.timeout)
+    st = _watch(args, client, lambda s: s.state not in INSTALLING, args.timeout)
     if not args.json:
-        print(f"result: {st.get('state')}" + (f" ({st['reason']})" if st.get("reason") else ""))
-    if st.get("state") in FAILED:
+        print(f"result: {st.state}" + (f" ({st.reason})" if st.reason else ""))
+    if st.state in FAILED:
         return EXIT_FAILURE
-    return EXIT_OK if st.get("state") == "succeeded" else EXIT_REFUSED
-
-
-_INSTALLING = (
-    "installing",
-    "installing_committed",
-    "restarting",
-    "verifying",
-    "awaiting_confirmation",
-)
+    return EXIT_OK if st.state == S.SUCCEEDED else EXIT_REFUSED
 
 
 def _schedule(args: argparse.Namespace, client: ApiClient, text: str) -> int:
     try:
         at = parse_time(text)
     except ValueError as exc:
-        _err(args, {"code": "invalid_time", "detail": str(exc)})
-        return EXIT_USAGE
-    st = client.put("/schedule", {"at": at.isoformat()})
-    _out(args, st, status_text(st))
+        bad = UsageError(str(exc), code="usage.invalid_time")
+        _err(args, {"code": bad.code, "detail": bad.detail})
+        return exit_code(bad)
+    st = _status(client, "PUT", "/schedule", {"at": at.isoformat()})
+    _out(args, STATUS, st, status_text(st))
     return EXIT_OK
 
 
@@ -351,28 +258,29 @@ def cmd_schedule(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 def cmd_history(args: argparse.Namespace, client: ApiClient) -> int:
-    items = client.get("/history")
+    items = _get(client, HISTORY, "GET", "/history")
     lines = []
     for h in items:
-        if isinstance(h, dict):
-            lines.append("  ".join(f"{k}={v}" for k, v in h.items() if not isinstance(v, dict)))
-    _out(args, items, "\n".join(lines) if lines else "(no campaigns yet)")
+        doc = h.model_dump(mode="json", by_alias=True, exclude_none=True)
+        lines.append("  ".join(f"{k}={v}" for k, v in doc.items() if not isinstance(v, dict)))
+    _out(args, HISTORY, items, "\n".join(lines) if lines else "(no campaigns yet)")
     return EXIT_OK
 
 
 def cmd_ecus(args: argparse.Namespace, client: ApiClient) -> int:
     # --refresh asks every ECU for a fresh signed report first (link health and versions are
     # otherwise what the agent last heard; before the first answer a link is not ok).
-    items = client.post("/ecus/refresh") if args.refresh else client.get("/ecus")
+    if args.refresh:
+        items = _get(client, ECUS, "POST", "/ecus/refresh")
+    else:
+        items = _get(client, ECUS, "GET", "/ecus")
     lines = []
     for e in items:
-        if isinstance(e, dict):
-            link = e.get("link")
-            parts = [f"{k}={v}" for k, v in e.items() if not isinstance(v, dict | list)]
-            if isinstance(link, dict):
-                parts.append("link: " + " ".join(f"{k}={v}" for k, v in link.items()))
-            lines.append("  ".join(parts))
-    _out(args, items, "\n".join(lines) if lines else "(no ECUs configured)")
+        doc = e.model_dump(mode="json")
+        parts = [f"{k}={v}" for k, v in doc.items() if not isinstance(v, dict | list)]
+        parts.append("link: " + " ".join(f"{k}={v}" for k, v in doc["link"].items()))
+        lines.append("  ".join(parts))
+    _out(args, ECUS, items, "\n".join(lines) if lines else "(no ECUs configured)")
     return EXIT_OK
 
 
@@ -387,14 +295,17 @@ def cmd_events(args: argparse.Namespace, client: ApiClient) -> int:
 # ---- wiring -------------------------------------------------------------------------------------
 
 
-def _err(args: argparse.Namespace, problem: dict[str, Any]) -> None:
+def _err(args: argparse.Namespace, problem: Problem) -> None:
     if getattr(args, "json", False):
         print(json.dumps(problem, ensure_ascii=False, default=str))
-    else:
-        print(f"otalink: {problem.get('detail') or problem.get('code')}", file=sys.stderr)
-        failing = problem.get("failing")
-        if isinstance(failing, list) and failing:
-            print(preconditions_text([p for p in failing if isinstance(p, dict)]), file=sys.stderr)
+        return
+    print(f"otalink: {problem.get('detail') or problem.get('code')}", file=sys.stderr)
+    try:
+        failing = CHECKLIST.validate_python(problem.get("failing") or [])
+    except ValidationError:
+        failing = []
+    if failing:
+        print(preconditions_text(failing), file=sys.stderr)
 
 
 def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:

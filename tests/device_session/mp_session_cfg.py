@@ -11,6 +11,7 @@ class Cfg:
 
     def __init__(self, pub, seed):
         self.director_keys = [pub]
+        self.command_keys = []  # (no command in these tests: each would be refused, E_CMD_AUTH)
         self.threshold = 1
         self.ecu_seed = seed
 

@@ -1,15 +1,16 @@
-# The serving agent keeps only its hot-path modules loaded (device/session.py, "Heap"): the CBOR
-# codec, the message parsers, the report builder and the crypto modules are imported for HELLO /
-# STATUS_REQ / BEGIN (or a payload only the full parser can judge) and are gone again once the
-# reply is out, while the replies stay exactly what the protocol says.
+# An idle agent keeps only its idle modules loaded (device/agent.py, "Idle residency"): the
+# request dispatch, the CBOR codec, the message parsers, the report builder, the crypto, the
+# storage (state, operations) are imported per request and gone again once the reply is out; the
+# transfer machinery (session, slotwrite, datapath, the Slots) is loaded from BEGIN to END only;
+# the replies stay exactly what the protocol says.
 # mpy-heapsize: 512k
 import gc
 import sys
 
 from mp_session_cfg import Cfg, RingIn
 from otalink.device import ed25519
+from otalink.device.agent import IDLE, RECEIVING, Agent
 from otalink.device.flash import NorFlash, geometry
-from otalink.device.session import IDLE, RECEIVING, Session
 from otalink.device.slots import Slots
 from otalink.protocol import codes, messages
 from otalink.protocol.frame import FrameParser, frame
@@ -18,9 +19,29 @@ LAZY = (
     "otalink.protocol.wire",
     "otalink.protocol.cbor",
     "otalink.protocol.messages",
+    "otalink.protocol.small",
+    "otalink.protocol.command",
     "otalink.device.auth",
     "otalink.device.ed25519",
     "otalink.device.report",
+    "otalink.device.commands",
+    "otalink.device.serve",
+    "otalink.device.begin",
+    "otalink.device.slotbegin",
+    "otalink.device.slotend",
+    "otalink.device.slotops",
+    "otalink.device.decide",
+    "otalink.device.store",
+    "otalink.device.flashcfg",
+    "otalink.device.ops",
+)
+# loaded from BEGIN to END only (and never while idle)
+TRANSFER = (
+    "otalink.device.session",
+    "otalink.device.slotwrite",
+    "otalink.device.slots",
+    "otalink.device.flash",
+    "otalink.protocol.datapath",
 )
 
 
@@ -33,8 +54,8 @@ class RingLink(RingIn):
         self.out += bytes(buf[:n])
 
 
-def loaded():
-    return [m for m in LAZY if m in sys.modules]
+def loaded(receiving=False):
+    return [m for m in LAZY + ((), TRANSFER)[not receiving] if m in sys.modules]
 
 
 def test_codec_and_crypto_leave_after_each_request():
@@ -68,13 +89,13 @@ def test_codec_and_crypto_leave_after_each_request():
         }
     )
     # the test itself used the full layer to build its frames: forget it, as the agent does
-    for m in LAZY:
-        sys.modules.pop(m, None)
     try:
-        slots = Slots(NorFlash(path, g["size"], g["erase_size"], g["write_size"]), g)
-        slots.boot()
+        bdev = NorFlash(path, g["size"], g["erase_size"], g["write_size"])
+        Slots(bdev, g).boot()
+        for m in LAZY + TRANSFER:
+            sys.modules.pop(m, None)
         link = RingLink(16384)
-        sess = Session(Cfg(director.public, bytes(32)), slots, link)
+        sess = Agent(Cfg(director.public, bytes(32)), link, bdev, g)
         replies = FrameParser(4096)
 
         def ask(payload):
@@ -82,7 +103,7 @@ def test_codec_and_crypto_leave_after_each_request():
             link.ring.write(frame(payload))
             sess.poll(0)
             gc.collect()
-            assert loaded() == [], loaded()
+            assert loaded(sess.state == RECEIVING) == [], loaded(sess.state == RECEIVING)
             out = replies.feed_all(link.out)
             assert len(out) >= 1, out
             return out[-1]

@@ -1,6 +1,7 @@
-# The per-DATA-frame path of the session allocates nothing: link read -> FrameParser -> DataView
-# -> RxWindow -> Slots.write (flash emulator) -> ACK encode -> link write, run with the heap
-# locked (any allocation raises MemoryError, which the session turns into an ERROR reply).
+# The per-DATA-frame path of the agent allocates nothing: link read -> FrameReader -> DataView
+# -> RxWindow -> Slots.write (flash emulator) -> ACK encode -> link write, and the agent's step
+# around it (agent.poll: the frame search, the dispatch, the timers), run with the heap locked
+# (any allocation raises MemoryError, which the agent turns into an ERROR reply).
 # Steady state means: after the views for a payload length / offset width exist. When an offset
 # first needs a wider CBOR head (>= 24, 256, 65536) one small view is made once; the image here
 # stays below 64 KiB so every locked frame is steady state.
@@ -9,7 +10,7 @@ import micropython
 from mp_session_cfg import Cfg, RingIn
 from otalink.device import ed25519
 from otalink.device.flash import NorFlash, geometry
-from otalink.device.session import RECEIVING, Session
+from otalink.device.agent import RECEIVING, Agent
 from otalink.device.slots import Slots
 from otalink.protocol import codes, messages
 from otalink.protocol.frame import frame
@@ -56,10 +57,10 @@ def test_data_path_allocates_nothing():
         }
     )
     try:
-        slots = Slots(NorFlash(path, g["size"], g["erase_size"], g["write_size"]), g)
-        slots.boot()
+        bdev = NorFlash(path, g["size"], g["erase_size"], g["write_size"])
+        Slots(bdev, g).boot()
         link = RingLink(16384)
-        sess = Session(Cfg(director.public, bytes(32)), slots, link)
+        sess = Agent(Cfg(director.public, bytes(32)), link, bdev, g)
         link.ring.write(frame(begin))
         sess.poll(0)
         assert sess.state == RECEIVING and sess.errors_out == 0
@@ -87,7 +88,7 @@ def test_data_path_allocates_nothing():
             done += len(batch)
             assert sess.errors_out == 0, (done, sess.errors_out)
         assert locked_frames >= 50, locked_frames
-        assert sess.rx.expected == len(image)
+        assert sess.xfer.rx.expected == len(image)
         assert link.acks == 1 + len(frames)  # one ACK per DATA frame (+ BEGIN's)
     finally:
         try:

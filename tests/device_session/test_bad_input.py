@@ -31,8 +31,8 @@ def assert_v1_untouched(ecu: Ecu, installed: Installed) -> None:
     assert other[R.S_STATE] not in (codes.SLOT_VERIFIED, codes.SLOT_PENDING), other
     assert body[R.R_RELEASE_FLOOR] == 1
     # and ACTIVATE has nothing to activate
-    r = ecu.request(messages.activate())
-    assert r == [codes.MSG_RESULT, codes.MSG_ACTIVATE, codes.E_NO_IMAGE, 0], r
+    r = ecu.cmd(codes.MSG_ACTIVATE)
+    assert r[:4] == [codes.MSG_RESULT, codes.MSG_ACTIVATE, codes.E_NO_IMAGE, 0], r
 
 
 IMAGE = app_bundle("2.0.0", pad=3000)
@@ -160,7 +160,7 @@ def test_flipped_image_byte(ecu: Ecu, installed_v1: Installed) -> None:
     bad[len(bad) // 2] ^= 0x01
     assert ecu.send_data(bytes(bad), 0) == len(IMAGE)
     r = ecu.request(messages.end(len(IMAGE)), timeout=30)
-    assert r == [codes.MSG_RESULT, codes.MSG_END, codes.E_HASH_MISMATCH, 0], r
+    assert r[:4] == [codes.MSG_RESULT, codes.MSG_END, codes.E_HASH_MISMATCH, 0], r
     assert_v1_untouched(ecu, installed_v1)
 
 
@@ -169,14 +169,14 @@ def test_data_outside_window(ecu: Ecu, installed_v1: Installed) -> None:
     assert ack[0] == codes.MSG_ACK
     window = ack[2]
     r = ecu.request(messages.data(window, bytes(100)))
-    assert r == [codes.MSG_ERROR, codes.E_OUT_OF_WINDOW, 0], r
+    assert r == [codes.MSG_ERROR, codes.E_OUT_OF_WINDOW, 0, codes.MSG_DATA], r
     # a frame starting inside the window but ending past it is refused too
     r = ecu.request(messages.data(window - 100, bytes(200)))
     assert r[:2] == [codes.MSG_ERROR, codes.E_OUT_OF_WINDOW], r
     # nothing was taken: the transfer is still at offset 0
     body, _, _ = ecu.status()
     assert body[R.R_TRANSFER][R.T_WIRE_OFFSET] == 0
-    assert ecu.request(messages.abort())[2] == codes.OK
+    assert ecu.cmd(codes.MSG_ABORT)[2] == codes.OK
     assert_v1_untouched(ecu, installed_v1)
 
 
@@ -196,7 +196,7 @@ def test_duplicate_and_reordered_frames(ecu: Ecu) -> None:
     # a late duplicate of the middle changes nothing
     assert ecu.request(messages.data(*chunks[1]))[:2] == [codes.MSG_ACK, len(IMAGE)]
     r = ecu.request(messages.end(len(IMAGE)), timeout=30)
-    assert r == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
+    assert r[:4] == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
 
 
 def test_garbage_on_the_line(ecu: Ecu) -> None:
@@ -220,7 +220,7 @@ def test_garbage_on_the_line(ecu: Ecu) -> None:
     r = ecu.recv()
     assert r[0] == codes.MSG_ERROR and r[1] == codes.E_BAD_MESSAGE, r
     r = ecu.request(messages.end(len(IMAGE)), timeout=30)
-    assert r == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
+    assert r[:4] == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
 
 
 def test_begin_while_transfer_active(ecu: Ecu, installed_v1: Installed) -> None:
@@ -233,7 +233,7 @@ def test_begin_while_transfer_active(ecu: Ecu, installed_v1: Installed) -> None:
     # the running transfer is unaffected
     assert ecu.send_data(IMAGE, 1000) == len(IMAGE)
     r = ecu.request(messages.end(len(IMAGE)), timeout=30)
-    assert r == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
+    assert r[:4] == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
 
 
 def test_wrong_state_messages(ecu: Ecu) -> None:
@@ -243,10 +243,17 @@ def test_wrong_state_messages(ecu: Ecu) -> None:
         (messages.ack(0, 0, 0), codes.MSG_ACK),
     ):
         r = ecu.request(payload)
-        assert r == [codes.MSG_ERROR, codes.E_BAD_STATE, t], r
+        assert r == [codes.MSG_ERROR, codes.E_BAD_STATE, t, t], r
     ecu.begin(IMAGE)
-    r = ecu.request(messages.activate())
-    assert r == [codes.MSG_ERROR, codes.E_BAD_STATE, codes.MSG_ACTIVATE], r
+    # an authentic ACTIVATE while receiving: its nonce is spent, it runs and fails
+    r = ecu.cmd(codes.MSG_ACTIVATE)
+    assert r[:4] == [codes.MSG_RESULT, codes.MSG_ACTIVATE, codes.E_BAD_STATE, codes.MSG_ACTIVATE]
     # HELLO offering a max_payload below the protocol minimum: not in the profile
-    r = ecu.request(cbor.dumps([codes.MSG_HELLO, 1, os.urandom(16), 10]))
-    assert r[:2] == [codes.MSG_ERROR, codes.E_BAD_MESSAGE], r
+    r = ecu.request(cbor.dumps([codes.MSG_HELLO, 2, os.urandom(16), 10]))
+    assert r == [codes.MSG_ERROR, codes.E_BAD_MESSAGE, 3, codes.MSG_HELLO], r
+    # HELLO of protocol version 1: the device's version
+    r = ecu.request(messages.hello(os.urandom(16), 4096, proto_ver=1))
+    assert r == [codes.MSG_ERROR, codes.E_VERSION, 2, codes.MSG_HELLO], r
+    # a payload whose type cannot be read: ERROR answering type 0
+    ecu.write(frame(b"\xff\xfe"))
+    assert ecu.recv() == [codes.MSG_ERROR, codes.E_BAD_MESSAGE, 0, 0]

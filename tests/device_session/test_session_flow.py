@@ -12,7 +12,7 @@ import nacl.exceptions
 import nacl.signing
 from otalink.protocol import codes, messages
 
-from tests.device_session._agent import Ecu, app_bundle
+from tests.device_session._agent import HEAP, Ecu, app_bundle
 from tests.device_session.conftest import Installed
 
 R = messages
@@ -96,8 +96,8 @@ def test_resume_after_link_loss(
         sent_from = ack[1]
         assert ecu.send_data(image, sent_from) == len(image)
         r = ecu.request(messages.end(len(image)), timeout=30)
-        assert r == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
-        r = ecu.request(messages.activate())
+        assert r[:4] == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
+        r = ecu.cmd(codes.MSG_ACTIVATE)
         assert r[2] == codes.OK
     finally:
         ecu.close()
@@ -122,7 +122,7 @@ def test_resume_after_reset_mid_transfer(ecu: Ecu) -> None:
     assert ack[:2] == [codes.MSG_ACK, durable], ack
     assert ecu.send_data(image, durable) == len(image)
     r = ecu.request(messages.end(len(image)), timeout=30)
-    assert r == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
+    assert r[:4] == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
 
 
 def test_deflate_transfer(ecu: Ecu) -> None:
@@ -139,7 +139,7 @@ def test_deflate_transfer(ecu: Ecu) -> None:
     assert ack[:2] == [codes.MSG_ACK, 0], ack
     assert ecu.send_data(wire, 0) == len(wire)
     r = ecu.request(messages.end(len(wire)), timeout=30)
-    assert r == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
+    assert r[:4] == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
     body, _, _ = ecu.status()
     other = body[R.R_SLOTS][1 - body[R.R_ACTIVE_SLOT]]
     assert other[R.S_STATE] == codes.SLOT_VERIFIED
@@ -187,7 +187,7 @@ def test_other_begin_after_link_loss_starts_over(
         assert ecu.begin(second, instr=instr2)[:2] == [codes.MSG_ACK, 0]
         assert ecu.send_data(second, 0) == len(second)
         r = ecu.request(messages.end(len(second)), timeout=30)
-        assert r == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
+        assert r[:4] == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
         body, _, _ = ecu.status()
         other = body[R.R_SLOTS][1 - body[R.R_ACTIVE_SLOT]]
         assert other[R.S_VERSION] == "2.0.1" and other[R.S_STATE] == codes.SLOT_VERIFIED
@@ -238,3 +238,80 @@ def test_agent_idles_when_the_host_side_of_the_line_is_gone(ecu: Ecu) -> None:
     used = _cpu_ticks(ecu.proc.pid) - before
     assert ecu.proc.poll() is None  # still alive, waiting for a host
     assert used < os.sysconf("SC_CLK_TCK") // 2, used  # < 25 % of one core over 2 s
+
+
+def _text_image(n: int) -> bytes:
+    # compresses ~3x: several deflate segments on the wire
+    words = [b"flash", b"slot", b"ecu", b"verify", b"otalink", b"segment", b"trial", b"boot"]
+    out = bytearray()
+    i = 0
+    while len(out) < n:
+        out += words[(i * 7 + i // 5) % len(words)] + b" %d\n" % (i % 997)
+        i += 1
+    return bytes(out[:n])
+
+
+def _segments(ecu: Ecu, image: bytes) -> bytes:
+    from otalink.host.gateway.ecu import segments
+
+    info = messages.decode_report(ecu.hello()[1])
+    assert info[R.R_CAPS][R.C_FLAGS] & codes.CAP_DEFLATE_SEG
+    return segments.encode(image, info[R.R_CAPS][R.C_DEFLATE_WBITS])
+
+
+def _verified_is(ecu: Ecu, image: bytes) -> None:
+    body, _, _ = ecu.status()
+    other = body[R.R_SLOTS][1 - body[R.R_ACTIVE_SLOT]]
+    assert other[R.S_STATE] == codes.SLOT_VERIFIED, other
+    assert other[R.S_SHA256] == hashlib.sha256(image).digest()
+
+
+def test_same_instruction_plain_then_compressed_starts_over(ecu: Ecu) -> None:
+    # Defect 1: BEGIN(instr, compression 0) -> DATA to the middle -> BEGIN(same instr,
+    # compression 2, its shorter wire_len) was taken as a resume: ACK offset past the new
+    # stream's end, E_WIRE_LENGTH at every END until ABORT or a restart.
+    image = _text_image(60000)
+    wire = _segments(ecu, image)
+    assert len(wire) < len(image) // 2
+    instr = ecu.instruction(image)
+    assert ecu.begin(image, instr=instr)[:2] == [codes.MSG_ACK, 0]
+    half = len(image) // 2
+    assert ecu.send_data(image[:half], 0) == half
+    ack = ecu.begin(image, instr=instr, compression=codes.COMP_DEFLATE_SEG, wire_len=len(wire))
+    assert ack[:2] == [codes.MSG_ACK, 0], ack  # another stream: from 0
+    assert ecu.send_data(wire, 0) == len(wire)
+    r = ecu.request(messages.end(len(wire)), timeout=30)
+    assert r[:4] == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
+    _verified_is(ecu, image)
+
+
+def test_same_instruction_compressed_then_plain_at_the_budget(ecu: Ecu) -> None:
+    # Defect 1 at the heap budget (64k before the component's event loop and loader, issue 11;
+    # the device tests' budget now: _agent.HEAP, bench/bench_device.py measures the limit): the
+    # same BEGIN with other parameters while a deflate-segment decoder is live re-verified the
+    # instruction beside it and ran out of memory (E_INTERNAL). Now only BEGIN's own fields are
+    # compared (no crypto) and the old stream is dropped first.
+    assert ecu.heap == HEAP
+    image = _text_image(60000)
+    wire = _segments(ecu, image)
+    instr = ecu.instruction(image)
+    ack = ecu.begin(image, instr=instr, compression=codes.COMP_DEFLATE_SEG, wire_len=len(wire))
+    assert ack[:2] == [codes.MSG_ACK, 0], ack
+    part = len(wire) // 2
+    assert ecu.send_data(wire[:part], 0) == part  # a segment's decoder is live now
+    # refused for BEGIN's own fields: the live stream is left as it was
+    r = ecu.begin(image, instr=instr, wire_len=len(image) + 1)
+    assert r[:2] == [codes.MSG_ERROR, codes.E_WIRE_LENGTH], r
+    r = ecu.begin(image, instr=instr, sha256=bytes(32), compression=codes.COMP_NONE)
+    assert r[:2] == [codes.MSG_ERROR, codes.E_HASH_MISMATCH], r
+    assert ecu.request(messages.data(part, wire[part : part + 100]))[:2] == [
+        codes.MSG_ACK,
+        part + 100,
+    ]
+    # the same instruction, uncompressed: a new stream from 0
+    ack = ecu.begin(image, instr=instr)
+    assert ack[:2] == [codes.MSG_ACK, 0], ack
+    assert ecu.send_data(image, 0) == len(image)
+    r = ecu.request(messages.end(len(image)), timeout=30)
+    assert r[:4] == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
+    _verified_is(ecu, image)

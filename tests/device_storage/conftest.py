@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from otalink.host.ecusim import micropython_exe, mpy_path
+from otalink.host.sim.ecusim import micropython_exe, mpy_path
 
 HERE = Path(__file__).resolve().parent
 

@@ -242,3 +242,48 @@ def test_trusted_time_only_moves_forward():
         assert s.trusted_time == 1000
     finally:
         dev.done()
+
+
+def stored_deflate(data):
+    # a raw deflate stream of stored blocks (no compressor needed on the device port)
+    out = bytearray()
+    for i in range(0, len(data), 65535):
+        part = data[i : i + 65535]
+        n = len(part)
+        last = 1 if i + n >= len(data) else 0
+        out += bytes([last, n & 0xFF, n >> 8, (n & 0xFF) ^ 0xFF, (n >> 8) ^ 0xFF]) + part
+    return bytes(out)
+
+
+def test_same_instruction_other_stream_starts_over():
+    # Defect: begin() of the live instruction with another compression / wire_len resumed the old
+    # stream's offset (ACK past the new stream's end, E_WIRE_LENGTH at every END). Another stream
+    # of the same image starts at 0, in this process and after a reboot.
+    dev = Dev()
+    try:
+        data = img(11, 20000)
+        wire = stored_deflate(data)
+        plain = meta(data, "1", 1)
+        packed = list(plain)
+        packed[3] = len(wire)  # wire_len
+        packed[4] = C.COMP_DEFLATE
+        s = dev.slots()
+        s.boot()
+        assert s.begin(*plain) == 0
+        assert send(s, data, 0, 9000) == 9000
+        assert s.begin(*packed) == 0  # not 9000: another stream
+        assert s.transfer()[:3] == (C.PH_RECEIVING, 0, len(wire))
+        assert send(s, wire, 0) == len(wire)
+        assert s.finish() == C.OK
+        assert s.report()[3][1][0] == C.SLOT_VERIFIED
+        # durable: a reboot mid-stream, then the other stream again
+        s.abort()
+        assert s.begin(*packed) == 0
+        send(s, wire, 0, 15000)
+        s, _ = dev.reboot()
+        assert s.transfer()[2] == len(wire)
+        assert s.begin(*plain) == 0
+        assert send(s, data, 0) == len(data)
+        assert s.finish() == C.OK
+    finally:
+        dev.done()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from otalink.host.ecu import segments
+from otalink.host.gateway.ecu import segments
 
 from tests.device_storage.conftest import HERE, MpRun, json_lines
 

@@ -1,4 +1,4 @@
-"""The ECU runner (host/ecusim): power cuts through the emulator and SIGKILL, resets, bundles."""
+"""The ECU runner (host/sim/ecusim): power cuts via the emulator and SIGKILL, resets, bundles."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from otalink.host.ecusim import (
+from otalink.host.sim.ecusim import (
     EXIT_RESET,
     BundleFormatError,
     EcuProcess,
@@ -100,3 +100,83 @@ def test_supervisor_restarts_on_reset_and_crash(tmp_path: Path) -> None:
         assert proc.wait_stopped(20) == 0
         assert proc.boots == 3
         assert proc.exit_codes == [EXIT_RESET, 1, 0]
+
+
+def _scripted_agent(tmp_path: Path, statuses: list[int], sleep_s: float = 0.0) -> Path:
+    """A stand-in agent whose n-th run exits with ``statuses[n]`` (the last one repeats),
+    optionally after ``sleep_s`` seconds; the run count survives restarts in a file."""
+    script = tmp_path / "fake_agent.py"
+    script.write_text(
+        "import sys, time\n"
+        "p = sys.argv[1] + '.count'\n"
+        "try:\n    n = int(open(p).read())\nexcept OSError:\n    n = 0\n"
+        "open(p, 'w').write(str(n + 1))\n"
+        f"s = {statuses!r}\n"
+        f"time.sleep({sleep_s!r})\n"
+        "sys.exit(s[min(n, len(s) - 1)])\n"
+    )
+    (tmp_path / "cfg.json").write_text("{}")
+    return script
+
+
+def test_requested_resets_never_count_as_crashes(tmp_path: Path) -> None:
+    """A board resets on every REBOOT: more REBOOTs than max_restarts keep the ECU alive."""
+    script = _scripted_agent(tmp_path, [EXIT_RESET] * 6 + [0])
+    with EcuProcess(tmp_path / "cfg.json", script=script, max_restarts=2) as proc:
+        proc.supervise()
+        assert proc.wait_stopped(30) == 0
+        assert proc.exit_codes == [EXIT_RESET] * 6 + [0]
+        assert proc.boots == 7 and proc.crashes == 0 and proc.stop_reason == "stopped"
+
+
+def test_crash_loop_is_still_bounded(tmp_path: Path) -> None:
+    script = _scripted_agent(tmp_path, [EXIT_RESET, 1])
+    with EcuProcess(tmp_path / "cfg.json", script=script, max_restarts=3) as proc:
+        proc.supervise()
+        assert proc.wait_stopped(30) == 1
+        # One REBOOT, then the first crash and three watchdog restarts that crash again.
+        assert proc.exit_codes == [EXIT_RESET, 1, 1, 1, 1]
+        assert proc.crashes == 4 and proc.stop_reason == "crash loop"
+
+
+def test_crash_after_a_stable_run_starts_a_new_count(tmp_path: Path) -> None:
+    """Occasional crashes of an ECU that ran fine in between are not a loop: each one is
+    restarted (a board's watchdog never gives up)."""
+    script = _scripted_agent(tmp_path, [1, 1, 1, 1, 0], sleep_s=0.4)
+    with EcuProcess(tmp_path / "cfg.json", script=script, max_restarts=1, stable_s=0.2) as proc:
+        proc.supervise()
+        assert proc.wait_stopped(30) == 0
+        assert proc.exit_codes == [1, 1, 1, 1, 0] and proc.crashes == 4
+
+
+def test_power_cuts_are_not_crashes(tmp_path: Path) -> None:
+    """power_cut() is asked for: a supervised ECU boots again however often the power goes."""
+    script = _scripted_agent(tmp_path, [0], sleep_s=60)
+    with EcuProcess(tmp_path / "cfg.json", script=script, max_restarts=1) as proc:
+        proc.supervise()
+        for n in range(2, 6):
+            proc.power_cut()
+            assert proc.wait_boots(n, 10), proc.exit_codes
+        assert proc.exit_codes == [-9] * 4 and proc.crashes == 0
+        assert proc.poll() is None  # still running
+
+
+def test_armed_cut_is_a_power_cut_not_a_crash(mp_run: MpRun, tmp_path: Path) -> None:
+    """The flash emulator's armed power cut (SIGKILL from inside) is not a crash either."""
+    _staged(mp_run, tmp_path)
+    with ecu(tmp_path, run_ms=60000) as (proc, _fl):
+        proc.max_restarts = 0
+        proc.arm_cut(0)
+        proc.supervise()
+        assert proc.wait_output("APP 2.0 imported")  # booted again after the cut
+        assert proc.exit_codes[0] == -9 and proc.crashes == 0
+
+
+def test_power_off_at_next_reset(tmp_path: Path) -> None:
+    """An ECU that never comes back from its restart (tests of the gateway's timeouts)."""
+    script = _scripted_agent(tmp_path, [EXIT_RESET, 0])
+    with EcuProcess(tmp_path / "cfg.json", script=script) as proc:
+        proc.power_off_at_next_reset()
+        proc.supervise()
+        assert proc.wait_stopped(30) == EXIT_RESET
+        assert proc.boots == 1 and proc.stop_reason == "powered off"

@@ -10,7 +10,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from otalink.host.ecu import segments
+from otalink.host.gateway.ecu import segments
 from otalink.protocol import codes as C
 
 from tests.device_storage.conftest import MpRun

@@ -2,7 +2,7 @@
 
 Each boot is one run of the real agent (device/main.py under MicroPython) on the same flash file,
 started by the ECU runner; the state is read back from the flash file by the independent CPython
-decoder (host/ecusim/flashfile.py).
+decoder (host/sim/ecusim/flashfile.py).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from otalink.host.ecusim import board_geometry
+from otalink.host.sim.ecusim import board_geometry
 from otalink.protocol import codes as C
 
 from tests.device_storage.agent import app_bundle, ecu, stage

@@ -27,4 +27,5 @@ def test_quoted_example_frames_are_real() -> None:
     assert "a5 5a 08 00 f7 ff 84 05 18 64 19 10 00 01 35 55 48 86" in DOC
     assert frame.frame(messages.ack(100, 4096, 1)).hex(" ") in DOC
     assert frame.frame(messages.data(4080, b"\x01\x02")).hex(" ") in DOC
-    assert frame.frame(messages.error(codes.E_OUT_OF_WINDOW, 8160)).hex(" ") in DOC
+    err = messages.error(codes.E_OUT_OF_WINDOW, 8160, codes.MSG_DATA)
+    assert frame.frame(err).hex(" ") in DOC

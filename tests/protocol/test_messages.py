@@ -45,6 +45,9 @@ def report(**kw: Any) -> bytes:
         release_floor=6,
         trusted_time=1_790_000_000,
         trial_boots=0,
+        cmd_nonce=bytes(range(16)),
+        agent_version="0.11.0",
+        app=[codes.APP_HEALTHY, 0, 0],
     )
     args.update(kw)
     return messages.encode_report(**args)
@@ -89,6 +92,11 @@ def test_instruction_rejects_wrong_shapes() -> None:
 
 def test_report_roundtrip_and_rejects() -> None:
     v = messages.decode_report(report())
+    assert len(v) == messages.REPORT_ITEMS == 16 and v[messages.R_CMD_NONCE] == bytes(range(16))
+    # issue 11: the answering agent's version and the application's state
+    assert v[messages.R_AGENT_VERSION] == "0.11.0"
+    assert v[messages.R_APP] == [codes.APP_HEALTHY, 0, 0]
+    assert v[messages.R_PROTO] == codes.PROTOCOL_VERSION == 2
     assert v[messages.R_ECU_ID] == "bms-1"
     assert v[messages.R_CAPS][messages.C_WINDOW] == 16384
     assert v[messages.R_SLOTS][1][messages.S_SHA256] == b""
@@ -99,6 +107,12 @@ def test_report_roundtrip_and_rejects() -> None:
         dict(caps=[1, 2, 3]),
         dict(transfer=[0, 0, 0, -1]),
         dict(slots=[[codes.SLOT_EMPTY, "", 0, 0, bytes(5)]] * 2),
+        dict(cmd_nonce=bytes(15)),
+        dict(cmd_nonce="x" * 16),
+        dict(agent_version="v" * 33),
+        dict(agent_version=b"0.11.0"),
+        dict(app=[0, 0]),
+        dict(app=[0, 0, -1]),
     ):
         with pytest.raises(ProtocolError) as ei:
             report(**kw)
@@ -129,20 +143,22 @@ def test_dataview_agrees_with_parse(offset: int, chunk: bytes) -> None:
 def test_dataview_never_raises_other_errors(data: bytes) -> None:
     payload = b"\x83\x04" + data
     dv = messages.DataView()
-    try:
-        ok = dv.parse(memoryview(payload))
-    except ProtocolError as e:
-        with pytest.raises(ProtocolError):
+    # never raises: a malformed DATA is declined and the full parser (the session's fallback)
+    # raises its one code (issue 10; tests/fuzz compares the two paths on both runtimes)
+    if not dv.parse(memoryview(payload)):
+        with pytest.raises(ProtocolError) as ei:
             messages.parse(payload)
-        assert e.code in (codes.E_BAD_MESSAGE, codes.E_TOO_LARGE)
+        assert ei.value.code in (codes.E_BAD_MESSAGE, codes.E_TOO_LARGE)
         return
-    assert ok
     assert messages.parse(payload) == [codes.MSG_DATA, dv.offset, bytes(dv.data)]
 
 
 def test_dataview_declines_other_types() -> None:
     assert not messages.DataView().parse(memoryview(messages.ack(1, 2, 3)))
-    assert not messages.DataView().parse(memoryview(messages.abort()))
+    cmd = messages.encode_command(codes.MSG_ABORT, "bms-1", bytes(16))
+    assert not messages.DataView().parse(
+        memoryview(messages.command(codes.MSG_ABORT, cmd, bytes(8), bytes(64)))
+    )
 
 
 @settings(max_examples=300, deadline=None)
@@ -151,7 +167,12 @@ def test_parse_random_payloads(data: bytes) -> None:
     try:
         msg = messages.parse(data)
     except ProtocolError as e:
-        assert e.code in (codes.E_BAD_MESSAGE, codes.E_TOO_LARGE, codes.E_UNKNOWN_TYPE)
+        assert e.code in (
+            codes.E_BAD_MESSAGE,
+            codes.E_TOO_LARGE,
+            codes.E_UNKNOWN_TYPE,
+            codes.E_CMD_AUTH,  # a command of another arity than [type, cmd, keyid, sig]
+        )
         return
     assert msg[0] in messages.SPECS
 
@@ -165,3 +186,85 @@ def test_data_into_bounds() -> None:
     buf = bytearray(4096)
     n = messages.data_into(buf, 0, 2**32 - 1, bytes(4096 - messages.DATA_OVERHEAD))
     assert n <= 4096
+
+
+def test_command_bytes_layout_and_rejects() -> None:
+    cmd = messages.encode_command(codes.MSG_CONFIRM, "bms-1", bytes(range(16)))
+    assert cbor2.loads(cmd) == [messages.CMD_FMT, codes.MSG_CONFIRM, "bms-1", bytes(range(16))]
+    assert len(cmd) <= messages.MAX_CMD
+    assert messages.decode_command(cmd) == cbor2.loads(cmd)
+    payload = messages.command(codes.MSG_CONFIRM, cmd, bytes(8), bytes(64))
+    assert messages.parse(payload) == [codes.MSG_CONFIRM, cmd, bytes(8), bytes(64)]
+    longest = messages.encode_command(codes.MSG_ABORT, "e" * messages.MAX_ID, bytes(16))
+    assert len(longest) <= messages.MAX_CMD  # a command for any ecu_id fits the bound
+    bad = [
+        [2, 12, "bms-1", bytes(16)],
+        [1, 9, "bms-1", bytes(16)],  # RESULT is not a command
+        [1, 15, "bms-1", bytes(16)],
+        [1, 12, "", bytes(16)],
+        [1, 12, "x" * 33, bytes(16)],
+        [1, 12, b"bms-1", bytes(16)],
+        [1, 12, "bms-1", bytes(15)],
+        [1, 12, "bms-1", "n" * 16],
+        [1, 12, "bms-1"],
+        {"a": 1},
+    ]
+    for value in bad:
+        with pytest.raises(ProtocolError) as ei:
+            messages.decode_command(cbor2.dumps(value))
+        assert (ei.value.code, ei.value.detail) == (codes.E_BAD_MESSAGE, 0xFF), value
+    with pytest.raises(ProtocolError) as ei:
+        messages.decode_command(bytes(messages.MAX_CMD + 1))
+    assert ei.value.code == codes.E_BAD_MESSAGE
+    with pytest.raises(ProtocolError):
+        messages.encode_command(codes.MSG_RESULT, "bms-1", bytes(16))
+
+
+def test_commands_of_another_arity_are_unauthenticated() -> None:
+    for t in messages.COMMANDS:
+        for fields in ([], [0], [b"\x01", bytes(8)], [b"\x01", bytes(8), bytes(64), 0]):
+            with pytest.raises(ProtocolError) as ei:
+                messages.parse(cbor2.dumps([t, *fields]))
+            assert ei.value.code == codes.E_CMD_AUTH, (t, fields)
+            assert ei.value.detail == 0  # not signed
+
+
+# ---- issue 11: the application channel, DEFER, the receive probe -----------------------------
+def test_app_defer_probe_roundtrip_and_bounds() -> None:
+    assert messages.parse(messages.app(7, 1, b"soc?")) == [codes.MSG_APP, 7, 1, b"soc?"]
+    assert messages.parse(messages.app(0, 0, b"")) == [codes.MSG_APP, 0, 0, b""]
+    assert messages.parse(messages.app(255, 2**32 - 1, bytes(256)))[3] == bytes(256)
+    assert messages.parse(messages.defer(codes.MSG_BEGIN, 30, "actuator moving")) == [
+        codes.MSG_DEFER, codes.MSG_BEGIN, 30, "actuator moving"]  # fmt: skip
+    assert messages.parse(messages.probe(1000, SHA, 2, 900)) == [codes.MSG_PROBE, 1000, SHA, 2, 900]
+    for payload, code in (
+        (messages.app(256, 1, b"x"), codes.E_BAD_MESSAGE),  # channel over 255
+        (messages.app(1, 1, bytes(257)), codes.E_TOO_LARGE),
+        (cbor2.dumps([codes.MSG_APP, 1, 1, "text"]), codes.E_BAD_MESSAGE),
+        (cbor2.dumps([codes.MSG_APP, 1, 1]), codes.E_BAD_MESSAGE),
+        (messages.defer(codes.MSG_BEGIN, 30, "r" * 49), codes.E_TOO_LARGE),
+        (messages.probe(1000, SHA[:31], 0, 1000), codes.E_BAD_MESSAGE),
+        (messages.probe(1000, SHA, 3, 1000), codes.E_BAD_MESSAGE),
+    ):
+        with pytest.raises(ProtocolError) as ei:
+            messages.parse(payload)
+        assert ei.value.code == code, payload.hex()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300))
+def test_parse_app_shortcut_answers_like_the_full_parser(raw: bytes) -> None:
+    # the device's APP shortcut (protocol/small.py) takes exactly the valid APPs, no more
+    from otalink.protocol import small
+
+    for payload in (raw, b"\x84\x11" + raw[:8] + b"\x50" + raw[8:24]):
+        out = [0, 0, 0, 0]
+        t = small.parse_app(memoryview(payload), out)
+        try:
+            full = messages.parse(payload, copy=True)
+        except ProtocolError:
+            full = None
+        if t >= 0:
+            assert full == [codes.MSG_APP, out[1], out[2], bytes(out[3])], payload.hex()
+        else:
+            assert full is None or full[0] != codes.MSG_APP, payload.hex()

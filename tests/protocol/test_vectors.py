@@ -30,13 +30,12 @@ def build(msg: list[Any]) -> bytes:
         codes.MSG_PROGRESS: lambda: messages.progress(*f),
         codes.MSG_END: lambda: messages.end(*f),
         codes.MSG_RESULT: lambda: messages.result(*f),
-        codes.MSG_ACTIVATE: messages.activate,
-        codes.MSG_REBOOT: messages.reboot,
-        codes.MSG_CONFIRM: messages.confirm,
-        codes.MSG_REVERT: messages.revert,
-        codes.MSG_ABORT: messages.abort,
+        **{t: (lambda t=t: messages.command(t, *f)) for t in messages.COMMANDS},
         codes.MSG_ERROR: lambda: messages.error(*f),
         codes.MSG_STATUS_REQ: lambda: messages.status_req(*f),
+        codes.MSG_APP: lambda: messages.app(*f),
+        codes.MSG_DEFER: lambda: messages.defer(*f),
+        codes.MSG_PROBE: lambda: messages.probe(*f),
     }
     return builders[t]()
 

@@ -28,11 +28,13 @@ _CONST = re.compile(r"^_([A-Z][A-Z0-9_]*) = const\((\w+)\)", re.M)
 @pytest.mark.parametrize(
     ("path", "public", "least"),
     [
-        ("protocol/wire.py", messages, 30),
+        ("protocol/wire.py", messages, 20),
         ("device/auth.py", messages, 10),
-        ("protocol/hotpath.py", transfer, 4),
-        ("protocol/hotpath.py", messages, 2),
+        ("protocol/datapath.py", transfer, 4),
+        ("protocol/datapath.py", messages, 1),
+        ("protocol/hotpath.py", messages, 1),
         ("device/session.py", transfer, 2),
+        ("protocol/command.py", messages, 4),
     ],
 )
 def test_private_constants_equal_the_public_ones(path: str, public: Any, least: int) -> None:
@@ -80,15 +82,10 @@ SMALL = [
     messages.end(0),
     messages.end(70_000),
     messages.end(0xFFFFFFFF),
-    messages.activate(),
-    messages.reboot(),
-    messages.confirm(),
-    messages.revert(),
-    messages.abort(),
     messages.error(codes.E_TIMEOUT, 300),
+    messages.error(codes.E_BAD_STATE, codes.MSG_END, codes.MSG_END),
     messages.ack(65536, 8192, codes.PH_RECEIVING),
     messages.progress(codes.PH_ERASING, 8, 128),
-    messages.result(codes.MSG_END, codes.OK, 0),
     messages.hello(bytes(range(16)), 4096),
     messages.hello(bytes(16), codes.MIN_PAYLOAD, proto_ver=300),
     messages.status_req(bytes(range(16, 32))),
@@ -118,6 +115,11 @@ def test_parse_small_leaves_everything_else_to_parse() -> None:
         bytes.fromhex("8208010a"),  # trailing byte
         bytes.fromhex("9f08ff"),  # indefinite array
         cbor2.dumps([codes.MSG_ACTIVATE, 0]),
+        # commands are signed and RESULT carries the command nonce: byte strings, full parser
+        *(cbor2.dumps([t]) for t in messages.COMMANDS),  # unsigned (version 1): E_CMD_AUTH
+        *(messages.command(t, b"\x01", bytes(8), bytes(64)) for t in messages.COMMANDS),
+        messages.result(codes.MSG_END, codes.OK, 0, bytes(16)),
+        cbor2.dumps([codes.MSG_ERROR, 20, 0]),  # version 1 ERROR: wrong arity
     ]
     for p in others:
         assert _small(p) is None, p.hex()

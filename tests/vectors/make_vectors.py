@@ -7,6 +7,7 @@ output files are committed; tests on both runtimes compare otalink against them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import zlib
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import cbor2
+import nacl.signing
 from otalink.protocol import codes as c
 
 HERE = Path(__file__).resolve().parent
@@ -37,11 +39,25 @@ N16 = bytes(range(16))
 SIG = bytes(range(64))
 SHA = bytes(range(100, 132))
 KID = bytes(range(8))
+V = c.PROTOCOL_VERSION
+
+# A signed command (docs/protocol.md "Signed commands"), made with pynacl and cbor2 only: the
+# command key's seed is bytes 0..31, the ECU "bms-1", its command nonce N16.
+CMD_SEED = bytes(range(32))
+_CMD_KEY = nacl.signing.SigningKey(CMD_SEED)
+CMD_PUB = bytes(_CMD_KEY.verify_key)
+CMD_KID = hashlib.sha256(CMD_PUB).digest()[:8]
+
+
+def signed(t: int, ecu_id: str = "bms-1", nonce: bytes = N16) -> list[Any]:
+    cmd = cbor2.dumps([1, t, ecu_id, nonce])
+    return [t, cmd, CMD_KID, _CMD_KEY.sign(cmd).signature]
+
 
 MESSAGES: list[tuple[str, list[Any]]] = [
-    ("hello", [c.MSG_HELLO, 1, N16, 4096]),
-    ("hello_min_payload", [c.MSG_HELLO, 1, N16, 256]),
-    ("info", [c.MSG_INFO, b"\x8d" + bytes(40), SIG]),
+    ("hello", [c.MSG_HELLO, V, N16, 4096]),
+    ("hello_min_payload", [c.MSG_HELLO, V, N16, 256]),
+    ("info", [c.MSG_INFO, b"\x8e" + bytes(40), SIG]),
     ("begin_one_sig", [c.MSG_BEGIN, b"\x8b\x01" + bytes(20), [[KID, SIG]], 262144, SHA, 0, 262144]),
     (
         "begin_two_sigs_deflate",
@@ -61,14 +77,23 @@ MESSAGES: list[tuple[str, list[Any]]] = [
     ("status", [c.MSG_STATUS, bytes(100), SIG]),
     ("progress", [c.MSG_PROGRESS, c.PH_ERASING, 3, 64]),
     ("end", [c.MSG_END, 262144]),
-    ("result", [c.MSG_RESULT, c.MSG_END, c.E_HASH_MISMATCH, 7]),
-    ("activate", [c.MSG_ACTIVATE]),
-    ("reboot", [c.MSG_REBOOT]),
-    ("confirm", [c.MSG_CONFIRM]),
-    ("revert", [c.MSG_REVERT]),
-    ("abort", [c.MSG_ABORT]),
-    ("error", [c.MSG_ERROR, c.E_OUT_OF_WINDOW, 65536]),
+    ("result", [c.MSG_RESULT, c.MSG_END, c.E_HASH_MISMATCH, 7, N16]),
+    ("result_activate", [c.MSG_RESULT, c.MSG_ACTIVATE, c.OK, 0, N16[::-1]]),
+    ("activate", signed(c.MSG_ACTIVATE)),
+    ("reboot", signed(c.MSG_REBOOT)),
+    ("confirm", signed(c.MSG_CONFIRM)),
+    ("revert", signed(c.MSG_REVERT)),
+    ("abort", signed(c.MSG_ABORT)),
+    ("error", [c.MSG_ERROR, c.E_OUT_OF_WINDOW, 65536, c.MSG_DATA]),
+    ("error_from_host", [c.MSG_ERROR, c.E_TIMEOUT, 0, 0]),
     ("status_req", [c.MSG_STATUS_REQ, N16[::-1]]),
+    # issue 11: the application channel, an application's deferral, the receive probe
+    ("app_request", [c.MSG_APP, 1, 1, b"soc?"]),
+    ("app_event", [c.MSG_APP, 1, 0, b"\x42\x2a"]),
+    ("app_reply_max", [c.MSG_APP, 255, 70000, bytes(i & 255 for i in range(256))]),
+    ("app_empty", [c.MSG_APP, 24, 24, b""]),
+    ("defer", [c.MSG_DEFER, c.MSG_BEGIN, 30, "actuator moving"]),
+    ("probe", [c.MSG_PROBE, 262144, SHA, c.COMP_DEFLATE_SEG, 100000]),
 ]
 
 # payload bytes, expected error code
@@ -78,9 +103,9 @@ BAD_MESSAGES: list[tuple[str, bytes, int]] = [
     ("unknown_type", cbor2.dumps([0x42, 1]), c.E_UNKNOWN_TYPE),
     ("type_zero", cbor2.dumps([0]), c.E_UNKNOWN_TYPE),
     ("type_text", cbor2.dumps(["hello"]), c.E_BAD_MESSAGE),
-    ("hello_short_nonce", cbor2.dumps([1, 1, bytes(15), 4096]), c.E_BAD_MESSAGE),
-    ("hello_arity", cbor2.dumps([1, 1, N16]), c.E_BAD_MESSAGE),
-    ("hello_small_payload", cbor2.dumps([1, 1, N16, 255]), c.E_BAD_MESSAGE),
+    ("hello_short_nonce", cbor2.dumps([1, V, bytes(15), 4096]), c.E_BAD_MESSAGE),
+    ("hello_arity", cbor2.dumps([1, V, N16]), c.E_BAD_MESSAGE),
+    ("hello_small_payload", cbor2.dumps([1, V, N16, 255]), c.E_BAD_MESSAGE),
     ("data_empty", cbor2.dumps([4, 0, b""]), c.E_BAD_MESSAGE),
     ("data_negative_offset", cbor2.dumps([4, -1, b"x"]), c.E_BAD_MESSAGE),
     ("data_text", cbor2.dumps([4, 0, "x"]), c.E_BAD_MESSAGE),
@@ -102,7 +127,29 @@ BAD_MESSAGES: list[tuple[str, bytes, int]] = [
     ("huge_array_decl", b"\x9a\xff\xff\xff\xff", c.E_TOO_LARGE),
     ("deep_nesting", b"\x81\x81\x81\x81\x81\x00", c.E_TOO_LARGE),
     ("bad_utf8", b"\x82\x0f\x62\xc3\x28", c.E_BAD_MESSAGE),
-    ("activate_extra", cbor2.dumps([10, 0]), c.E_BAD_MESSAGE),
+    # commands: an unsigned (version 1) command or any other arity is E_CMD_AUTH; a signed one
+    # whose fields are out of shape is E_BAD_MESSAGE / E_TOO_LARGE like any message
+    ("activate_unsigned", cbor2.dumps([10]), c.E_CMD_AUTH),
+    ("reboot_unsigned", cbor2.dumps([11]), c.E_CMD_AUTH),
+    ("activate_extra", cbor2.dumps([10, 0]), c.E_CMD_AUTH),
+    ("abort_no_sig", cbor2.dumps(signed(14)[:3]), c.E_CMD_AUTH),
+    ("confirm_extra_field", cbor2.dumps([*signed(12), 0]), c.E_CMD_AUTH),
+    ("confirm_short_keyid", cbor2.dumps([12, b"\x01", KID[:7], SIG]), c.E_BAD_MESSAGE),
+    ("revert_short_sig", cbor2.dumps([13, b"\x01", KID, SIG[:63]]), c.E_BAD_MESSAGE),
+    ("revert_cmd_too_long", cbor2.dumps([13, bytes(97), KID, SIG]), c.E_TOO_LARGE),
+    ("activate_cmd_empty", cbor2.dumps([10, b"", KID, SIG]), c.E_BAD_MESSAGE),
+    ("activate_cmd_text", cbor2.dumps([10, "x", KID, SIG]), c.E_BAD_MESSAGE),
+    ("error_v1_arity", cbor2.dumps([15, 20, 0]), c.E_BAD_MESSAGE),
+    ("result_v1_arity", cbor2.dumps([9, 8, 0, 0]), c.E_BAD_MESSAGE),
+    ("result_short_nonce", cbor2.dumps([9, 8, 0, 0, bytes(15)]), c.E_BAD_MESSAGE),
+    ("app_channel_256", cbor2.dumps([17, 256, 1, b"x"]), c.E_BAD_MESSAGE),
+    ("app_data_257", cbor2.dumps([17, 1, 1, bytes(257)]), c.E_TOO_LARGE),
+    ("app_text_data", cbor2.dumps([17, 1, 1, "x"]), c.E_BAD_MESSAGE),
+    ("app_arity", cbor2.dumps([17, 1, b"x"]), c.E_BAD_MESSAGE),
+    ("defer_reason_49", cbor2.dumps([18, 3, 30, "r" * 49]), c.E_TOO_LARGE),
+    ("defer_reason_bytes", cbor2.dumps([18, 3, 30, b"r"]), c.E_BAD_MESSAGE),
+    ("probe_short_sha", cbor2.dumps([19, 1, SHA[:31], 0, 1]), c.E_BAD_MESSAGE),
+    ("probe_compression_3", cbor2.dumps([19, 1, SHA, 3, 1]), c.E_BAD_MESSAGE),
 ]
 
 # (a value in the profile) hex, or the error code for RFC 8949 Appendix A examples outside it.

@@ -1,0 +1,211 @@
+"""Delta-update figures of the device's patch applier (device/delta.py), MicroPython unix port.
+
+    python -m bench.bench_delta             # prints the figures -> build/bench/delta_device.json
+    python -m bench.bench_delta --sizes OLD NEW [OLD NEW ...]    # patch size per compression
+
+For each pair the detools patch (sequential, bsdiff, compression none) is applied by the real
+module at ``-X heapsize=64k`` with the 1 KiB program unit, fed from a file in DATA-sized pieces
+(2038 bytes), the base image in slot A of the NOR emulator, the result programmed into slot B and
+hashed (tests/delta/mp_delta.py ``heap``; the result's sha256 is checked):
+
+* ``apply_us_per_kib``       per KiB of result: feeding the patch, reading the base, programming
+  and hashing (what the agent's write path adds for a delta), native (viper) loops;
+* ``apply_only_us_per_kib``  the applier alone (put() only counts the result);
+* ``bytecode_us_per_kib``    the same with the bytecode loops of a port without a native emitter;
+* ``peak_heap_bytes``        the harness process's highest ``gc.mem_alloc()`` during the apply
+  (no collection between pieces: nothing is allocated per piece, checked under heap_lock),
+  with ``code_heap_bytes`` (importing delta.py: bytecode, names, the compiled loops) and
+  ``state_heap_bytes`` (one Patcher: object and 256-byte base window);
+* ``patch_bytes``, ``wire_bytes`` (the patch as deflate segments at wbits 10, the link's
+  default), ``full_wire_bytes`` (the new image the same way), ``size_ratio``.
+
+Pairs: ``bundle`` the agent's own modules (build/mpy) as a bundle, against a next version made
+by editing it (relinked addresses, a few changed, inserted, moved and deleted pieces);
+``all_diff`` every third byte changed (one long diff); ``all_extra`` unrelated data (extra
+only). Never writes docs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import random
+import sys
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+import detools
+from otalink.host.gateway.ecu import segments
+
+from tests.delta.pairs import edit, make_patch, ref_apply, run_mp
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "build" / "bench" / "delta_device.json"
+UNIT = 1024
+PIECE = 2038
+
+
+def agent_bundle() -> bytes:
+    from otalink.host.sim.ecusim import build_bundle
+
+    mods = {}
+    tree = ROOT / "build" / "mpy" / "otalink"
+    for p in sorted(tree.rglob("*.mpy")):
+        mods[str(p.relative_to(tree)).replace("device/", "d/").replace("protocol/", "p/")] = (
+            p.read_bytes()
+        )
+    return build_bundle(mods, "app", "app.selftest")
+
+
+def pairs() -> dict[str, tuple[bytes, bytes]]:
+    rnd = random.Random(13)
+    base = agent_bundle()
+    minor = edit(rnd, edit(rnd, base, "relink"), "mixed")
+    diff = bytearray(base)
+    for i in range(0, len(diff), 3):
+        diff[i] = (diff[i] + 1) & 0xFF
+    return {
+        "bundle": (base, minor),
+        "all_diff": (base, bytes(diff)),
+        "all_extra": (base, rnd.randbytes(len(base))),
+    }
+
+
+def apply(
+    tmp: Path, name: str, base: bytes, new: bytes, patch: bytes, variant: str
+) -> dict[str, Any]:
+    (tmp / f"{name}.base").write_bytes(base)
+    (tmp / f"{name}.patch").write_bytes(patch)
+    proc = run_mp(
+        "heap", str(tmp / f"{name}.base"), str(tmp / f"{name}.patch"), str(len(new)),
+        hashlib.sha256(new).hexdigest(), str(UNIT), str(PIECE), variant, heap="64k",
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise SystemExit(f"bench_delta: {name} {variant} failed:\n{proc.stdout}{proc.stderr}")
+    info: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    if not info["ok"]:
+        raise SystemExit(f"bench_delta: {name} {variant}: {info}")
+    return info
+
+
+def best(
+    tmp: Path, name: str, base: bytes, new: bytes, patch: bytes, variant: str, runs: int = 3
+) -> dict[str, Any]:
+    # the fastest of a few runs (the machine is shared; the heap figures are the same each time)
+    return min((apply(tmp, name, base, new, patch, variant) for _ in range(runs)),
+               key=lambda r: r["us_per_kib"])  # fmt: skip
+
+
+def bench() -> dict[str, Any]:
+    out: dict[str, Any] = {"unit": UNIT, "piece": PIECE, "heapsize": 65536, "pairs": {}}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for name, (base, new) in pairs().items():
+            patch = make_patch(base, new)
+            assert ref_apply(base, patch) == new
+            nat = best(tmp, name, base, new, patch, "native")
+            only = best(tmp, name, base, new, patch, "native+noflash")
+            byc = best(tmp, name, base, new, patch, "bytecode+noflash", runs=1)
+            wire = len(segments.encode(patch, 10))
+            full = len(segments.encode(new, 10))
+            out["pairs"][name] = {
+                "base_bytes": len(base),
+                "new_bytes": len(new),
+                "patch_bytes": len(patch),
+                "wire_bytes": wire,
+                "full_wire_bytes": full,
+                "size_ratio": round(full / wire, 1),
+                "apply_us_per_kib": nat["us_per_kib"],
+                "apply_only_us_per_kib": only["us_per_kib"],
+                "bytecode_us_per_kib": byc["us_per_kib"],
+                "native": nat["native"],
+                "peak_heap_bytes": nat["peak_heap_bytes"],
+                "code_heap_bytes": nat["code_bytes"],
+                "state_heap_bytes": nat["state_bytes"],
+            }
+    b = out["pairs"]["bundle"]
+    for k in ("apply_us_per_kib", "apply_only_us_per_kib", "bytecode_us_per_kib", "peak_heap_bytes",
+              "code_heap_bytes", "state_heap_bytes"):  # fmt: skip
+        out[k] = b[k]
+    return out
+
+
+# ---- patch sizes per compression option (the ADR's table) --------------------------------------
+def _hs(window: int, lookahead: int) -> dict[str, Any]:
+    return {"compression": "heatshrink", "heatshrink_window_sz2": window,
+            "heatshrink_lookahead_sz2": lookahead}  # fmt: skip
+
+
+OPTIONS: list[tuple[str, dict[str, Any]]] = [
+    ("none", {}),
+    ("crle", {}),
+    ("heatshrink 8/4", _hs(8, 4)),
+    ("heatshrink 10/5", _hs(10, 5)),
+    ("lzma", {}),
+    ("zstd", {}),
+    ("lz4", {}),
+]
+
+
+def sizes(files: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for old_p, new_p in zip(files[::2], files[1::2], strict=True):
+        old = Path(old_p).read_bytes()
+        new = Path(new_p).read_bytes()
+        row: dict[str, Any] = {
+            "pair": f"{Path(old_p).name} -> {Path(new_p).name}",
+            "base": len(old),
+            "new": len(new),
+            "full deflate-seg w10": len(segments.encode(new, 10)),
+            "full zlib -9 w15": len(zlib.compress(new, 9)),
+        }
+        for label, kw in OPTIONS:
+            kw = dict(kw)
+            kw.setdefault("compression", label)
+            p = make_patch(old, new, **kw)
+            row[label] = len(p)
+            if label in ("none", "crle"):
+                row[label + " + deflate-seg w10"] = len(segments.encode(p, 10))
+        p = make_patch(old, new, "match-blocks")
+        row["match-blocks none + deflate-seg w10"] = len(segments.encode(p, 10))
+        f = io.BytesIO()
+        detools.create_patch(
+            io.BytesIO(old), io.BytesIO(new), f, compression="none", patch_type="hdiffpatch",
+            algorithm="hdiffpatch", use_mmap=False,
+        )  # fmt: skip
+        row["hdiffpatch none + deflate-seg w10"] = len(segments.encode(f.getvalue(), 10))
+        rows.append(row)
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", nargs="+", metavar="FILE", help="OLD NEW pairs: patch sizes")
+    a = ap.parse_args()
+    if a.sizes:
+        if len(a.sizes) % 2:
+            ap.error("--sizes takes OLD NEW pairs")
+        for row in sizes(a.sizes):
+            print(json.dumps(row))
+        return 0
+    out = bench()
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(out, indent=1) + "\n")
+    for name, r in out["pairs"].items():
+        print(
+            f"{name:9} result {r['new_bytes']} B, patch {r['patch_bytes']} B, wire "
+            f"{r['wire_bytes']} B (full {r['full_wire_bytes']} B); us/KiB: "
+            f"{r['apply_us_per_kib']} with flash, {r['apply_only_us_per_kib']} applier alone, "
+            f"{r['bytecode_us_per_kib']} bytecode loops; peak heap {r['peak_heap_bytes']} B"
+        )
+    print(f"code_heap_bytes {out['code_heap_bytes']}, state_heap_bytes "
+          f"{out['state_heap_bytes']} -> {OUT}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+# The agent's rare state changes, loaded for the call and dropped again (device/agent.py), so an
+# idle agent holds none of this code:
+#   healthy(agent, ok)       the application proved itself (or failed to)
+#   note_fault(agent, code)  the supervisor records a fault of the running image
+#   internal(agent, e)       an unexpected exception while handling a message: E_INTERNAL
+import gc
+import sys
+
+try:
+    from micropython import const
+except ImportError:  # CPython (tooling only)
+
+    def const(x):
+        return x
+
+
+# protocol/codes.py values (private copies, tests/protocol/test_wire.py checks them)
+_E_INTERNAL = const(63)
+_E_SELFTEST = const(50)
+_APP_HEALTHY = const(2)
+_APP_FAILED = const(3)
+_IDLE = const(0)  # agent.IDLE
+
+
+def healthy(a, ok):
+    # Only a healthy application on a trial slot can be confirmed (CONFIRM: E_NOT_HEALTHY until
+    # then); not healthy on a trial rolls the trial back now (E_SELFTEST) and resets.
+    if not ok:
+        a.app_state = _APP_FAILED
+        if a.trial:
+            a._op("trial_failed", _E_SELFTEST)
+            a._reset()
+        return
+    if a.app_state != _APP_HEALTHY:
+        a.app_state = _APP_HEALTHY
+        if a.trial:
+            a._op("trial_passed")  # persisted: "never healthy" decides E_BOOT_CRASH later
+
+
+def note_fault(a, code):
+    a.fault = code
+    try:
+        a._op("note_fault", code)
+    except Exception as e:  # flash trouble or no heap left: the watchdog still decides
+        sys.print_exception(e)
+
+
+def internal(a, e):
+    sys.print_exception(e)
+    gc.collect()
+    a.state = _IDLE
+    try:
+        a._error(_E_INTERNAL)
+    except MemoryError:
+        pass  # the host times out and asks again

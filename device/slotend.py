@@ -1,0 +1,105 @@
+# The end of a transfer in Slots (slotops.finish / finish_g / probe_end are these), loaded at END
+# and dropped with the transfer:
+#   finish_g(s) -> generator -> code   drain, check, read the slot back and hash it (a slice per
+#                                      16 KiB); VERIFIED (or EMPTY) committed
+#   probe_end(s) -> (code, image bytes decoded, their sha256)   the end of a receive probe
+import hashlib
+
+from micropython import const
+from otalink.device.errors import DeviceError
+from otalink.device.slotwrite import drain
+
+# protocol/codes.py values used here, as private consts (tests/protocol/test_wire.py checks them)
+_OK = const(0)
+_COMP_DEFLATE_SEG = const(2)
+_E_BAD_STATE = const(12)
+_E_WIRE_LENGTH = const(22)
+_E_HASH_MISMATCH = const(37)
+_E_LENGTH_MISMATCH = const(38)
+_E_FLASH = const(40)
+_E_DECOMPRESS = const(41)
+_SLOT_EMPTY = const(0)
+_SLOT_VERIFIED = const(2)
+_NO_SLOT = const(255)
+
+
+def finish_g(s):
+    # finish() as a generator (the read-back hash yields every 16 KiB)
+    if not s.live:
+        return _E_BAD_STATE
+    code = _OK
+    try:
+        if s.live == 1:
+            if s.t_wire != s.wire_len:
+                return _E_WIRE_LENGTH
+            try:
+                drain(s, True)
+                if s.dio is not None and s.t_img == s.t_len:
+                    # the stream must end here: no trailing output
+                    if s.dio.readinto(s.cbuf, 1):
+                        code = _E_LENGTH_MISMATCH
+            except DeviceError as e:
+                code = e.code
+            except (OSError, EOFError, ValueError):
+                code = _E_DECOMPRESS
+            if code == _OK and s.t_img != s.t_len:
+                code = _E_LENGTH_MISMATCH
+            if code == _OK and s.comp == _COMP_DEFLATE_SEG:
+                if s.w_cons != s.wire_len or s.seg_left >= 0:
+                    code = _E_DECOMPRESS  # bytes after the last segment, or a cut one
+            if code == _OK and s.sha.digest() != s.slot[s.t_slot][5]:
+                code = _E_HASH_MISMATCH
+        if code == _OK and not (yield from _hash_g(s, s.t_slot)):
+            code = _E_HASH_MISMATCH
+        s.slot[s.t_slot][0] = _SLOT_VERIFIED if code == _OK else _SLOT_EMPTY
+        s.tslot = _NO_SLOT
+        s.wire_off = 0
+        s.image_off = 0
+        s.live = 0
+        s.dio = None
+        s.commit()
+    except OSError:
+        s.live = 0
+        return _E_FLASH
+    return code
+
+
+def probe_end(s):
+    # -> (code, image bytes decoded, sha256 of them): END of a probe
+    code = _OK
+    try:
+        drain(s, True)
+        if s.dio is not None and s.t_img == s.t_len and s.dio.readinto(s.cbuf, 1):
+            code = _E_LENGTH_MISMATCH
+    except DeviceError as e:
+        code = e.code
+    except (OSError, EOFError, ValueError):
+        code = _E_DECOMPRESS
+    if code == _OK and s.comp == _COMP_DEFLATE_SEG and (s.w_cons != s.wire_len or s.seg_left >= 0):
+        code = _E_DECOMPRESS
+    s.live = 0
+    s.dio = None
+    return code, s.t_img, s.sha.digest()
+
+
+def _hash_g(s, slot):
+    # read the slot back and compare with its recorded sha256 (decide._hash_g's twin: the
+    # transfer does not load decide.py); yields every 16 KiB read
+    v = s.slot[slot]
+    n = v[4]
+    if n <= 0 or n > s.slot_size:
+        return False
+    reg = s.regions[slot]
+    h = hashlib.sha256()
+    buf = s.cbuf
+    c = s.chunk
+    full = n - n % c
+    for a in range(0, full, c):
+        reg.read(a, buf)
+        h.update(buf)
+        if not (a + c) & 0x3FFF:
+            yield
+    if full < n:
+        reg.read(full, buf)
+        h.update(memoryview(buf)[: n - full])
+    return h.digest() == v[5]

@@ -1,1 +1,0 @@
-"""The update campaign: state machine, persistence, preconditions, scheduler, fleet, reports."""

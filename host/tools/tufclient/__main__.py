@@ -1,0 +1,5 @@
+"""``python -m otalink.host.tools.tufclient``."""
+
+from otalink.host.tools.tufclient.client import main
+
+raise SystemExit(main())

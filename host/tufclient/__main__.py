@@ -1,5 +1,0 @@
-"""``python -m otalink.host.tufclient``."""
-
-from otalink.host.tufclient.client import main
-
-raise SystemExit(main())
