@@ -211,21 +211,42 @@ def heap_limit(d: Path) -> dict[str, Any]:
     fails: dict[str, str] = {}
     for h in LADDER:
         e = _ecu(d / f"limit-{h}", h)
+        step = "start"
         try:
             e.start()
             e.hello()
+            step = "install"
             e.install(image(BMS_16K), "1.0.0", 1)
+            step = "update"
             whole_update(e, image(BMS_16K + b"# 2\n"), "2.0.0", 2)
+            step = "trial"
             e.reboot()
             r = e.cmd(codes.MSG_CONFIRM)
             assert r[:3] == [codes.MSG_RESULT, codes.MSG_CONFIRM, codes.OK], r
         except (AssertionError, OSError, subprocess.TimeoutExpired) as err:
-            fails[f"app_update_fail_{h}"] = str(err).splitlines()[0][:160]
+            fails[f"app_update_fail_{h}"] = _why(e, step, err)
             continue
         finally:
             e.close()
         return {"app_update_heap_limit_bytes": int(h[:-1]) * 1024, **fails}
     return {"app_update_heap_limit_bytes": None, **fails}
+
+
+def _why(e: Component, step: str, err: BaseException) -> str:
+    """Where a heap-ladder run stopped: the step, the reason the flash records (a fault of the
+    application or agent, the last revert reason) and the ECU's last MemoryError line."""
+    out = f"{step}"
+    try:
+        st = e.state()
+        out += f": last_error {st.last_error}, boot_state {st.boot_state}"
+    except (AssertionError, OSError):
+        pass
+    mem = [ln.strip() for ln in e.output().splitlines() if "MemoryError" in ln or "otalink:" in ln]
+    if mem:
+        out += " <- " + " | ".join(mem[-2:])[:200]
+    elif str(err):
+        out += " <- " + str(err).splitlines()[0][:120]
+    return out
 
 
 def loader_size() -> dict[str, Any]:

@@ -18,11 +18,10 @@
 #       chan 3  <- b"\x01" / b"\x00": close / open the contactor (test and demo control)
 #       chan 4  <- n (u32): allocate n bytes of live data (the heap figure's application)
 #       chan 5  -> the live heap after a collection (u32: the bench's idle heap figure)
+import asyncio
 import gc
 import struct
 import time
-
-import asyncio
 
 VERSION = "1.0.0"
 PERIOD_MS = 10

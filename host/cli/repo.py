@@ -117,8 +117,11 @@ def cmd_add_image(a: argparse.Namespace) -> int:
         unavailable_functions=a.unavailable or [],
         kind=a.kind,
         deflate_wbits=a.deflate_wbits,
+        delta_from=a.delta_from or [],
     )
     print(f"{img.name}: {img.length} bytes sha256 {img.sha256} release {img.release_counter}")
+    for d in repo.deltas(img.name):
+        print(f"  {d['target']}: {d['length']} bytes, delta from {d['base_version']}")
     return EXIT_OK
 
 
@@ -273,6 +276,8 @@ def register(subparsers: Any) -> None:
     s.add_argument("--unavailable", action="append", help="function unavailable while installing")
     s.add_argument("--kind", choices=("bundle", "firmware"), default="firmware")
     s.add_argument("--deflate-wbits", type=int, help="also publish a raw-deflate form (9..15)")
+    s.add_argument("--delta-from", action="append", metavar="VERSION",
+                   help="also publish a patch from this earlier release (repeatable)")  # fmt: skip
     s.set_defaults(func=_run(cmd_add_image))
 
     s = sub.add_parser("assign", help="assign an image to one ECU of the Director's vehicle")

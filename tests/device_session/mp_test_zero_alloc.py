@@ -9,8 +9,8 @@
 import micropython
 from mp_session_cfg import Cfg, RingIn
 from otalink.device import ed25519
-from otalink.device.flash import NorFlash, geometry
 from otalink.device.agent import RECEIVING, Agent
+from otalink.device.flash import NorFlash, geometry
 from otalink.device.slots import Slots
 from otalink.protocol import codes, messages
 from otalink.protocol.frame import frame

@@ -28,12 +28,17 @@ import binascii  # noqa: E402
 import struct  # noqa: E402
 import sys  # noqa: E402
 
-from otalink.protocol import cbor, frame, hotpath, wire  # noqa: E402
-
 # (issue 11: hotpath's DATA and small-message shortcuts live in datapath.py and small.py, which
 # hotpath.DataView / parse_small load on first use; loaded here, before any record, so they sit
 # beside the other decoders instead of splitting the heap mid-run)
-from otalink.protocol import datapath, small  # noqa: E402, F401
+from otalink.protocol import (  # noqa: E402
+    cbor,
+    datapath,  # noqa: F401
+    frame,
+    hotpath,
+    wire,
+)
+from otalink.protocol import small as _small  # noqa: E402, F401
 from otalink.protocol.errors import ProtocolError  # noqa: E402
 
 MPY = sys.implementation.name == "micropython"

@@ -3,7 +3,8 @@
 Public interface (stable; the local API, the CLI's daemon and the demo build on it):
 
     Agent(config: AgentConfig, *, clock=None, source=None, client_factory=None)
-    start() / stop()          the workers: ticker, downloader, installer (each its own thread)
+    start() / stop()          the workers: ticker, downloader, installer, the ECU event
+                              listener (each its own thread)
     commands: Commands        the driver's commands (check, download_*, allow_cellular, install,
                               schedule, unschedule, cancel, acknowledge, refresh_ecus)
     view: View                the view models (status, update_details, preconditions, history,
@@ -40,6 +41,7 @@ from otalink.host.gateway.campaign.table import PONR_STATES, TERMINAL, Action
 from otalink.host.gateway.campaign.view import View, summary
 from otalink.host.gateway.campaign.workers.download import Downloader
 from otalink.host.gateway.campaign.workers.install import Installer
+from otalink.host.gateway.campaign.workers.listen import Listener
 from otalink.host.gateway.campaign.workers.tick import Ticker
 from otalink.host.gateway.config import AgentConfig
 from otalink.host.gateway.ecu import fleet as fl
@@ -159,6 +161,7 @@ class Agent:
             ("otalink-ticker", self.ticker.run),
             ("otalink-downloader", self.downloader.run),
             ("otalink-installer", self.installer.run),
+            ("otalink-listener", Listener(self.fleet).run),
         )
         for name, run in workers:
             t = threading.Thread(target=run, args=(self._stop,), name=name, daemon=True)

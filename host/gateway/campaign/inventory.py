@@ -6,6 +6,10 @@ from, plans already installed) and the exact signed reports a vehicle manifest c
 boot states are named (``SlotState``, ``BootState``: protocol/codes.py's values); a number a newer
 ECU sends that this host does not know is kept as the number.
 
+Beside the signed reports it keeps, in memory only, each ECU application's newest event per
+channel (``AppRecord``: the application channel's events, ``Line.app_events``): live data the
+application defines, not a signed report.
+
 ``ecus.json`` keeps its format (one object per ECU id, states as their integers); it is a cache:
 an unreadable file or entry is dropped and the next report fills it again.
 """
@@ -98,6 +102,18 @@ class LinkHealth(BaseModel):
     last_seen: float | None
     last_error: str | None
     errors: int
+
+
+class AppRecord(BaseModel):
+    """The newest event an ECU's application sent on one channel of the application channel
+    (its meaning is the application's: boards/examples list their channel maps)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    chan: int
+    data: str = Field(description="the event's bytes, hex")
+    ts: float = Field(description="when the gateway received it (epoch seconds)")
+    count: int = Field(description="events received on this channel since the agent started")
 
 
 class SignedReport(NamedTuple):
@@ -204,6 +220,16 @@ class Inventory:
                 errors[ecu_id] = str(getattr(res, "code", repr(res)))
         self.save()
         return errors
+
+    def app(self, ecu_id: str) -> list[AppRecord]:
+        """``ecu_id``'s application's newest event per channel (since the agent started)."""
+        line = self._fleet.lines.get(ecu_id)
+        if line is None:
+            return []
+        return [
+            AppRecord(chan=e.chan, data=e.data.hex(), ts=e.ts, count=e.count)
+            for e in line.app_events.latest()
+        ]
 
     def health(self, ecu_id: str) -> LinkHealth:
         """The link health of ``ecu_id``'s line."""

@@ -16,6 +16,7 @@ from otalink.host.gateway.campaign.connectivity import Connectivity
 from otalink.host.gateway.campaign.discovery import plan_version
 from otalink.host.gateway.campaign.events import EventLog
 from otalink.host.gateway.campaign.inventory import (
+    AppRecord,
     BootStateValue,
     Inventory,
     LinkHealth,
@@ -158,6 +159,7 @@ class EcuView(_View):
     report_verified: bool = False
     link: LinkHealth
     install: EcuProgress | None = None
+    app: list[AppRecord] = []  # the application's newest event per channel (live, unsigned)
 
 
 class SignalReading(_View):
@@ -279,39 +281,28 @@ class View:
         return list(self._machine.record().history)
 
     def ecus(self) -> list[EcuView]:
-        """Each configured ECU: versions from its last signed report, and link health."""
+        """Each configured ECU: versions from its last signed report, link health, and its
+        application's newest events."""
         phases = self._tracker.ecus()
         out = []
         for e in self._ecus:
             r = self._inventory.get(e.ecu_id)
-            link = self._inventory.health(e.ecu_id)
-            install = phases.get(e.ecu_id)
-            if r is None:
-                out.append(
-                    EcuView(
-                        ecu_id=e.ecu_id,
-                        hardware_id=e.hardware_id,
-                        port=e.port,
-                        link=link,
-                        install=install,
-                    )
-                )
-                continue
+            report = {} if r is None else {
+                "version": r.version, "slots": list(r.slots), "active_slot": r.active_slot,
+                "boot_state": r.boot_state, "last_error": r.last_error,
+                "release_floor": r.release_floor, "report_ts": r.ts, "report_verified": r.verified,
+            }  # fmt: skip
             out.append(
-                EcuView(
-                    ecu_id=e.ecu_id,
-                    hardware_id=e.hardware_id,
-                    port=e.port,
-                    version=r.version,
-                    slots=list(r.slots),
-                    active_slot=r.active_slot,
-                    boot_state=r.boot_state,
-                    last_error=r.last_error,
-                    release_floor=r.release_floor,
-                    report_ts=r.ts,
-                    report_verified=r.verified,
-                    link=link,
-                    install=install,
+                EcuView.model_validate(
+                    {
+                        "ecu_id": e.ecu_id,
+                        "hardware_id": e.hardware_id,
+                        "port": e.port,
+                        "link": self._inventory.health(e.ecu_id),
+                        "install": phases.get(e.ecu_id),
+                        "app": self._inventory.app(e.ecu_id),
+                        **report,
+                    }
                 )
             )
         return out

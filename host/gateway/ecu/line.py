@@ -12,6 +12,8 @@ Public interface (stable):
       .hello_until(deadline) -> EcuInfo    short HELLO polls until the ECU answers (reboots)
       .restarted()                the ECU restarts: the next report opens a new session
       .last_report / .last_report_ts
+      .app_events: AppEvents      the application's newest event per channel (APP id 0)
+      .listen(seconds) -> int     read the line for events while nobody else uses it
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Required, TypedDict
 
 from otalink.host.errors import OtalinkError
 from otalink.host.gateway.config import EcuConfig
+from otalink.host.gateway.ecu.appchan import AppEvents
 from otalink.host.gateway.ecu.client import EcuClient
 from otalink.host.gateway.ecu.errors import EcuError, EcuLinkError, EcuProtocolError
 from otalink.host.gateway.ecu.info import EcuInfo
@@ -139,11 +142,26 @@ class Line:
         self.health = LineHealth(now)
         self.last_report: EcuInfo | None = None
         self.last_report_ts: float | None = None
+        self.app_events = AppEvents(now)
 
     def client(self) -> EcuClient:
         if self._client is None:
             self._client = self._factory(self.cfg)
+            self._client.subscribe(self.app_events.on_message, (codes.MSG_APP,))
         return self._client
+
+    def listen(self, seconds: float) -> int:
+        """Read the line for ``seconds`` for the application's events, only when it is open and
+        nobody else holds it (a request or a transfer reads the events on its way); the number
+        of events delivered."""
+        if self._client is None or not self.lock.acquire(blocking=False):
+            return 0
+        try:
+            return self._client.session.pump(seconds)
+        except (EcuError, OSError):
+            return 0  # the line's next request finds out (and records it in the health)
+        finally:
+            self.lock.release()
 
     def close(self) -> None:
         if self._client is not None:

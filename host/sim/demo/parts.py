@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,21 +19,18 @@ from typing import Any
 from nacl.signing import SigningKey
 from otalink.host.gateway.config import AgentConfig, EcuConfig, PolicyConfig
 from otalink.host.gateway.vehicle.signals import Value
-from otalink.host.sim.ecusim import EcuProcess, build_bundle, make_ecu_config
-from otalink.host.sim.ecusim.process import DEFAULT_HEAP
+from otalink.host.sim.ecusim import APP_HEAP, EcuProcess, build_image, make_ecu_config
+from otalink.host.sim.ecusim.config import ROOT
 from otalink.host.sim.line.sim import LineSim
 from otalink.host.tools.repo.quick import RepoSet, create_repos, open_repos
 
-APP_TEMPLATE = """\
-# {ecu_id} application {version} (otalink demo bundle)
-VERSION = "{version}"
-ECU = "{ecu_id}"
-
-
-def selftest():
-    # the trial boot calls this once; the demo's failing ECU returns False
-    return {selftest}
-"""
+# The demo's ECUs run the example applications of boards/examples (docs/device.md "Writing an
+# ECU application") beside the agent, in format-2 images; a release sets the application's
+# VERSION. An ECU id not listed runs the BMS example.
+EXAMPLES = ROOT / "boards" / "examples"
+APPS = {"bms": "bms.py", "body": "body.py", "adas": "adas.py"}
+FAILING_APP = "faulty.py"  # the failed self-test: a build whose trial reports healthy(False)
+_VERSION_LINE = re.compile(rb'^VERSION = "[^"]*"$', re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -61,14 +59,29 @@ class Release:
     version: str
 
 
+def app_source(ecu_id: str, version: str, failing: bool = False) -> bytes:
+    """The application ``ecu_id`` runs in release ``version`` (``failing``: the faulty build)."""
+    name = FAILING_APP if failing else APPS.get(ecu_id, APPS["bms"])
+    src = (EXAMPLES / name).read_bytes()
+    out, n = _VERSION_LINE.subn(f'VERSION = "{version}"'.encode(), src, count=1)
+    if n != 1:
+        raise ValueError(f"{name}: no VERSION line")
+    return out
+
+
 def _bundle(ecu_id: str, version: str, size: int, ok: bool) -> bytes:
-    """An application bundle of about ``size`` bytes (padding in a module never imported)."""
-    app = APP_TEMPLATE.format(ecu_id=ecu_id, version=version, selftest="True" if ok else "False")
+    """A format-2 image: the example application of ``ecu_id`` beside the agent tree, padded
+    to about ``size`` bytes when smaller (padding in a module never imported)."""
+    modules = {"app.py": app_source(ecu_id, version, failing=not ok)}
+    image = build_image(modules, "app")
+    if len(image) + 512 >= size:
+        return image
     rng = random.Random(f"{ecu_id}/{version}")
-    pad_len = max(0, size - len(app) - 256)
     # hex of random bytes: realistic (poorly compressible) payload, still valid text
-    pad = "# " + rng.randbytes(pad_len // 2).hex() + "\n"
-    return build_bundle({"app.py": app.encode(), "assets.py": pad.encode()}, "app", "app.selftest")
+    modules["assets.py"] = (
+        "# " + rng.randbytes((size - len(image) - 512) // 2).hex() + "\n"
+    ).encode()
+    return build_image(modules, "app")
 
 
 def _seed(vehicle_id: str, ecu_id: str) -> bytes:
@@ -189,7 +202,7 @@ def start_ecu(
             bundle_dir=str(workdir / "apps"),
         )
         proc = EcuProcess(
-            cfg, workdir=workdir, log_path=workdir / "ecu.log", heapsize=heapsize or DEFAULT_HEAP
+            cfg, workdir=workdir, log_path=workdir / "ecu.log", heapsize=heapsize or APP_HEAP
         )
         proc.supervise()
     except BaseException:

@@ -23,6 +23,7 @@ from otalink.host.gateway.api.client import ApiClient, ApiError
 from otalink.host.gateway.campaign.view import Status, UpdateDetails
 from otalink.host.gateway.vehicle import signals as sig
 from otalink.host.sim.demo.stack import DemoOptions, DemoStack
+from otalink.protocol import codes
 from pydantic import ValidationError
 
 READY = ("downloaded", "awaiting_confirmation")
@@ -130,6 +131,24 @@ def _check_versions(ctx: Ctx, version: str, *, expect_new: bool) -> None:
         raise ScenarioFailed(f"an ECU runs {version} after the rollback: {versions}")
 
 
+def _soc_published(ctx: Ctx, ecu_id: str = "bms", timeout: float = 10.0) -> None:
+    """The ECU's application runs and publishes on the application channel: the BMS example's
+    state of charge (channel 1, u16 permille) reaches the gateway's ``/ecus``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ecu = next((e for e in ctx.api.get("/ecus") if e.get("ecu_id") == ecu_id), None)
+        if ecu is None:
+            return  # a stack without that ECU
+        ev = next((a for a in ecu.get("app") or [] if a.get("chan") == 1), None)
+        if ev is not None and len(ev["data"]) == 4:
+            soc = int.from_bytes(bytes.fromhex(ev["data"]), "little") / 10
+            ctx.say(f"{ecu_id} application: state of charge {soc:g} % ({ev['count']} events)")
+            return
+        if time.monotonic() > deadline:
+            raise ScenarioFailed(f"no application event from {ecu_id} within {timeout:g} s")
+        time.sleep(0.2)
+
+
 def main(ctx: Ctx) -> None:
     """Alise: notification -> Install Update -> download -> confirm -> installed."""
     details = _available(ctx)
@@ -137,6 +156,7 @@ def main(ctx: Ctx) -> None:
     ctx.say("driver pressed Install Update")
     ctx.wait_state(*READY)
     _install_and_succeed(ctx, details.version)
+    _soc_published(ctx)
 
 
 def no_connection_then_retry(ctx: Ctx) -> None:
@@ -235,6 +255,12 @@ def failed_self_test_rollback(ctx: Ctx) -> None:
     ctx.say(f"ECU versions before {before}, after {after}")
     if after != before:
         raise ScenarioFailed(f"ECUs not back on their previous versions: {after} != {before}")
+    culprit = ctx.stack.options.fail_selftest
+    errors = {e.get("ecu_id"): e.get("last_error") for e in ctx.api.get("/ecus")}
+    if culprit is not None and errors.get(culprit) != codes.E_SELFTEST:
+        raise ScenarioFailed(f"{culprit} was not rolled back for its self-test: {errors}")
+    if culprit is not None and f"ecu_failed:{culprit}:" not in (st.reason or ""):
+        raise ScenarioFailed(f"the campaign's reason does not name {culprit}: {st.reason}")
     _check_versions(ctx, details.version, expect_new=False)
     hist = ctx.api.get("/history")
     if not hist:
@@ -254,7 +280,8 @@ def options_for(name: str, base: DemoOptions | None = None) -> DemoOptions:
     """The stack a scenario needs (the rollback one makes one ECU fail its self-test)."""
     opts = base or DemoOptions()
     if name == "failed-self-test-rollback":
-        return opts.with_failing_selftest(opts.ecus[-1][0])
+        ids = [e for e, _hw in opts.ecus]  # faulty.py is a body controller build
+        return opts.with_failing_selftest("body" if "body" in ids else ids[-1])
     return opts
 
 

@@ -6,8 +6,10 @@
    signed release for three ECUs whose images are built with the ECU runner's bundle
    builder (``host/sim/ecusim``), published into the root of the embedded update server
    (``server.app.start_server``, loopback, optional throttle so progress is visible);
-2. three ECUs: the real device agent under the MicroPython unix port (``ecusim`` runner), each
-   behind a paced serial line (``line.sim.LineSim``: two ptys relayed at ``baud``);
+2. three ECUs: the loader, the real device agent and the ECU's example application
+   (boards/examples: bms, body, adas, in format-2 images) under the MicroPython unix port
+   (``ecusim`` runner, its emulated watchdog), each behind a paced serial line
+   (``line.sim.LineSim``: two ptys relayed at ``baud``);
 3. the host agent (``otalink.host.gateway.campaign.agent.Agent``) with a simulated vehicle
    parked, charged, on Wi-Fi with a registered, consenting driver, and its local API + screen
    (``api.server``).
@@ -52,15 +54,14 @@ class DemoOptions:
         ("body", "body-v1"),
         ("adas", "adas-v1"),
     )
-    image_size: int = 48 * 1024
+    image_size: int = 48 * 1024  # images are padded up to this (the agent tree alone is ~60 KB)
     baud: int | None = 230_400
     server_rate_bps: int | None = 64 * 1024  # the download takes a few visible seconds
     api_port: int = 0
-    fail_selftest: str | None = None  # ECU id whose new image fails its self-test
+    fail_selftest: str | None = None  # ECU id whose new image is faulty.py (fails its trial)
     schedule_in_s: float = 4.0  # scenario "no-connection-then-schedule": install this soon
     est_install_s: int = 90
-    # MicroPython heap of each ECU (None = the runner's default, 80k: a whole update fits 64k on the
-    # 64-bit unix port (make bench-device); a campaign's STATUS polls mid-transfer need ~72k)
+    # MicroPython heap of each ECU (None = the runner's APP_HEAP: an application beside the agent)
     heapsize: str | None = None
     factory: bool = True  # ECUs first get the factory release 1.0.0 (so a rollback has a target)
     signals: dict[str, sig.Value] = field(default_factory=dict)  # overrides of parked defaults

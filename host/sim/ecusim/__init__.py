@@ -9,6 +9,7 @@ Public API (stable; used by the demo, tests and benches):
     FlashFile(path, geom): slot/raw reads of an emulated flash file           flashfile.py
     board_profile(board) / board_geometry(board)                              config.py
     EXIT_STOP, EXIT_RESET, EXIT_CONFIG: the agent's exit statuses             process.py
+    DEFAULT_HEAP (agent alone), APP_HEAP (an application beside it): -X heapsize
 """
 
 from otalink.host.sim.ecusim.bundle import (
@@ -27,6 +28,8 @@ from otalink.host.sim.ecusim.config import (
 )
 from otalink.host.sim.ecusim.flashfile import FlashFile
 from otalink.host.sim.ecusim.process import (
+    APP_HEAP,
+    DEFAULT_HEAP,
     EXIT_CONFIG,
     EXIT_RESET,
     EXIT_STOP,
@@ -36,6 +39,8 @@ from otalink.host.sim.ecusim.process import (
 )
 
 __all__ = [
+    "APP_HEAP",
+    "DEFAULT_HEAP",
     "EXIT_CONFIG",
     "EXIT_RESET",
     "EXIT_STOP",

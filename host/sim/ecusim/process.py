@@ -71,6 +71,11 @@ def mpy_path() -> Path:
 # campaign also asks for signed STATUS reports while a deflate transfer's decoder is live, which
 # measured 72k (68k failed): 80k leaves room for that.
 DEFAULT_HEAP = "80k"
+# The heap of an ECU whose image carries an application beside the agent (format 2: the demo's
+# ECUs, `otalink device deploy --app` on the emulated board): the loader, asyncio's loop, the
+# application and an update's working set (`make bench-device`: app_update_heap_limit_bytes,
+# 131072 measured on 2026-12-06). The one place to change it when the device's heap shrinks.
+APP_HEAP = "128k"
 
 
 class EcuProcess:

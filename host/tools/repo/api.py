@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 from otalink.host.fsutil import write_atomic
 from otalink.host.gateway.update.instruction import Instruction, encode_instruction
 from otalink.host.keys import KeyPair
+from otalink.host.tools.repo import delta
 from otalink.host.tools.repo import keys as keymod
 from otalink.host.tools.repo.base import RepoBase, RepoError, ThresholdError, copy_if_changed
 from tuf.api._payload import TargetFile  # implicit re-export in tuf.api.metadata
@@ -122,9 +123,12 @@ class ImageRepo(RepoBase):
         unavailable_functions: Iterable[str] = (),
         kind: str = "firmware",
         deflate_wbits: int | None = None,
+        delta_from: Sequence[str] = (),
     ) -> ImageTarget:
         """Add (or replace) an image; with ``deflate_wbits`` also publish its raw-deflate form
-        as target ``NAME.deflate`` (window 2**wbits, 9..15) and record it in ``compressed``."""
+        as target ``NAME.deflate`` (window 2**wbits, 9..15) and record it in ``compressed``;
+        with ``delta_from`` (versions of earlier releases) a patch from each (``delta.py``),
+        listed in ``deltas``."""
         _check_name(name)
         if kind not in KINDS:
             raise RepoError(f"kind must be one of {KINDS}")
@@ -164,9 +168,23 @@ class ImageRepo(RepoBase):
                 "wbits": deflate_wbits,
             }
         tf = TargetFile.from_data(name, blob, ["sha256"])
+        if delta_from:
+            bases = delta.choose_bases(
+                delta_from, self._bases(), hardware_ids=hw, release_counter=release_counter
+            )
+            custom["deltas"] = []
+            for base in bases:
+                ptf, patch, entry = delta.patch_target(
+                    name, blob, version=version, new_sha256=tf.hashes["sha256"],
+                    hardware_ids=hw, base=base,
+                )  # fmt: skip
+                _check_name(ptf.path)
+                new[ptf.path] = (ptf, patch)
+                custom["deltas"].append(entry)
         tf.unrecognized_fields["custom"] = custom
         new[name] = (tf, blob)
         with self.edit_targets() as targets:
+            self._drop_derived(targets.targets, name)  # a replaced image's old patches go too
             for target, (info, content) in new.items():
                 targets.targets[target] = info
                 self._store(target, content)
@@ -176,8 +194,26 @@ class ImageRepo(RepoBase):
     def remove_image(self, name: str) -> None:
         with self.edit_targets() as targets:
             targets.targets.pop(name, None)
-            targets.targets.pop(f"{name}.deflate", None)
+            self._drop_derived(targets.targets, name)
         self._targets_changed()
+
+    @staticmethod
+    def _drop_derived(listed: dict[str, TargetFile], name: str) -> None:
+        """Forget the deflate form and the patches of ``name``."""
+        listed.pop(f"{name}.deflate", None)
+        for t in [t for t, tf in listed.items() if tf.custom.get("delta_of") == name]:
+            del listed[t]
+
+    def _bases(self) -> list[delta.Base]:
+        """Every listed image with its stored bytes (checked against the signed sha256)."""
+        out = []
+        for img in self.images():
+            data = (self.path / "targets" / img.name).read_bytes()
+            if sha256_hex(data) != img.sha256:
+                raise RepoError(f"{img.name}: stored bytes differ from the signed sha256")
+            out.append(delta.Base(img.name, data, img.version, img.sha256,
+                                  img.release_counter, img.hardware_ids))  # fmt: skip
+        return out
 
     def _store(self, name: str, data: bytes) -> None:
         write_atomic(self.path / "targets" / name, data)
@@ -186,11 +222,16 @@ class ImageRepo(RepoBase):
         """The listed image ``name`` (``KeyError`` if absent)."""
         return ImageTarget.from_target_file(self.targets().targets[name])
 
+    def deltas(self, name: str) -> list[delta.DeltaEntry]:
+        """The patches listed for image ``name`` (its ``deltas`` custom field)."""
+        listed = self.targets().targets
+        return [e for e in listed[name].custom.get("deltas", []) if e["target"] in listed]
+
     def images(self) -> list[ImageTarget]:
         return [
             ImageTarget.from_target_file(tf)
             for tf in self.targets().targets.values()
-            if "compressed_form_of" not in tf.custom
+            if "compressed_form_of" not in tf.custom and "delta_of" not in tf.custom
         ]
 
     def _publish_targets(self, out: Path) -> None:
