@@ -72,6 +72,8 @@ bench-device: $(STAMP) mpy
 
 bench: sysdeps $(STAMP) mpy bench-protocol bench-device
 	$(BIN)/python -m bench.bench_line
+	$(BIN)/python -m bench.bench_delta --results build/bench/results.json
+	$(BIN)/python -m bench.bench_line --report-only
 
 soak: sysdeps $(STAMP) mpy
 	$(BIN)/pytest -n 2 -m slow --override-ini="addopts=-ra" $(PYTEST_ARGS)

