@@ -7,7 +7,10 @@ import os
 
 from micropython import const
 from otalink.device.errors import PowerCut
-from otalink.device.nor import FlashViolation, NorFlash
+
+# (nor.py is imported where it is needed, not here: store.py loads this module for the geometry
+# of every Slots an agent makes, and an agent running from a slot would otherwise load its own
+# copy of the emulator beside the loader's, whose device it uses)
 
 _PIECE = const(256)  # emulator erase / blank-check piece
 
@@ -81,6 +84,8 @@ def open_flash(g):
     cut = _env_int("OTALINK_FLASH_CUT", g.get("cut_after", -1))
     tear = _env_int("OTALINK_FLASH_TEAR", 1 if g.get("tear") else 0) != 0
     mode = os.getenv("OTALINK_FLASH_CUT_MODE") or g.get("cut_mode", "kill")
+    from otalink.device.nor import NorFlash
+
     f = NorFlash(g["path"], g["size"], g["erase_size"], g["write_size"], cut, tear, mode)
     f.erase_ms = g.get("erase_ms", 0)  # emulated sector erase time (a real NOR: ~40-400 ms)
     return f
@@ -123,6 +128,8 @@ def check(addr, old, buf, a):
     for i in range(min(len(old), len(buf) - a)):
         b = buf[a + i]
         if old[i] & b != b:
+            from otalink.device.nor import FlashViolation
+
             raise FlashViolation("program 1 over 0", addr + i)
 
 

@@ -5,6 +5,7 @@
                           [--ecu-key FILE] [--keys-dir DIR] [--registry DIR]
                           [--line-port URL] [--no-start] [--no-hello] [--frozen]
                           [--timeout S] [--json]
+                          [--app PATH [--app-version V] [--command-seed FILE]]  the application
     otalink device provision --ecu-id ID --hardware-id HW [--board NAME] [--keys-dir DIR]
                              [--registry DIR] [--force] [--json]
     otalink device info --port URL [--baud N] [--timeout S] [--ecu-pub HEX|FILE] [--json]
@@ -89,6 +90,7 @@ def register(subparsers: Any) -> None:
     d.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the REPL")
     d.add_argument("--hello-timeout", type=float, default=20.0)
     d.add_argument("--json", action="store_true")
+    devicekeys.add_app_args(d)
     d.set_defaults(func=_deploy)
 
     v = sub.add_parser("provision", help="make the ECU key and register it with the Director")
@@ -210,6 +212,9 @@ def _deploy(args: argparse.Namespace) -> int:
             hello_timeout=args.hello_timeout,
             time_floor=created,
             frozen=args.frozen,
+            app=args.app,
+            app_version=args.app_version,
+            app_signer=devicekeys.app_signer(args, board),
         )
         log = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr))
         report = deploy(opts, log=log)
@@ -224,6 +229,8 @@ def _deploy(args: argparse.Namespace) -> int:
         )
         if report.hello:
             print(f"agent answers HELLO as {report.hello['ecu_id']} / {report.hello['hw_id']}")
+        if report.app:
+            print(f"application {report.app['version']} installed and confirmed")
     return EXIT_OK
 
 

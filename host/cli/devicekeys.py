@@ -4,11 +4,13 @@ files, each through the one loader of ``otalink.host.keys`` (docs/hil.md "Keys")
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from otalink.host.tools.deploy.errors import KeyFileError
 
 if TYPE_CHECKING:  # the CLI imports the profile models only when a command needs them
+    from otalink.host.tools.deploy.app import AppSigner
     from otalink.host.tools.deploy.profile import Board
 
 
@@ -56,3 +58,51 @@ def command_keys(args: argparse.Namespace, board: Board) -> list[bytes] | None:
             "signs ACTIVATE/REBOOT/CONFIRM/REVERT/ABORT; without one the ECU refuses them all)"
         )
     return keys or None
+
+
+def add_app_args(d: argparse.ArgumentParser) -> None:
+    """``deploy --app`` and the keys that sign the application's install."""
+    d.add_argument(
+        "--app",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the ECU's application (a .py file, or a folder with app.py): installed after the "
+        "agent answers, as a signed update (needs --director-seed; docs/deploy.md)",
+    )
+    d.add_argument("--app-version", default="1.0.0", help="the application's release version")
+    d.add_argument(
+        "--command-seed",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="command private key (PEM or hex seed) signing the --app install's ACTIVATE, REBOOT "
+        "and CONFIRM (default on the unix board: the development command key)",
+    )
+
+
+def app_signer(args: argparse.Namespace, board: Board) -> AppSigner | None:
+    """The keys that sign ``--app``'s install: the first --director-seed and --command-seed
+    (the development command key where the board trusts it by default); None without --app
+    or without a Director private key (deploy then refuses --app with its reason)."""
+    from otalink.host.gateway.ecu.commands import DEV_COMMAND_SEED
+    from otalink.host.keys import BadKeyError, load_private_key
+    from otalink.host.tools.deploy.app import AppSigner
+    from otalink.host.tools.deploy.deploy import default_command_keys
+
+    if args.app is None or not args.director_seed:
+        return None
+    try:
+        director = load_private_key(args.director_seed[0])
+        if args.command_seed is not None:
+            command = load_private_key(str(args.command_seed))
+        elif default_command_keys(board):
+            command = DEV_COMMAND_SEED
+        else:
+            raise KeyFileError(
+                f"--app on board {board.name}: --command-seed FILE (the private command key that "
+                "signs the install's ACTIVATE, REBOOT and CONFIRM)"
+            )
+    except BadKeyError as exc:
+        raise KeyFileError(f"--app keys: {exc}") from exc
+    return AppSigner(director, command)

@@ -127,9 +127,13 @@ def cmd_add_image(a: argparse.Namespace) -> int:
 
 def cmd_assign(a: argparse.Namespace) -> int:
     director = DirectorRepo.from_dir(a.repo)
-    image = ImageRepo.from_dir(a.image_repo).image(a.target)
-    data = director.assign(a.ecu, a.hw, image)
-    print(f"{director.vehicle_id}/{a.ecu} -> {a.target}; instruction {len(data)} bytes signed")
+    images = ImageRepo.from_dir(a.image_repo)
+    image = images.image(a.target)
+    base = images.delta_base(image.name, a.delta_base) if a.delta_base else None
+    data = director.assign(a.ecu, a.hw, image, delta_base=base)
+    also = f", a patch from {base[:16]} allowed" if base else ""
+    print(f"{director.vehicle_id}/{a.ecu} -> {a.target}; instruction {len(data)} bytes signed"
+          f"{also}")  # fmt: skip
     return EXIT_OK
 
 
@@ -286,6 +290,9 @@ def register(subparsers: Any) -> None:
     s.add_argument("--ecu", required=True)
     s.add_argument("--hw", required=True)
     s.add_argument("--target", required=True)
+    s.add_argument("--delta-base", metavar="VERSION|SHA256",
+                   help="also allow the patch from this base (one the image lists): the "
+                   "instruction binds its sha256")  # fmt: skip
     s.set_defaults(func=_run(cmd_assign))
 
     s = sub.add_parser("unassign", help="drop the assignment of one ECU (default: all)")

@@ -26,6 +26,7 @@ schedule_retry_s = 900              # missed schedule: retry after this long ...
 schedule_max_retries = 3            # ... this many times, then back to downloaded
 restart_timeout_s = 60              # ECU back after REBOOT
 ecu_timeout_s = 10                  # one ECU request (the client adds erase time itself)
+defer_max_s = 300                   # an ECU application deferring the update: retried this long
 
 [vehicle]
 source = "simulated"                # the embedded signal simulator
@@ -117,6 +118,7 @@ class PolicyConfig:
     schedule_max_retries: Annotated[StrictInt, Field(ge=0)] = 3
     restart_timeout_s: Seconds = 60.0
     ecu_timeout_s: Seconds = 10.0
+    defer_max_s: Seconds = 300.0
 
 
 class AgentSection(Section):

@@ -83,6 +83,7 @@ class Agent:
             log=self._fleet_log,
             now=now,
             monotonic=self.clock.monotonic,
+            defer_max_s=config.policy.defer_max_s,
         )
         self.inventory = Inventory(state_dir / "ecus.json", self.fleet)
         self.link = Connectivity(self.signals, self.machine, config.policy.cellular_allowed)

@@ -23,6 +23,8 @@ from typing import Annotated, NamedTuple
 
 from otalink.host.fsutil import read_json, write_json
 from otalink.host.gateway.ecu import fleet as fl
+from otalink.host.gateway.ecu.errors import EcuError
+from otalink.host.gateway.ecu.info import EcuInfo
 from otalink.host.gateway.update.types import UpdatePlan
 from otalink.protocol import codes
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -81,6 +83,17 @@ class EcuRecord(BaseModel):
     sig: str
     verified: bool = False
     ts: float | None = None
+
+    @property
+    def agent_version(self) -> str:
+        """The agent that signed this report (its field 14, read from the exact signed bytes;
+        "" when it has none or they do not parse)."""
+        try:
+            return EcuInfo.from_wire(
+                bytes.fromhex(self.body), bytes.fromhex(self.sig)
+            ).agent_version
+        except (ValueError, EcuError):
+            return ""
 
     @property
     def running_counter(self) -> int | None:

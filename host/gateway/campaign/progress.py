@@ -120,6 +120,8 @@ class InstallTracker:
             rec = self._machine.record()
             cur = self.ecus().get(ecu_id, EcuProgress())
             new = EcuProgress.model_validate(cur.model_dump() | dict(change))
+            if new.phase != cur.phase and "reason" not in change:
+                new = new.model_copy(update={"reason": None})  # a deferral's reason ends with it
             self._live.set_ecu(rec.campaign_id, ecu_id, new)
             changed = new.phase != cur.phase or ecu_id not in rec.install
             if changed or persist:

@@ -49,6 +49,7 @@ class Phase(StrEnum):
     """Where one ECU stands in the install (``status().install.ecus``)."""
 
     WAITING = "waiting"
+    DEFERRED = "deferred"  # the ECU's application deferred the update: retried (``reason``)
     TRANSFERRING = "transferring"
     VERIFIED = "verified"
     ACTIVATED = "activated"
@@ -71,6 +72,7 @@ class EcuProgress(_Frozen):
     percent: float = 0.0
     offset: int | None = None
     error: str | None = None
+    reason: str | None = None  # ``deferred``: the application's reason
 
 
 class Miss(_Frozen):

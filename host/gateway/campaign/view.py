@@ -157,6 +157,7 @@ class EcuView(_View):
     release_floor: int | None = None
     report_ts: float | None = None
     report_verified: bool = False
+    agent_version: str | None = None  # the ECU's update agent (its signed report)
     link: LinkHealth
     install: EcuProgress | None = None
     app: list[AppRecord] = []  # the application's newest event per channel (live, unsigned)
@@ -291,6 +292,7 @@ class View:
                 "version": r.version, "slots": list(r.slots), "active_slot": r.active_slot,
                 "boot_state": r.boot_state, "last_error": r.last_error,
                 "release_floor": r.release_floor, "report_ts": r.ts, "report_verified": r.verified,
+                "agent_version": r.agent_version or None,
             }  # fmt: skip
             out.append(
                 EcuView.model_validate(

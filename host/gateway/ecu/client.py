@@ -42,7 +42,7 @@ from otalink.host.gateway.ecu.policy import LinkPolicy
 from otalink.host.gateway.ecu.result import TransferResult
 from otalink.host.gateway.ecu.session import Session, Subscriber
 from otalink.host.gateway.ecu.transport import SerialTransport, Transport
-from otalink.host.gateway.ecu.uploader import ProbeResult, Uploader
+from otalink.host.gateway.ecu.uploader import Patch, ProbeResult, Uploader
 from otalink.protocol import codes
 
 Progress = Callable[[int, int], None]
@@ -171,12 +171,14 @@ class EcuClient:
         self,
         instr: bytes,
         sigs: list[tuple[bytes, bytes]],
-        image: bytes,
+        image: bytes | Patch,
         *,
         compress: bool | None = None,
         progress: Progress | None = None,
     ) -> TransferResult:
-        """Stream ``image`` into the inactive slot and wait for the device's verified RESULT."""
+        """Stream ``image`` into the inactive slot and wait for the device's verified RESULT;
+        a ``Patch`` (delta update) crosses the line instead and the ECU applies it to its active
+        image (the instruction binds that base; ``EcuRejected`` E_BASE_MISMATCH otherwise)."""
         return self.uploader.install(instr, sigs, image, compress=compress, progress=progress)
 
     def probe(self, image: bytes, *, compress: bool | None = None) -> ProbeResult:

@@ -8,8 +8,10 @@ pass the point of no return (first ACTIVATE). ``activate``/``reboot``/``settle``
 repeat after a host crash.
 
 Public interface (stable; what the campaign calls):
-    Fleet(ecus, factory=None, on_progress=None, log=None, now=time.time, monotonic=time.monotonic)
+    Fleet(ecus, factory=None, on_progress=None, log=None, now=time.time, monotonic=time.monotonic,
+          defer_max_s=300.0)
       ``now``/``monotonic``: the campaign's clock (report times; the progress rate limit)
+      ``defer_max_s``: how long an ECU application's DEFER of the transfer is retried
       on_progress(ecu_id, ProgressNote)    log(event type, FleetNote)
       .lines: dict[str, Line]   .close()   .reports(ids=None, fresh=False)
       .transfer(assignments, images, should_stop)   raises StopRequested / FleetError
@@ -34,7 +36,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from otalink.host.gateway.config import EcuConfig
-from otalink.host.gateway.ecu.errors import EcuError, EcuLinkError, EcuRejected
+from otalink.host.gateway.ecu.defer import retry_deferred
+from otalink.host.gateway.ecu.errors import EcuDeferred, EcuError, EcuLinkError, EcuRejected
 from otalink.host.gateway.ecu.info import EcuInfo
 from otalink.host.gateway.ecu.line import (
     HEALTH_WINDOW,
@@ -90,8 +93,10 @@ class Fleet:
         log: Callable[[str, FleetNote], None] | None = None,
         now: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        defer_max_s: float = 300.0,
     ) -> None:
         make = factory or default_client
+        self.defer_max_s = defer_max_s
         self.lines: dict[str, Line] = {e.ecu_id: Line(e, make, now) for e in ecus}
         self._monotonic = monotonic
         self._on_progress = on_progress or (lambda _id, _d: None)
@@ -178,8 +183,17 @@ class Fleet:
                     )
                 check_stop()
 
-            res = line.client().install(
-                a.instruction, list(a.instruction_sigs), image, progress=progress
+            def deferred(exc: EcuDeferred, pause: float) -> None:
+                self._log("ecu_deferred", {"ecu_id": ecu, "reason": exc.reason, "seconds": pause})
+                self._on_progress(ecu, {"phase": "deferred", "percent": 0.0, "reason": exc.reason})
+
+            res = retry_deferred(
+                lambda: line.client().install(
+                    a.instruction, list(a.instruction_sigs), image, progress=progress
+                ),
+                max_s=self.defer_max_s,
+                on_defer=deferred,
+                wait=lambda pause: line.idle(pause, check_stop),
             )
             self._log(
                 "ecu_transfer_done",
@@ -311,7 +325,9 @@ class Fleet:
         An ECU that already rolled back by itself (REJECTED) is left alone; a confirmed one
         cannot be reverted (the caller ends in failed_needs_service). An ECU that refuses the
         REVERT (e.g. ``E_NO_IMAGE``: no confirmed image to go back to) is returned as
-        ``REVERT_REFUSED + code`` so the caller does not wait for it to come back."""
+        ``REVERT_REFUSED + code`` so the caller does not wait for it to come back. A reverted
+        trial is then rebooted (REVERT takes effect at the next boot: until then the rejected
+        image's agent and application would go on running)."""
 
         def one(line: Line, a: EcuAssignment) -> str:
             info = line.report()
@@ -320,6 +336,8 @@ class Fleet:
                 self._log("ecu_revert", {"ecu_id": a.ecu_id, "from": cls})
                 try:
                     line.client().revert()
+                    if cls == Found.TRIAL:
+                        line.client().reboot()
                 except EcuRejected as exc:
                     self._log("ecu_revert_refused", {"ecu_id": a.ecu_id, "code": exc.code})
                     return REVERT_REFUSED + exc.code

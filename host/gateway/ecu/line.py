@@ -14,6 +14,8 @@ Public interface (stable):
       .last_report / .last_report_ts
       .app_events: AppEvents      the application's newest event per channel (APP id 0)
       .listen(seconds) -> int     read the line for events while nobody else uses it
+      .idle(seconds, check)       (holding ``lock``) free the line for ``seconds``, ``check()``
+                                  every IDLE_STEP_S (it raises to stop the wait)
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from otalink.protocol import codes
 HEALTH_WINDOW = 3  # link is "ok" unless each of the last N requests failed (or none yet)
 HELLO_FIRST_S = 0.5  # first reply wait of a post-reboot HELLO poll (doubles per silent try)
 HELLO_GAP_S = 0.1  # pause between HELLO polls
+IDLE_STEP_S = 0.1  # idle(): how often the waiting caller checks whether it must stop
 
 
 class FleetError(OtalinkError):
@@ -55,6 +58,7 @@ class ProgressNote(TypedDict, total=False):
     phase: Required[str]
     percent: Required[float]
     offset: int
+    reason: str  # phase "deferred": the application's reason
 
 
 # What a fleet event (``log``) tells, beside its type: the ECU and the facts of that step.
@@ -72,6 +76,7 @@ FleetNote = TypedDict(
         "seconds": float,
         "code": str,
         "error": str,
+        "reason": str,
     },
     total=False,
 )
@@ -204,6 +209,20 @@ class Line:
         self.last_report = info
         self.last_report_ts = self._now()
         return info
+
+    def idle(self, seconds: float, check: Callable[[], None]) -> None:
+        """The caller holds ``lock`` and has nothing to do for ``seconds`` (an application
+        deferred the update): the line is free meanwhile (the listener reads the application's
+        events, a request of another thread gets through); ``check()`` runs every
+        ``IDLE_STEP_S`` and may raise to end the wait. ``lock`` is held again on return."""
+        end = time.monotonic() + seconds
+        self.lock.release()
+        try:
+            while (left := end - time.monotonic()) > 0:
+                check()
+                time.sleep(min(IDLE_STEP_S, left))
+        finally:
+            self.lock.acquire()
 
     def hello_until(self, deadline: float) -> EcuInfo:
         """A fresh-session report, polled with short HELLO tries until ``deadline`` (monotonic).

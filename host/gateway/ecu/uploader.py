@@ -4,11 +4,16 @@ Public interface (stable):
     Uploader(session)
       .install(instr, sigs, image, *, compress=None, progress=None) -> TransferResult
            BEGIN (the exact signed instruction), windowed DATA, END -> RESULT OK (the device's
-           hash check); resumes at the offset the device reports after any link loss
+           hash check); resumes at the offset the device reports after any link loss.
+           ``image`` may be a ``Patch`` (a delta update): the patch crosses the line
+           (compression 4, the patch in deflate segments, or 3, raw) and the ECU applies it to
+           its active image; the instruction must bind that base (format 2), else the ECU
+           refuses (E_BASE_MISMATCH, as for another active image: fall back to the full image)
       .probe(image, *, compress=None) -> ProbeResult
            a receive probe (docs/protocol.md 7.1): the same stream into a scratch state, nothing
            written; the device's decoded length and SHA-256 against what was sent
       .prepare_stream(image, compress) -> (wire bytes, compression code)
+      .prepare_patch(patch, compress) -> (wire bytes, compression code)
       .begin_acks: list[int]   the offset every BEGIN's ACK of the last install named (the first
                                is ``TransferResult.resumed_from``; later ones: resumes)
 
@@ -59,6 +64,7 @@ from otalink.protocol import codes, transfer
 from otalink.protocol.errors import ProtocolError
 
 Progress_ = Callable[[int, int], None]
+PATCH_SEGMENT = 65536  # patch bytes per deflate segment (ADR 0006: fewer restarts than 16 KiB)
 
 
 class _Resync(Exception):
@@ -77,6 +83,17 @@ class ProbeResult:
     compression: int
     wire_bytes: int
     seconds: float
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A delta update for ``Uploader.install``: a detools sequential patch (bsdiff, compression
+    none: ``otalink repo add-image --delta-from`` makes them) and the RESULT it makes, which is
+    what the signed instruction names (its image_len and sha256)."""
+
+    data: bytes
+    result_len: int
+    result_sha256: bytes
 
 
 def segment_size(erase_size: int) -> int:
@@ -123,6 +140,22 @@ class Uploader:
             return image, codes.COMP_NONE
         return packed, comp
 
+    def prepare_patch(self, patch: Patch, compress: bool | None) -> tuple[bytes, int]:
+        """The wire stream of a patch: in deflate segments (``COMP_PATCH_DEFLATE_SEG``, a
+        bsdiff patch is mostly zeros) when the device decodes them and that helps, else raw
+        (``COMP_PATCH``). ``EcuRejected(E_BAD_MESSAGE)`` for a device that announces no patch
+        support (caps flag ``CAP_PATCH``): send it the full image."""
+        info = self.session.info
+        caps = info.caps if info else None
+        if caps is None or not caps.flags & codes.CAP_PATCH:
+            raise EcuRejected(codes.E_BAD_MESSAGE, codes.COMP_PATCH, "the ECU applies no patches")
+        if compress is False or caps.deflate_wbits < 9 or not caps.flags & codes.CAP_DEFLATE_SEG:
+            return patch.data, codes.COMP_PATCH
+        packed = segments.encode(patch.data, min(caps.deflate_wbits, 15), PATCH_SEGMENT)
+        if compress is None and len(packed) >= len(patch.data) * 0.98:
+            return patch.data, codes.COMP_PATCH
+        return packed, codes.COMP_PATCH_DEFLATE_SEG
+
     def _engine(self, wire_len: int) -> transfer.TxWindow:
         s = self.session
         p = s.policy
@@ -140,18 +173,23 @@ class Uploader:
         self,
         instr: bytes,
         sigs: list[tuple[bytes, bytes]],
-        image: bytes,
+        image: bytes | Patch,
         *,
         compress: bool | None = None,
         progress: Progress_ | None = None,
     ) -> TransferResult:
-        """Stream ``image`` into the inactive slot and wait for the device's verified RESULT."""
+        """Stream ``image`` (or a ``Patch`` whose result it makes) into the inactive slot and
+        wait for the device's verified RESULT."""
         s = self.session
         if s.info is None:
             s.reopen(s.clock.monotonic())
-        stream, comp = self.prepare_stream(image, compress)
-        sha = hashlib.sha256(image).digest()
-        begin = Begin(instr, tuple(sigs), len(image), sha, comp, len(stream))
+        if isinstance(image, Patch):
+            stream, comp = self.prepare_patch(image, compress)
+            sha, image_len = image.result_sha256, image.result_len
+        else:
+            stream, comp = self.prepare_stream(image, compress)
+            sha, image_len = hashlib.sha256(image).digest(), len(image)
+        begin = Begin(instr, tuple(sigs), image_len, sha, comp, len(stream))
         tx = self._engine(len(stream))
         self.begin_acks = []
         tx0, rx0 = s.transport.bytes_written, s.transport.bytes_read
@@ -177,7 +215,7 @@ class Uploader:
                 s.reopen(last_progress)
                 self._unsynced = False  # HELLO's round trip was the sync
         return TransferResult(
-            image_bytes=len(image),
+            image_bytes=image_len,
             wire_bytes=len(stream),
             compression=comp,
             tx_bytes=s.transport.bytes_written - tx0,

@@ -132,7 +132,7 @@ const PHASES = {
   erasing: "Preparing memory", verifying: "Checking", verified: "Ready", activating: "Switching to new software",
   activated: "Switched", restarting: "Restarting", trial: "Starting new software", confirming: "Confirming",
   confirmed: "Done", done: "Done", reverted: "Restored previous software", failed: "Failed",
-  up_to_date: "Already up to date",
+  up_to_date: "Already up to date", deferred: "Waiting for the ECU",
 };
 
 // ---- API ------------------------------------------------------------------------------------
@@ -390,7 +390,7 @@ function installingScreen() {
   const rows = Object.keys(ecus).map((id) => {
     const e = ecus[id] || {};
     return `<li data-ecu="${esc(id)}"><div class="row"><b>${esc(id)}</b>
-      <span class="phase">${esc(PHASES[e.phase] || human(e.phase))} · ${pct(e.percent)} %</span></div>${bar(e.percent, true)}</li>`;
+      <span class="phase">${esc(PHASES[e.phase] || human(e.phase))}${e.reason ? ` (${esc(e.reason)})` : ""} · ${pct(e.percent)} %</span></div>${bar(e.percent, true)}</li>`;
   }).join("");
   return `<section class="card"><div class="row"><h1>Installing ${title()}</h1><span class="dnd">DO NOT DRIVE</span></div>
     <div class="row"><span class="big-number" id="inst-percent">${pct(ins.overall_percent)} %</span>

@@ -69,11 +69,15 @@ def app_source(ecu_id: str, version: str, failing: bool = False) -> bytes:
     return out
 
 
-def _bundle(ecu_id: str, version: str, size: int, ok: bool) -> bytes:
-    """A format-2 image: the example application of ``ecu_id`` beside the agent tree, padded
-    to about ``size`` bytes when smaller (padding in a module never imported)."""
+def _bundle(
+    ecu_id: str, version: str, size: int, ok: bool, agent: Mapping[str, bytes] | None = None
+) -> bytes:
+    """A format-2 image: the example application of ``ecu_id`` beside the agent tree (``agent``:
+    these agent files instead of the staging tree's), padded to about ``size`` bytes when
+    smaller (padding in a module never imported)."""
     modules = {"app.py": app_source(ecu_id, version, failing=not ok)}
-    image = build_image(modules, "app")
+    tree: bool | dict[str, bytes] = True if agent is None else dict(agent)
+    image = build_image(modules, "app", agent=tree)
     if len(image) + 512 >= size:
         return image
     rng = random.Random(f"{ecu_id}/{version}")
@@ -81,7 +85,7 @@ def _bundle(ecu_id: str, version: str, size: int, ok: bool) -> bytes:
     modules["assets.py"] = (
         "# " + rng.randbytes((size - len(image) - 512) // 2).hex() + "\n"
     ).encode()
-    return build_image(modules, "app")
+    return build_image(modules, "app", agent=tree)
 
 
 def _seed(vehicle_id: str, ecu_id: str) -> bytes:
@@ -102,9 +106,11 @@ def build_release(
     est_install_s: int,
     fail_selftest: str | None,
     bundle_dir: Path,
+    agents: Mapping[str, Mapping[str, bytes]] | None = None,
 ) -> Release:
     """Keys and repositories (made once), then the signed ``version`` release for every ECU,
-    assigned to the vehicle by its Director and published into ``server_root``."""
+    assigned to the vehicle by its Director and published into ``server_root``. ``agents``:
+    ECU id -> the agent files its image carries (default: the staging tree's agent)."""
     if (repo_dir / "image").exists():
         repos = open_repos(repo_dir)
     else:
@@ -114,7 +120,8 @@ def build_release(
     specs: list[EcuSpec] = []
     for ecu_id, hw_id in ecus:
         name = f"{ecu_id}-{version}.otb"
-        data = _bundle(ecu_id, version, image_size, ok=ecu_id != fail_selftest)
+        agent = (agents or {}).get(ecu_id)
+        data = _bundle(ecu_id, version, image_size, ok=ecu_id != fail_selftest, agent=agent)
         (bundle_dir / name).write_bytes(data)
         image = repos.image.add_image(
             name,

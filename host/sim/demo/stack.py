@@ -21,7 +21,7 @@ headless scenarios and the tests all use this one class.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,9 @@ class DemoOptions:
     server_rate_bps: int | None = 64 * 1024  # the download takes a few visible seconds
     api_port: int = 0
     fail_selftest: str | None = None  # ECU id whose new image is faulty.py (fails its trial)
+    # ECU id -> the agent files its new image carries (ecusim.agent_tree(version=...), a newer
+    # agent: the campaign's receive probe before CONFIRM); default: the staging tree's agent
+    new_agents: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)
     schedule_in_s: float = 4.0  # scenario "no-connection-then-schedule": install this soon
     est_install_s: int = 90
     # MicroPython heap of each ECU (None = the runner's APP_HEAP: an application beside the agent)
@@ -114,7 +117,9 @@ class DemoStack:
             raise
         return self
 
-    def _release(self, version: str, title: str, notes: str, fail: str | None) -> parts.Release:
+    def _release(
+        self, version: str, title: str, notes: str, fail: str | None, new: bool = True
+    ) -> parts.Release:
         o = self.options
         return parts.build_release(
             self.workdir / "repos",
@@ -129,13 +134,16 @@ class DemoStack:
             est_install_s=o.est_install_s,
             fail_selftest=fail,
             bundle_dir=self.workdir / "bundles",
+            agents=o.new_agents if new else None,
         )
 
     def _start(self) -> None:
         o = self.options
         self.workdir.mkdir(parents=True, exist_ok=True)
         if o.factory:
-            release = self._release(OLD_VERSION, "Factory software", "Factory software.", None)
+            release = self._release(
+                OLD_VERSION, "Factory software", "Factory software.", None, new=False
+            )
         else:
             release = self._release(NEW_VERSION, TITLE, RELEASE_NOTES, o.fail_selftest)
         self.server = start_server(

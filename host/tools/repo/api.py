@@ -227,6 +227,15 @@ class ImageRepo(RepoBase):
         listed = self.targets().targets
         return [e for e in listed[name].custom.get("deltas", []) if e["target"] in listed]
 
+    def delta_base(self, name: str, base: str) -> str:
+        """The sha256 (hex) of the base of a patch listed for image ``name``, named by its
+        version or its sha256 (``RepoError`` if no listed patch starts there): what
+        ``DirectorRepo.assign(delta_base=...)`` signs into the instruction."""
+        for e in self.deltas(name):
+            if base in (e["base_version"], e["base_sha256"]):
+                return e["base_sha256"]
+        raise RepoError(f"image {name} lists no patch from {base!r}")
+
     def images(self) -> list[ImageTarget]:
         return [
             ImageTarget.from_target_file(tf)
@@ -302,14 +311,19 @@ class DirectorRepo(RepoBase):
         *,
         issued: int | None = None,
         expires: int | None = None,
+        delta_base: str | None = None,
     ) -> bytes:
         """Assign ``image`` to ``ecu_id`` (replacing its previous assignment); returns the signed
-        instruction bytes. The hardware id must be one the image is built for."""
+        instruction bytes. The hardware id must be one the image is built for. ``delta_base``
+        (sha256 hex of the base image, ``ImageRepo.delta_base`` resolves a version): the
+        instruction is format 2 and allows the ECU to apply a patch from exactly that base."""
         if hw_id not in image.hardware_ids:
             raise RepoError(f"image {image.name} is not built for hardware {hw_id!r}")
         if len(ecu_id.encode()) > 32 or "/" in ecu_id or not ecu_id:
             raise RepoError("ecu id: 1..32 bytes, no '/'")
-        return self.assign_unchecked(ecu_id, hw_id, image, issued=issued, expires=expires)
+        return self.assign_unchecked(
+            ecu_id, hw_id, image, issued=issued, expires=expires, delta_base=delta_base
+        )
 
     def assign_unchecked(
         self,
@@ -319,8 +333,17 @@ class DirectorRepo(RepoBase):
         *,
         issued: int | None = None,
         expires: int | None = None,
+        delta_base: str | None = None,
     ) -> bytes:
         """``assign`` without the hardware check (tests build hostile Directors with it)."""
+        base = None
+        if delta_base is not None:
+            try:
+                base = bytes.fromhex(delta_base)
+            except ValueError:
+                base = b""
+            if len(base) != 32:
+                raise RepoError(f"delta base: a sha256 in hex, not {delta_base!r}")
         issued = int(time.time()) if issued is None else issued
         if expires is None:
             expires = issued + int(self.config.get("instruction_ttl_s", DEFAULT_INSTRUCTION_TTL))
@@ -335,6 +358,7 @@ class DirectorRepo(RepoBase):
             expires=expires,
             target=image.name,
             kind=KINDS.index(image.kind),
+            base_sha256=base,
         )
         data = encode_instruction(ins)
         sigs = [
@@ -355,6 +379,8 @@ class DirectorRepo(RepoBase):
             "instruction": base64.b64encode(data).decode(),
             "instruction_sigs": [[k.hex(), s.hex()] for k, s in sigs],
         }
+        if base is not None:
+            tf.unrecognized_fields["custom"]["delta_base"] = base.hex()
         with self.edit_targets() as targets:
             for old in [p for p in targets.targets if p.split("/", 1)[0] == ecu_id]:
                 del targets.targets[old]

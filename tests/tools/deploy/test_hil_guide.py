@@ -53,7 +53,7 @@ def test_hil_guide_runs_as_written(tmp_path: Path) -> None:
     script = "\n".join(run)
     # The guide's bench path is all there: the emulated board, keys, deploy, flash, power off.
     for step in ("unixboard", "repo keygen", "device provision", "device deploy", "otalink flash",
-                 "command reboot", "command confirm", "--stop"):  # fmt: skip
+                 "command reboot", "command confirm", "--app", "--stop"):  # fmt: skip
         assert step in script, f"docs/hil.md no longer runs `{step}` on the unix board"
     # A fresh clone's root, as the user has it: the venv at .venv, nothing else; no ECU keys yet.
     (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
@@ -85,6 +85,8 @@ def test_hil_guide_runs_as_written(tmp_path: Path) -> None:
     assert re.search(r"boot normal\s+active slot 1", r.stdout), r.stdout[-3000:]
     assert re.search(r"slot 1: confirmed\s+version 1\.1\.0\b", r.stdout), r.stdout[-3000:]
     assert r.stdout.count("signature valid") == 3  # every info checked against the record
+    # deploy --app: the application beside the agent, installed as a signed update, confirmed
+    assert "application 2.0.0 installed and confirmed" in r.stdout, log[-4000:]
     # The board got the keys the guide made: the command key in its config, the Director key.
     keys = tmp_path / "build" / "hil" / "keys"
     cfg = json.loads((board_root / "otalink.json").read_text())

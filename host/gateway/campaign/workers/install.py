@@ -36,6 +36,7 @@ from otalink.host.gateway.campaign.table import (
 )
 from otalink.host.gateway.config import PolicyConfig
 from otalink.host.gateway.ecu import fleet as fl
+from otalink.host.gateway.ecu.errors import EcuError
 from otalink.host.gateway.update.types import EcuAssignment
 
 POLL_S = 0.5
@@ -216,12 +217,47 @@ class Installer:
                 why = f"{why}:{latest.last_error}"
             self._rollback(assignments, failed[0], why)
             return
+        bad_probe = self._probe(assignments, res)
+        if bad_probe is not None:
+            self._rollback(assignments, *bad_probe)
+            return
         for _attempt in range(CONFIRM_TRIES):
             conf = self._fleet.confirm(assignments)
             if all(conf.get(a.ecu_id) == fl.CONFIRMED for a in assignments):
                 self._finish(Ev.VERIFY_OK, None, assignments)
                 return
         self._finish(Ev.NEEDS_SERVICE, "confirm_failed", assignments)
+
+    def _probe(
+        self, assignments: list[EcuAssignment], res: dict[str, str]
+    ) -> tuple[str, str] | None:
+        """The receive probe before CONFIRM (docs/protocol.md 7.1) of each ECU on trial whose
+        signed report shows another agent than before the campaign (the inventory's): the new
+        agent must still receive an update. Every such ECU is probed; the first that failed:
+        (ecu_id, why); the REVERT then rolls back with the device's E_PROBE_FAILED."""
+        _, images = self._assignments()
+        bad: list[tuple[str, str]] = []
+        for a in assignments:
+            line = self._fleet.lines[a.ecu_id]
+            now, before = line.last_report, self._inventory.get(a.ecu_id)
+            if res.get(a.ecu_id) != fl.TRIAL or now is None:
+                continue
+            if before is not None and before.agent_version == now.agent_version:
+                continue
+            old = before.agent_version if before else None
+            note = {"ecu_id": a.ecu_id, "agent_version": now.agent_version, "before": old}
+            self._events.append("ecu_probe", note)
+            try:
+                with line.lock:
+                    r = line.client().probe(images[a.ecu_id].read_bytes())
+            except EcuError as exc:
+                self._events.append("ecu_probe_done", {**note, "ok": False, "error": exc.code})
+                bad.append((a.ecu_id, f"probe_failed:{exc.code}"))
+                continue
+            self._events.append("ecu_probe_done", {**note, "ok": r.ok, "seconds": r.seconds})
+            if not r.ok:
+                bad.append((a.ecu_id, "probe_failed"))
+        return bad[0] if bad else None
 
     def _rollback(self, assignments: list[EcuAssignment], culprit: str, why: str) -> None:
         self._tracker.failed(culprit, why)
