@@ -19,6 +19,17 @@ hashed (tests/delta/mp_delta.py ``heap``; the result's sha256 is checked):
 * ``patch_bytes``, ``wire_bytes`` (the patch as deflate segments at wbits 10, the link's
   default), ``full_wire_bytes`` (the new image the same way), ``size_ratio``.
 
+Through the line (the real release pairs of bench/delta_pairs.py, ``line_figures``): the base
+installed and confirmed on a real agent (an unpaced line, not measured), then the new release
+sent as the patch by the host's uploader (``EcuClient.install(Patch)``: compression 4, the patch
+in 64 KiB deflate segments) through ``LineSim`` paced at 115200 baud (8N1, as bench_line):
+
+* ``b115200.ratio``          result bytes / (seconds BEGIN->verified x 11520): the issue's figure
+  (the device applies the patch into the inactive slot and checks the result's sha256 by reading
+  the slot back before it answers END);
+* ``b115200.seconds``, ``b115200.wire_bytes``; ``agent_peak_heap_bytes``: the agent's live heap
+  peak in that run (its memory trace, at ``LINE_HEAP``).
+
 Pairs: ``bundle`` the agent's own modules (build/mpy) as a bundle, against a next version made
 by editing it (relinked addresses, a few changed, inserted, moved and deleted pieces);
 ``all_diff`` every third byte changed (one long diff); ``all_extra`` unrelated data (extra
@@ -43,8 +54,20 @@ from otalink.host.gateway.ecu import segments
 
 from bench import delta_pairs
 from tests.delta.pairs import edit, make_patch, ref_apply, run_mp
+from tests.device_storage.conftest import make_runner
+
+
+def run_mp_script(script: Path, *args: str) -> Any:
+    """A MicroPython script over build/mpy (the storage tests' runner)."""
+    return make_runner()(script, *args, heap="2m", timeout=300)
+
 
 ROOT = Path(__file__).resolve().parent.parent
+LINE_BAUD = 115200
+LINE_HEAP = "96k"  # a patch transfer's working set on the unix port (tests/gateway/ecu)
+# an ECU running an application beside the agent (the example bms image): ecusim.APP_HEAP + what
+# a patch adds
+LINE_APP_HEAP = "144k"
 OUT = ROOT / "build" / "bench" / "delta_device.json"
 UNIT = 1024
 PIECE = 2038
@@ -141,6 +164,70 @@ def bench(real: bool = True) -> dict[str, Any]:
     return out
 
 
+# ---- through the paced line: the agent applies the patch -----------------------------------------
+def line_figure(tmp: Path, name: str, base: bytes, new: bytes) -> dict[str, Any]:
+    """One pair through the line: BEGIN -> verified of the patch at LINE_BAUD (module docstring)."""
+    import time
+
+    from otalink.host.gateway.ecu.uploader import Patch
+    from otalink.host.keys import KeyPair
+    from otalink.host.sim.line.rig import EcuRig
+    from otalink.protocol import codes, messages
+
+    director = KeyPair.generate()
+    wd = tmp / f"line-{name}"
+    app = base.startswith(b"OTB1")  # a slot image: the loader runs its application
+    heap = LINE_APP_HEAP if app else LINE_HEAP
+    rig = EcuRig(wd, baud=LINE_BAUD, heapsize=heap, director=director,
+                 config_extra={"memtrace": True})  # fmt: skip
+    # the base: the release binary itself as the confirmed active slot (bench/delta_base.py)
+    (wd / "base.img").write_bytes(base)
+    job = {"flash": str(rig.flash_path), "geom": rig.flash.geom, "image": str(wd / "base.img")}
+    (wd / "base.json").write_text(json.dumps(job))
+    proc = run_mp_script(ROOT / "bench" / "delta_base.py", str(wd / "base.json"))
+    if "BASE-OK" not in proc.stdout:
+        raise SystemExit(f"bench_delta: {name}: base not installed:\n{proc.stdout}{proc.stderr}")
+    patch = make_patch(base, new)
+    now = int(time.time())
+    instr = bytes(messages.encode_instruction(
+        "ecu-1", "hw-unix-1", "2.0.0", 3, len(new), hashlib.sha256(new).digest(), now - 60,
+        now + 3600, f"{name}-2.0.0", 1, hashlib.sha256(base).digest(),
+    ))  # fmt: skip
+    sigs = [(director.keyid, director.sign(instr))]
+    with rig:
+        c = rig.client()
+        if c.hello().active.sha256 != hashlib.sha256(base).digest():
+            raise SystemExit(f"bench_delta: {name}: the ECU does not run the base")
+        c.hello()
+        r = c.install(instr, sigs, Patch(patch, len(new), hashlib.sha256(new).digest()))
+        st = c.status()
+        if st.inactive.state != codes.SLOT_VERIFIED or st.inactive.sha256 != r.sha256:
+            raise SystemExit(f"bench_delta: {name}: the patch did not verify")
+        if rig.slot_bytes(st.active_slot ^ 1, len(new)) != new:
+            raise SystemExit(f"bench_delta: {name}: the slot does not hold the result")
+        peak = rig.peak_heap()
+    return {
+        "ratio": round(len(new) / (r.seconds * LINE_BAUD / 10), 2),
+        "seconds": round(r.seconds, 3),
+        "wire_bytes": r.wire_bytes,
+        "compression": r.compression,
+        "agent_peak_heap_bytes": peak,
+    }
+
+
+def line_figures() -> dict[str, dict[str, Any]]:
+    """``line_figure`` for each real pair (``minor``: the headline pair's again)."""
+    out: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as d:
+        for name, (base, new, _what) in delta_pairs.pairs().items():
+            if name != "minor":
+                f = out[name] = line_figure(Path(d), name, base, new)
+                print(f"{name:18} b115200 ratio {f['ratio']} ({f['seconds']} s, "
+                      f"{f['wire_bytes']} wire bytes)")  # fmt: skip
+    out["minor"] = dict(out[delta_pairs.MINOR])
+    return out
+
+
 # ---- patch sizes per compression option (the ADR's table) --------------------------------------
 def _hs(window: int, lookahead: int) -> dict[str, Any]:
     return {"compression": "heatshrink", "heatshrink_window_sz2": window,
@@ -192,8 +279,8 @@ def sizes(files: list[str]) -> list[dict[str, Any]]:
 def merge_results(path: Path, out: dict[str, Any]) -> None:
     """The issue's figures as flat ``delta.*`` keys in results.json (beside the line figures).
     ``full_bytes`` / ``patch_bytes``: what the link sends (deflate segments, wbits 10) for the
-    full image and for the patch. No ``b115200.ratio``: the ECU session does not apply patches
-    yet (issue 13 open), so no patch has crossed the paced line."""
+    full image and for the patch; ``b115200.ratio`` (and ``.seconds``, ``.wire_bytes``): the
+    patch through the paced line (``line_figures``), for the pairs measured there."""
     res: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     res = {k: v for k, v in res.items() if not k.startswith("delta.")}
     for name, r in out["pairs"].items():
@@ -202,6 +289,9 @@ def merge_results(path: Path, out: dict[str, Any]) -> None:
         res[f"delta.{name}.patch_bytes"] = r["wire_bytes"]
         res[f"delta.{name}.patch_raw_bytes"] = r["patch_bytes"]
         res[f"delta.{name}.size_ratio"] = r["size_ratio"]
+        for k, v in r.get("line", {}).items():
+            res[f"delta.{name}.b115200.{k}" if k != "agent_peak_heap_bytes" else
+                f"delta.{name}.agent_peak_heap_bytes"] = v  # fmt: skip
     res["delta.apply_us_per_kib"] = out["apply_us_per_kib"]
     res["delta.peak_heap_bytes"] = out["peak_heap_bytes"]
     path.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
@@ -212,6 +302,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", nargs="+", metavar="FILE", help="OLD NEW pairs: patch sizes")
     ap.add_argument("--no-fetch", action="store_true", help="synthetic pairs only (no PyPI)")
+    ap.add_argument("--no-line", action="store_true", help="no patch through the paced line")
     ap.add_argument("--results", type=Path, help="also merge delta.* figures into this "
                     "results.json (make bench: build/bench/results.json)")  # fmt: skip
     a = ap.parse_args()
@@ -222,6 +313,9 @@ def main() -> int:
             print(json.dumps(row))
         return 0
     out = bench(real=not a.no_fetch)
+    if not a.no_fetch and not a.no_line:
+        for name, fig in line_figures().items():
+            out["pairs"][name]["line"] = fig
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(out, indent=1) + "\n")
     if a.results:
@@ -232,6 +326,7 @@ def main() -> int:
             f"{r['wire_bytes']} B (full {r['full_wire_bytes']} B); us/KiB: "
             f"{r['apply_us_per_kib']} with flash, {r['apply_only_us_per_kib']} applier alone, "
             f"{r['bytecode_us_per_kib']} bytecode loops; peak heap {r['peak_heap_bytes']} B"
+            + (f"; b115200 ratio {r['line']['ratio']}" if "line" in r else "")
         )
     print(f"code_heap_bytes {out['code_heap_bytes']}, state_heap_bytes "
           f"{out['state_heap_bytes']} -> {OUT}")  # fmt: skip

@@ -304,16 +304,20 @@ def _delta_section(t: list[str], res: dict[str, Any]) -> None:
              "link sends (deflate segments, wbits 10). Applied on the unix port by "
              "`device/delta.py` at `-X heapsize=64k`: "
              f"{_f(res.get('delta.apply_us_per_kib'))} µs/KiB with programming and hashing, "
-             f"peak heap {_f(res.get('delta.peak_heap_bytes'))} B (the minor pair). Not yet "
-             "measured: `delta.*.b115200.ratio` (the ECU session does not apply patches "
-             "yet).\n")  # fmt: skip
-    t.append("| pair | what | full (B) | patch (B) | size ratio |")
-    t.append("|---|---|---|---|---|")
+             f"peak heap {_f(res.get('delta.peak_heap_bytes'))} B (the minor pair). "
+             "**ratio at 115200**: result bytes / (seconds BEGIN→verified x 11520), the patch "
+             "sent by the host's uploader (compression 4) through the paced line to the real "
+             "agent, which applies it into the inactive slot and checks the result's sha256; "
+             "*agent heap*: the agent's live peak in that run.\n")  # fmt: skip
+    t.append("| pair | what | full (B) | patch (B) | size ratio | ratio at 115200 "
+             "| agent heap (B) |")  # fmt: skip
+    t.append("|---|---|---|---|---|---|---|")
     for n in names:
         d = f"delta.{n}."
         t.append(f"| {n} | {res.get(d + 'what', '')} | {_f(res.get(d + 'full_bytes'))} "
                  f"| {_f(res.get(d + 'patch_bytes'))} | "
-                 f"**{_f(res.get(d + 'size_ratio'))}** |")  # fmt: skip
+                 f"**{_f(res.get(d + 'size_ratio'))}** | **{_f(res.get(d + 'b115200.ratio'))}** "
+                 f"| {_f(res.get(d + 'agent_peak_heap_bytes'))} |")  # fmt: skip
     t.append("")
 
 

@@ -1,7 +1,8 @@
 # Authenticity on the ECU (Uptane partial verification): the BEGIN checks.
 #
 #   check(keys, threshold, instr, sigs, ecu_id, hw_id, image_len, sha256, slot_size,
-#         release_floor, trusted_time, fields) -> (issued, version, release_counter, kind)
+#         release_floor, trusted_time, fields) -> (issued, version, release_counter, kind,
+#         base_sha256 or None: the delta base a format-2 instruction binds)
 #   check_g(...)  the same as a generator (ed25519 sliced: it yields between slices, so the agent
 #                 never blocks the asyncio loop for a whole verification); returns the tuple
 #       keys: trusted Director public keys (32 bytes each); fields: the instruction decoded by
@@ -57,6 +58,7 @@ _I_SHA256 = const(6)
 _I_ISSUED = const(7)
 _I_EXPIRES = const(8)
 _I_KIND = const(10)
+_I_BASE_SHA256 = const(11)
 
 
 def _sigs(keys, threshold, instr, sigs):
@@ -119,4 +121,5 @@ def check_g(keys, threshold, instr, sigs, ecu_id, hw_id, image_len, sha256, slot
         raise ProtocolError(_E_LENGTH_MISMATCH)
     if bytes(sha256) != bytes(f[_I_SHA256]):
         raise ProtocolError(_E_HASH_MISMATCH)
-    return (issued, f[_I_VERSION], f[_I_RELEASE], f[_I_KIND])
+    return (issued, f[_I_VERSION], f[_I_RELEASE], f[_I_KIND],
+            bytes(f[_I_BASE_SHA256]) if len(f) > _I_BASE_SHA256 else None)  # fmt: skip

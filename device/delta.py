@@ -50,9 +50,9 @@ except ImportError:  # CPython
         return x
 
 
-# Wire codes of delta updates, private copies (protocol/codes.py gets them from the lead; then
-# tests/protocol/test_wire.py checks these): the instruction names a base whose sha256 is not the
-# active image's (the caller checks it) / a patch that does not parse or does not fit (here).
+# Wire codes of delta updates, private copies of protocol/codes.py's (tests/protocol/test_wire.py
+# checks them): the instruction names a base whose sha256 is not the active image's (the caller,
+# device/slotpatch.py, checks it) / a patch that does not parse or does not fit (here).
 _E_BASE_MISMATCH = const(44)
 _E_PATCH = const(45)
 

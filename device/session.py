@@ -30,6 +30,7 @@ except ImportError:  # CPython (tooling only)
 
 # protocol/codes.py values this module uses, as private consts (tests/protocol/test_wire.py)
 _COMP_NONE = const(0)
+_COMP_PATCH = const(3)  # a patch, raw: needs no decoder
 _E_BAD_MESSAGE = const(10)
 _E_BAD_STATE = const(12)
 _E_OUT_OF_WINDOW = const(20)
@@ -204,11 +205,12 @@ def start(a, instr, params, ins, same):
     if x is None:
         x = a.xfer = Transfer(a)
     s = x.slots
-    if comp != _COMP_NONE and not s.wbits:
+    if comp != _COMP_NONE and comp != _COMP_PATCH and not s.wbits:
         a._unload()
         raise ProtocolError(_E_BAD_MESSAGE, comp)  # no deflate on this port (caps wbits 0)
     if issued > s.trusted_time:
         s.note_time(issued)
+    s.pbase = ins[5]  # the delta base the instruction binds (None: format 1), for a patch
     try:
         resume = yield from _a._lazy("otalink.device.slotbegin").begin_g(
             s, hashlib.sha256(instr).digest(), image_len, sha, wire_len, comp, ins[2], ins[3],

@@ -14,6 +14,8 @@ _OK = const(0)
 _COMP_NONE = const(0)
 _COMP_DEFLATE = const(1)
 _COMP_DEFLATE_SEG = const(2)
+_COMP_PATCH = const(3)
+_COMP_PATCH_DEFLATE_SEG = const(4)
 _E_BAD_MESSAGE = const(10)
 _E_WIRE_LENGTH = const(22)
 _E_ROLLBACK = const(34)
@@ -40,8 +42,11 @@ def _check(s, image_len, wire_len, compression, version, release_counter):
         raise DeviceError(_E_IMAGE_TOO_LARGE, s.slot_size)
     if release_counter <= s.release_floor:
         raise DeviceError(_E_ROLLBACK, s.release_floor)
-    if compression != _COMP_NONE and (
-        (compression != _COMP_DEFLATE and compression != _COMP_DEFLATE_SEG) or not s.wbits
+    # a patch raw (3) needs no decoder; deflate (1), segments (2) and a patch in segments (4) do
+    if (
+        compression != _COMP_NONE
+        and compression != _COMP_PATCH
+        and (compression > _COMP_PATCH_DEFLATE_SEG or not s.wbits)
     ):
         raise DeviceError(_E_BAD_MESSAGE, compression)
     if compression == _COMP_NONE and wire_len != image_len:
@@ -62,6 +67,11 @@ def begin_g(s, instr_hash, image_len, sha256, wire_len, compression, version, re
     # begin() as a generator: it yields after each erased sector and every 16 KiB of a resume's
     # re-hash, so the agent never holds the loop for a whole slot erase
     tgt, version = _check(s, image_len, wire_len, compression, version, release_counter)
+    pm = None
+    if compression >= _COMP_PATCH:
+        # a patch: only against the base the instruction binds (slotpatch.py, loaded for it)
+        pm = _mod("slotpatch")
+        pm.check_base(s)
     if s.live:
         if instr_hash == s.instr_hash and s.comp == compression and s.wire_len == wire_len:
             return s.t_wire  # same transfer after link loss: resume from RAM
@@ -109,6 +119,8 @@ def begin_g(s, instr_hash, image_len, sha256, wire_len, compression, version, re
             s.instr_hash = instr_hash
             s.confirmed_now = False
             s.commit()
+        if pm is not None:
+            d, w = pm.start(s, image_len, d, w)  # the applier, from the durable checkpoint
         reg = s.regions[tgt]
         es = s.es
         first = d // es
@@ -145,6 +157,11 @@ def _setup(s, slot, image_len):
     s.fill = 0
     s.seg_left = -1
     s.w_cons = 0
+    if s.comp < _COMP_PATCH:
+        try:
+            del s.write  # a patch transfer's write path (slotpatch) before this one
+        except AttributeError:
+            pass
     if s.comp == _COMP_DEFLATE:
         import deflate
 

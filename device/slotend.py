@@ -33,7 +33,10 @@ def finish_g(s):
             if s.t_wire != s.wire_len:
                 return _E_WIRE_LENGTH
             try:
-                drain(s, True)
+                if s.comp > _COMP_DEFLATE_SEG:
+                    s.pio.finish()  # a patch (slotpatch.py): the rest, it must end exactly
+                else:
+                    drain(s, True)
                 if s.dio is not None and s.t_img == s.t_len:
                     # the stream must end here: no trailing output
                     if s.dio.readinto(s.cbuf, 1):

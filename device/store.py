@@ -58,6 +58,7 @@ _CK = const(20)  # the codec checkpoint area
 # Format 1, read only (its pad bytes after compression read as fault / wdt_trips 0)
 REC1 = "<HBBIBBBBIIBBBBII32s32sBBBBII32s32sBxxxIII32s"
 _CAP_DEFLATE_SEG = const(1)  # protocol/codes.py (checked by tests/protocol/test_wire.py)
+_CAP_PATCH = const(2)  # patches applied (device/slotpatch.py)
 _STEP = const(256)
 
 
@@ -97,7 +98,7 @@ def init(s, bdev, geom, regions, hooks, buffers=True):
     s.es = es
     ss = g["slot_size"]
     s.slot_size = ss
-    s.cap_flags = _CAP_DEFLATE_SEG if wb else 0
+    s.cap_flags = (_CAP_DEFLATE_SEG if wb else 0) | _CAP_PATCH
     # caps(): (window, slot_size, erase_size, write_size, deflate_wbits)
     s.capv = (g.get("window", 16384), ss, es, ws, wb)
     s.trial_limit = g.get("trial_boots", 3)

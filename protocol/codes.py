@@ -64,9 +64,18 @@ COMP_DEFLATE = const(1)  # raw deflate (RFC 1951), window <= 2**wbits announced 
 # decoding to a multiple of 4 KiB (16 KiB by default; the last: the rest); the device
 # checkpoints at segment ends, so a transfer resumes after a reboot (docs/device.md)
 COMP_DEFLATE_SEG = const(2)
+# delta updates (docs/adr/0006-delta-updates.md): the wire stream is a detools sequential patch
+# (bsdiff, compression none) whose result is the image the instruction names (image_len,
+# sha256 = the RESULT's); the instruction must bind the base (format 2: base_sha256) and the
+# device applies it against its active slot. 3: the patch raw; 4: the patch in deflate
+# segments (as compression 2, each segment's output a run of patch bytes of any length).
+COMP_PATCH = const(3)
+COMP_PATCH_DEFLATE_SEG = const(4)
 
 # ---- INFO caps flags (bits of caps[6]) --------------------------------------------
 CAP_DEFLATE_SEG = const(1)  # bit 0: compression COMP_DEFLATE_SEG accepted
+# bit 1: patches applied (COMP_PATCH; COMP_PATCH_DEFLATE_SEG too with bit 0)
+CAP_PATCH = const(2)
 
 # ---- error codes (cross the wire as integers) -------------------------------
 OK = const(0)
@@ -98,6 +107,10 @@ E_FLASH = const(40)
 E_DECOMPRESS = const(41)
 E_NO_IMAGE = const(42)  # ACTIVATE/CONFIRM with no suitable slot
 E_BUSY = const(43)  # BEGIN while another transfer is active
+# a patch BEGIN whose instruction binds no base (format 1, detail 0) or another base than the
+# active slot's image (detail 1)
+E_BASE_MISMATCH = const(44)
+E_PATCH = const(45)  # the patch does not parse or not fit (detail = patch offset)
 # boot / trial (5x): reasons a trial slot was rolled back
 E_SELFTEST = const(50)
 E_BOOT_CRASH = const(51)

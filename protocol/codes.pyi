@@ -42,9 +42,12 @@ DEFER_MAX_REASON: Final = 48
 COMP_NONE: Final = 0
 COMP_DEFLATE: Final = 1
 COMP_DEFLATE_SEG: Final = 2
+COMP_PATCH: Final = 3
+COMP_PATCH_DEFLATE_SEG: Final = 4
 
 # ---- INFO caps flags (bits of caps[6]) ----------------------------------------
 CAP_DEFLATE_SEG: Final = 1
+CAP_PATCH: Final = 2
 
 # ---- error codes (cross the wire as integers) -------------------------------
 OK: Final = 0
@@ -72,6 +75,8 @@ E_FLASH: Final = 40
 E_DECOMPRESS: Final = 41
 E_NO_IMAGE: Final = 42
 E_BUSY: Final = 43
+E_BASE_MISMATCH: Final = 44
+E_PATCH: Final = 45
 E_SELFTEST: Final = 50
 E_BOOT_CRASH: Final = 51
 E_NOT_CONFIRMED: Final = 52

@@ -105,7 +105,9 @@ I_ISSUED = const(7)
 I_EXPIRES = const(8)
 I_TARGET = const(9)
 I_KIND = const(10)
+I_BASE_SHA256 = const(11)  # format 2 only: the base image a patch applies to
 INSTR_FMT = const(1)
+INSTR_FMT_DELTA = const(2)  # format 1's fields + base_sha256
 KIND_APP = const(0)
 KIND_FIRMWARE = const(1)
 
@@ -247,23 +249,37 @@ def probe(image_len, sha256, compression, wire_len):
 
 
 def encode_instruction(
-    ecu_id, hw_id, version, release_counter, image_len, sha256, issued, expires, target, kind
+    ecu_id,
+    hw_id,
+    version,
+    release_counter,
+    image_len,
+    sha256,
+    issued,
+    expires,
+    target,
+    kind,
+    base_sha256=None,
 ):
-    out = cbor.dumps(
-        [
-            INSTR_FMT,
-            ecu_id,
-            hw_id,
-            version,
-            release_counter,
-            image_len,
-            bytes(sha256),
-            issued,
-            expires,
-            target,
-            kind,
-        ]
-    )
+    """The instruction's exact bytes: format 1, or format 2 when ``base_sha256`` binds the base
+    image a patch of this result may be applied to (docs/protocol.md "Install instruction")."""
+    v = [
+        INSTR_FMT,
+        ecu_id,
+        hw_id,
+        version,
+        release_counter,
+        image_len,
+        bytes(sha256),
+        issued,
+        expires,
+        target,
+        kind,
+    ]
+    if base_sha256 is not None:
+        v[0] = INSTR_FMT_DELTA
+        v.append(bytes(base_sha256))
+    out = cbor.dumps(v)
     decode_instruction(out)  # the builder never emits what the device would reject
     return out
 

@@ -67,7 +67,9 @@ I_ISSUED: Final = 7
 I_EXPIRES: Final = 8
 I_TARGET: Final = 9
 I_KIND: Final = 10
+I_BASE_SHA256: Final = 11
 INSTR_FMT: Final = 1
+INSTR_FMT_DELTA: Final = 2
 KIND_APP: Final = 0
 KIND_FIRMWARE: Final = 1
 CMD_FMT: Final = 1
@@ -126,6 +128,7 @@ def encode_instruction(
     expires: int,
     target: str,
     kind: int,
+    base_sha256: Buffer | None = None,
 ) -> bytes: ...
 def decode_instruction(data: Buffer) -> list[Any]: ...
 def encode_report(

@@ -20,6 +20,7 @@ except ImportError:  # CPython
 # protocol/codes.py values this module uses, as private consts (folded by the compiler; codes.py
 # itself is ~100 names the heap would keep; tests/protocol/test_wire.py checks the copies)
 _COMP_DEFLATE_SEG = const(2)
+_COMP_PATCH_DEFLATE_SEG = const(4)
 _COMP_NONE = const(0)
 _E_BAD_INSTRUCTION = const(39)
 _E_BAD_MESSAGE = const(10)
@@ -51,6 +52,8 @@ _APP_MAX_DATA = const(256)
 _DEFER_MAX_REASON = const(48)
 
 _INSTR_FMT = const(1)
+_INSTR_FMT_DELTA = const(2)
+_I_BASE_SHA256 = const(11)
 _I_ECU_ID = const(1)
 _I_EXPIRES = const(8)
 _I_FMT = const(0)
@@ -98,7 +101,7 @@ SPECS = {
         (_SIGS, 0, _MAX_SIGS),
         _UINT,
         (_B, _SHA256_LEN, _SHA256_LEN),
-        (_U, _COMP_NONE, _COMP_DEFLATE_SEG),
+        (_U, _COMP_NONE, _COMP_PATCH_DEFLATE_SEG),
         _UINT,
     ),
     _MSG_DATA: (_UINT, (_B, 1, _MAX_DATA)),
@@ -203,7 +206,8 @@ def parse(payload, copy=None):
 
 def decode_instruction(data):
     """Decode and validate an install instruction; any problem is E_BAD_INSTRUCTION (detail =
-    field index, or 0xFF for CBOR-level problems)."""
+    field index, or 0xFF for CBOR-level problems). Format 1: 11 fields; format 2: the same and
+    base_sha256 (bstr 32), the image a patch of this result may be applied to."""
     err = _E_BAD_INSTRUCTION
     if len(data) > _MAX_INSTR:
         raise ProtocolError(err, 0xFF)
@@ -211,9 +215,9 @@ def decode_instruction(data):
         v = cbor.loads(data)
     except ProtocolError:
         raise ProtocolError(err, 0xFF)
-    if not isinstance(v, list) or len(v) != 11:
+    if not isinstance(v, list) or len(v) != 11 and len(v) != 12:
         raise ProtocolError(err, 0xFF)
-    if v[_I_FMT] != _INSTR_FMT or not _is_uint(v[_I_FMT]):
+    if v[_I_FMT] != (_INSTR_FMT if len(v) == 11 else _INSTR_FMT_DELTA) or not _is_uint(v[_I_FMT]):
         raise ProtocolError(err, _I_FMT)
     _check_text(v[_I_ECU_ID], _MAX_ID, _I_ECU_ID, err)
     _check_text(v[_I_HW_ID], _MAX_ID, _I_HW_ID, err)
@@ -227,6 +231,8 @@ def decode_instruction(data):
     _check_text(v[_I_TARGET], _MAX_TARGET, _I_TARGET, err)
     if not _is_uint(v[_I_KIND]) or v[_I_KIND] > _KIND_FIRMWARE:
         raise ProtocolError(err, _I_KIND)
+    if len(v) == 12:
+        _check(v[_I_BASE_SHA256], (_B, _SHA256_LEN, _SHA256_LEN), _I_BASE_SHA256, err)
     return v
 
 

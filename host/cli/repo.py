@@ -13,6 +13,7 @@ from otalink.host.errors import EXIT_OK, EXIT_USAGE, OtalinkError, exit_code
 from otalink.host.tools.repo import keys as keymod
 from otalink.host.tools.repo.api import DirectorRepo, ImageRepo, RepoError
 from otalink.host.tools.repo.base import RepoBase
+from otalink.host.tools.repo.delta import resolve_base
 from otalink.host.tools.repo.quick import create_repos
 
 _ROLE_VALUE = re.compile(r"([a-z]+)=(-?[0-9]{1,12})", re.ASCII)
@@ -129,7 +130,7 @@ def cmd_assign(a: argparse.Namespace) -> int:
     director = DirectorRepo.from_dir(a.repo)
     images = ImageRepo.from_dir(a.image_repo)
     image = images.image(a.target)
-    base = images.delta_base(image.name, a.delta_base) if a.delta_base else None
+    base = resolve_base(images.deltas(image.name), a.delta_base) if a.delta_base else None
     data = director.assign(a.ecu, a.hw, image, delta_base=base)
     also = f", a patch from {base[:16]} allowed" if base else ""
     print(f"{director.vehicle_id}/{a.ecu} -> {a.target}; instruction {len(data)} bytes signed"

@@ -3,7 +3,8 @@
 # JOB: {"flash": path, "geom": {...}, "base": path of the flash image to start each cut from,
 #       "wire": path, "image_len", "sha": hex, "instr": hex, "comp", "version", "rc",
 #       "versions": {sha_hex: version} (the images the test knows),
-#       "mode": "trace" | "cut", "cuts": [[after_ops, tear], ...]}
+#       "mode": "trace" | "cut", "cuts": [[after_ops, tear], ...],
+#       "pbase": hex (a patch, comp 3/4: the base sha256 the instruction binds; tests/delta)}
 # "install": run the update once on the flash file as it is (makes the base image).
 # "trace": run the update once without a cut, print {"ops": [[kind, addr], ...]}.
 # "cut":   for each cut: restore the base image, run the update with the emulator armed in
@@ -18,6 +19,8 @@ from otalink.device.errors import PowerCut
 from otalink.device.flash import NorFlash
 from otalink.device.slots import Slots
 from otalink.protocol import codes as C
+
+BEGUN = [-1]  # the wire offset the last begin() answered (a resume: > 0)
 
 
 def hexs(b):
@@ -36,10 +39,13 @@ def update(f, g, job, wire):
         return s.confirm()
     if st is not None and st[0] == C.SLOT_CONFIRMED and hexs(st[5]) == job["sha"]:
         return C.OK  # already done
+    if "pbase" in job:
+        s.pbase = bytes.fromhex(job["pbase"])  # what session.start takes from the instruction
     off = s.begin(
         bytes.fromhex(job["instr"]), job["image_len"], bytes.fromhex(job["sha"]), len(wire),
         job["comp"], job["version"], job["rc"], 0,
     )  # fmt: skip
+    BEGUN[0] = off
     mv = memoryview(wire)
     step = 2000
     while off < len(wire):
@@ -127,13 +133,15 @@ def main():
         f.f.close()
         f = flash()
         seen = observe(f, g, job)
+        BEGUN[0] = -1
         retry = update(f, g, job, wire)
         f.f.close()
         f = flash()
         final = observe(f, g, job)
         f.f.close()
         print(json.dumps({"cut": cut, "tear": tear, "fired": cut_fired, "code": code,
-                          "seen": seen, "retry": retry, "final": final}))  # fmt: skip
+                          "seen": seen, "retry": retry, "final": final,
+                          "resumed": BEGUN[0]}))  # fmt: skip
 
 
 main()

@@ -227,15 +227,6 @@ class ImageRepo(RepoBase):
         listed = self.targets().targets
         return [e for e in listed[name].custom.get("deltas", []) if e["target"] in listed]
 
-    def delta_base(self, name: str, base: str) -> str:
-        """The sha256 (hex) of the base of a patch listed for image ``name``, named by its
-        version or its sha256 (``RepoError`` if no listed patch starts there): what
-        ``DirectorRepo.assign(delta_base=...)`` signs into the instruction."""
-        for e in self.deltas(name):
-            if base in (e["base_version"], e["base_sha256"]):
-                return e["base_sha256"]
-        raise RepoError(f"image {name} lists no patch from {base!r}")
-
     def images(self) -> list[ImageTarget]:
         return [
             ImageTarget.from_target_file(tf)
@@ -303,27 +294,18 @@ class DirectorRepo(RepoBase):
             key_files=key_files,
         )
 
-    def assign(
-        self,
-        ecu_id: str,
-        hw_id: str,
-        image: ImageTarget,
-        *,
-        issued: int | None = None,
-        expires: int | None = None,
-        delta_base: str | None = None,
-    ) -> bytes:
+    def assign(self, ecu_id: str, hw_id: str, image: ImageTarget, *, issued: int | None = None,
+               expires: int | None = None, delta_base: str | None = None) -> bytes:  # fmt: skip
         """Assign ``image`` to ``ecu_id`` (replacing its previous assignment); returns the signed
         instruction bytes. The hardware id must be one the image is built for. ``delta_base``
-        (sha256 hex of the base image, ``ImageRepo.delta_base`` resolves a version): the
+        (sha256 hex of the base image; ``delta.resolve_base`` finds it from a version): the
         instruction is format 2 and allows the ECU to apply a patch from exactly that base."""
         if hw_id not in image.hardware_ids:
             raise RepoError(f"image {image.name} is not built for hardware {hw_id!r}")
         if len(ecu_id.encode()) > 32 or "/" in ecu_id or not ecu_id:
             raise RepoError("ecu id: 1..32 bytes, no '/'")
-        return self.assign_unchecked(
-            ecu_id, hw_id, image, issued=issued, expires=expires, delta_base=delta_base
-        )
+        return self.assign_unchecked(ecu_id, hw_id, image, issued=issued, expires=expires,
+                                     delta_base=delta_base)  # fmt: skip
 
     def assign_unchecked(
         self,
@@ -336,14 +318,7 @@ class DirectorRepo(RepoBase):
         delta_base: str | None = None,
     ) -> bytes:
         """``assign`` without the hardware check (tests build hostile Directors with it)."""
-        base = None
-        if delta_base is not None:
-            try:
-                base = bytes.fromhex(delta_base)
-            except ValueError:
-                base = b""
-            if len(base) != 32:
-                raise RepoError(f"delta base: a sha256 in hex, not {delta_base!r}")
+        base = None if delta_base is None else delta.base_hash(delta_base)
         issued = int(time.time()) if issued is None else issued
         if expires is None:
             expires = issued + int(self.config.get("instruction_ttl_s", DEFAULT_INSTRUCTION_TTL))

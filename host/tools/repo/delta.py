@@ -155,3 +155,24 @@ def patch_target(
         "base_sha256": base.sha256,
     }
     return tf, patch, entry
+
+
+def resolve_base(entries: Iterable[DeltaEntry], base: str) -> str:
+    """The sha256 (hex) of the base of a listed patch named by its base version or sha256
+    (``ImageRepo.deltas(name)``; ``RepoError`` if none starts there): what
+    ``DirectorRepo.assign(delta_base=...)`` signs into the instruction (format 2)."""
+    for e in entries:
+        if base in (e["base_version"], e["base_sha256"]):
+            return e["base_sha256"]
+    raise RepoError(f"no listed patch starts from {base!r}")
+
+
+def base_hash(delta_base: str) -> bytes:
+    """A delta base as the instruction signs it: 32 bytes from a sha256 in hex."""
+    try:
+        raw = bytes.fromhex(delta_base)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise RepoError(f"delta base: a sha256 in hex, not {delta_base!r}")
+    return raw
