@@ -30,6 +30,7 @@ from otalink.host.gateway.campaign import preconditions as pre
 from otalink.host.gateway.campaign.clock import Clock, SystemClock
 from otalink.host.gateway.campaign.commands import Commands
 from otalink.host.gateway.campaign.connectivity import Connectivity
+from otalink.host.gateway.campaign.delivery import full_fetcher
 from otalink.host.gateway.campaign.discovery import Discovery
 from otalink.host.gateway.campaign.events import EventLog
 from otalink.host.gateway.campaign.inventory import Inventory
@@ -105,6 +106,7 @@ class Agent:
             self.take_inventory,
             self.events,
             self.clock,
+            full_fetcher(self.source, self.link, lambda: self.machine.record().plan),
         )
         self.ticker = Ticker(
             config,

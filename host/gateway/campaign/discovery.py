@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from otalink.host.errors import Refused
 from otalink.host.gateway.campaign.clock import Clock
 from otalink.host.gateway.campaign.connectivity import Connectivity
+from otalink.host.gateway.campaign.delivery import refine
 from otalink.host.gateway.campaign.events import EventLog
 from otalink.host.gateway.campaign.inventory import Inventory
 from otalink.host.gateway.campaign.machine import Machine
@@ -95,6 +96,8 @@ class Discovery:
             self._events.append("check_refused", {"code": exc.code, "detail": exc.message})
             self._machine.remember("check_refused", exc.code)
             raise Refused(exc.code, exc.message) from exc
+        if plan is not None:
+            plan = refine(plan, self._inventory)  # a patch only where the ECU's report allows
         if plan is not None and self._done(plan):
             plan = None
         if plan is None:

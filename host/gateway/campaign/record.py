@@ -73,6 +73,9 @@ class EcuProgress(_Frozen):
     offset: int | None = None
     error: str | None = None
     reason: str | None = None  # ``deferred``: the application's reason
+    delivery: str | None = None  # what is sent: "12 kB, delta from 2.0.0" / "250 kB, full image"
+    delivery_reason: str | None = None  # why the full image (``delta.*``), when a patch was not
+    sent_bytes: int | None = None  # what the line carried for it (the wire stream, compressed)
 
 
 class Miss(_Frozen):

@@ -125,8 +125,14 @@ class EcuChange(_View):
     from_version: str | None
     to_version: str
     target: str
-    size: int
+    size: int  # the image's length
     title: str
+    # what is really downloaded and sent (issue 13): a patch ("12 kB, delta from 2.0.0") or the
+    # full image, its length, and why not a patch (``delta.*``) when one was bound
+    delivery: str = ""
+    delivery_size: int = 0
+    delta_from: str | None = None
+    delivery_reason: str | None = None
 
 
 class UpdateDetails(_View):
@@ -257,6 +263,10 @@ class View:
                     target=a.target,
                     size=a.length,
                     title=img.title if img else a.target,
+                    delivery=(d := plan.delivery(a.ecu_id)).label,
+                    delivery_size=d.length,
+                    delta_from=d.base_version,
+                    delivery_reason=d.reason or None,
                 )
             )
         return UpdateDetails(

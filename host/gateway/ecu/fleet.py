@@ -49,6 +49,7 @@ from otalink.host.gateway.ecu.line import (
     ProgressNote,
     default_client,
 )
+from otalink.host.gateway.ecu.send import Patch, Send, TransferResult, send_image
 from otalink.host.gateway.ecu.state import POST_BOOT, Found, classify, runs_old
 from otalink.host.gateway.update.types import EcuAssignment
 from otalink.protocol import codes
@@ -140,12 +141,13 @@ class Fleet:
         assignments: list[EcuAssignment],
         images: dict[str, Path],
         should_stop: Callable[[], str | None],
+        send: Send | None = None,
     ) -> None:
         """Bring every assigned ECU to a verified inactive slot (parallel, resumable).
 
         Raises StopRequested when ``should_stop`` returns a reason, FleetError when an ECU
-        refuses or its line fails; in both cases the other transfers stop too.
-        """
+        refuses or its line fails; in both cases the other transfers stop too. ``send``: what is
+        installed from each downloaded path (``send.py``; default: the file as the image)."""
         stop_flag: list[str] = []
 
         def check_stop() -> None:
@@ -167,7 +169,6 @@ class Fleet:
             if cls == Found.REJECTED:
                 raise FleetError(ecu, "fleet.image_rejected", "the ECU rejected this image before")
             check_stop()
-            image = images[ecu].read_bytes()
             self._on_progress(ecu, {"phase": "transferring", "percent": 0.0})
             last = [-1.0]
 
@@ -187,14 +188,17 @@ class Fleet:
                 self._log("ecu_deferred", {"ecu_id": ecu, "reason": exc.reason, "seconds": pause})
                 self._on_progress(ecu, {"phase": "deferred", "percent": 0.0, "reason": exc.reason})
 
-            res = retry_deferred(
-                lambda: line.client().install(
-                    a.instruction, list(a.instruction_sigs), image, progress=progress
-                ),
-                max_s=self.defer_max_s,
-                on_defer=deferred,
-                wait=lambda pause: line.idle(pause, check_stop),
-            )
+            def install(image: bytes | Patch) -> TransferResult:
+                return retry_deferred(
+                    lambda: line.client().install(
+                        a.instruction, list(a.instruction_sigs), image, progress=progress
+                    ),
+                    max_s=self.defer_max_s,
+                    on_defer=deferred,
+                    wait=lambda pause: line.idle(pause, check_stop),
+                )
+
+            res = (send or send_image)(line, a, images[ecu], install)
             self._log(
                 "ecu_transfer_done",
                 {

@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib import parse
 
 from otalink.host.gateway.update.crosscheck import cross_check
+from otalink.host.gateway.update.deltas import offer
 from otalink.host.gateway.update.download import Downloader, DownloadStats
 from otalink.host.gateway.update.errors import (
     ConnectivityError,
@@ -136,6 +137,7 @@ class UpdateClient:
             images=images,
             director_version=int(dtargets.signed.version),
             image_version=int(self._image_targets_version()),
+            deliveries={a.ecu_id: offer(a, image) for a in assignments if a.base_sha256},
         )
 
     def _director_targets(self) -> Metadata[Targets]:
@@ -157,9 +159,10 @@ class UpdateClient:
 
     def _wanted(self, plan: UpdatePlan, include_compressed: bool) -> list[tuple[str, int, str]]:
         out: dict[str, tuple[str, int, str]] = {}
-        for info in plan.images.values():
-            out[info.target] = (info.target, info.length, info.sha256)
-            if include_compressed and info.compressed is not None:
+        for name, (length, sha) in plan.payloads().items():  # a chosen patch, else the image
+            out[name] = (name, length, sha)
+            info = plan.images.get(name)
+            if include_compressed and info is not None and info.compressed is not None:
                 c = info.compressed
                 out[c.target] = (c.target, c.length, c.sha256)
         return list(out.values())

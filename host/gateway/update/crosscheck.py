@@ -143,5 +143,6 @@ def cross_check(
         instruction=instruction,
         instruction_sigs=sigs,
         expires=ins.expires,
+        base_sha256=ins.base_sha256.hex() if ins.base_sha256 else None,
     )
     return a, info

@@ -134,6 +134,7 @@ class EcuAssignment:
     instruction: bytes  # exact signed CBOR bytes, carried untouched to the ECU
     instruction_sigs: tuple[tuple[bytes, bytes], ...]  # (keyid 8 bytes, ed25519 sig 64 bytes)
     expires: int  # unix seconds, from the instruction
+    base_sha256: str | None = None  # hex; format-2 instruction: the one base a patch may use
 
     @property
     def kind_code(self) -> int:
@@ -149,6 +150,29 @@ class EcuAssignment:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """What one ECU gets (``deltas.py``): a patch target of its image, or the full image
+    and why (``reason``: ``delta.none_listed``, ``delta.base_not_active``, ...; "" if none)."""
+
+    target: str  # the Image-repository target downloaded and sent
+    length: int
+    sha256: str  # hex of that target
+    base_version: str | None = None  # set: a patch from this version
+    base_sha256: str | None = None
+    reason: str = ""
+
+    @property
+    def is_delta(self) -> bool:
+        return self.base_version is not None
+
+    @property
+    def label(self) -> str:
+        """What the screen shows: "12 kB, delta from 2.0.0" or "250 kB, full image"."""
+        size = f"{max(1, round(self.length / 1000))} kB"
+        return f"{size}, delta from {self.base_version}" if self.is_delta else f"{size}, full image"
+
+
+@dataclass(frozen=True)
 class UpdatePlan:
     """The verified result of ``UpdateClient.check()``: per-ECU assignments + image metadata."""
 
@@ -157,6 +181,7 @@ class UpdatePlan:
     images: dict[str, ImageInfo]
     director_version: int  # Director targets metadata version the plan came from
     image_version: int  # Image targets metadata version
+    deliveries: dict[str, Delivery] = field(default_factory=dict)  # ecu_id -> what it gets
 
     @property
     def plan_id(self) -> str:
@@ -168,9 +193,25 @@ class UpdatePlan:
             h.update(f"{a.ecu_id}|{a.target}|{a.sha256}|{a.release_counter}\n".encode())
         return h.hexdigest()[:16]
 
+    def delivery(self, ecu_id: str) -> Delivery:
+        """What ``ecu_id`` gets (its full image unless a patch was chosen)."""
+        d = self.deliveries.get(ecu_id)
+        if d is not None:
+            return d
+        a = next(a for a in self.assignments if a.ecu_id == ecu_id)
+        return Delivery(a.target, a.length, a.sha256)
+
+    def payloads(self) -> dict[str, tuple[int, str]]:
+        """Every target to download: name -> (length, sha256 hex)."""
+        out: dict[str, tuple[int, str]] = {}
+        for a in self.assignments:
+            d = self.delivery(a.ecu_id)
+            out[d.target] = (d.length, d.sha256)
+        return out
+
     @property
     def download_size(self) -> int:
-        return sum(i.length for i in self.images.values())
+        return sum(n for n, _ in self.payloads().values())
 
     @property
     def est_install_s(self) -> int:
@@ -199,7 +240,11 @@ class UpdatePlan:
     def to_json(self) -> str:
         """JSON text (bytes as hex) the campaign can persist and reload with ``from_json``."""
         d = asdict(self)
+        if not d["deliveries"]:
+            del d["deliveries"]  # a plan without patches is written as before delta updates
         for a in d["assignments"]:
+            if a["base_sha256"] is None:
+                del a["base_sha256"]
             a["instruction"] = a["instruction"].hex()
             a["instruction_sigs"] = [[k.hex(), s.hex()] for k, s in a["instruction_sigs"]]
         return json.dumps(d, sort_keys=True)
@@ -236,6 +281,7 @@ class UpdatePlan:
             images=images,
             director_version=d["director_version"],
             image_version=d["image_version"],
+            deliveries={k: Delivery(**v) for k, v in d.get("deliveries", {}).items()},
         )
 
 

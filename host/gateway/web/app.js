@@ -292,8 +292,15 @@ function availableScreen() {
     <p class="muted">${esc(mb(update().download_size))} · installs in about ${esc(duration(update().est_install_s))}</p></div></section>
     <div class="actions">${btn("details", "View details", "primary")}${btn("install-update", "Install Update", "secondary")}</div>`;
 }
+function deliveries() {
+  // what each ECU really downloads and installs: a patch ("12 kB, delta from 2.0.0") or the image
+  const list = update().ecus || [];
+  if (!list.length) return "";
+  return `<h3>What is sent</h3><ul class="tags" id="deliveries">${list.map((e) =>
+    `<li data-ecu="${esc(e.ecu_id)}">${esc(e.ecu_id)}: ${esc(e.delivery || mb(e.size))}</li>`).join("")}</ul>`;
+}
 function detailsScreen() {
-  return `<section class="card"><h1>${title()}</h1>${facts()}${notes()}${unavailable()}
+  return `<section class="card"><h1>${title()}</h1>${facts()}${deliveries()}${notes()}${unavailable()}
     <p class="muted">The update downloads in the background — you can keep driving.
     You confirm the installation when it is ready.</p>
     <div class="actions">${btn("install-update", "Install Update", "primary")}${btn("back", "Not now", "ghost")}</div></section>`;

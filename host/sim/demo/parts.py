@@ -22,6 +22,7 @@ from otalink.host.gateway.vehicle.signals import Value
 from otalink.host.sim.ecusim import APP_HEAP, EcuProcess, build_image, make_ecu_config
 from otalink.host.sim.ecusim.config import ROOT
 from otalink.host.sim.line.sim import LineSim
+from otalink.host.tools.repo.delta import resolve_base
 from otalink.host.tools.repo.quick import RepoSet, create_repos, open_repos
 
 # The demo's ECUs run the example applications of boards/examples (docs/device.md "Writing an
@@ -107,10 +108,13 @@ def build_release(
     fail_selftest: str | None,
     bundle_dir: Path,
     agents: Mapping[str, Mapping[str, bytes]] | None = None,
+    delta_from: Mapping[str, str] | None = None,
 ) -> Release:
     """Keys and repositories (made once), then the signed ``version`` release for every ECU,
     assigned to the vehicle by its Director and published into ``server_root``. ``agents``:
-    ECU id -> the agent files its image carries (default: the staging tree's agent)."""
+    ECU id -> the agent files its image carries (default: the staging tree's agent).
+    ``delta_from``: ECU id -> an earlier version: its image also gets a patch from that
+    release and the Director's instruction binds that base (a delta update, issue 13)."""
     if (repo_dir / "image").exists():
         repos = open_repos(repo_dir)
     else:
@@ -134,8 +138,10 @@ def build_release(
             est_install_s=est_install_s,
             unavailable_functions=list(unavailable),
             kind="bundle",
+            delta_from=[base] if (base := (delta_from or {}).get(ecu_id)) else (),
         )
-        director.assign(ecu_id, hw_id, image)
+        bound = resolve_base(repos.image.deltas(name), base) if base else None
+        director.assign(ecu_id, hw_id, image, delta_base=bound)
         specs.append(EcuSpec(ecu_id, hw_id, _seed(vehicle_id, ecu_id)))
     repos.publish(server_root)
     roots = repo_dir / "roots"

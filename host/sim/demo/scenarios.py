@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,7 +22,7 @@ from otalink.host.errors import ToolError
 from otalink.host.gateway.api.client import ApiClient, ApiError
 from otalink.host.gateway.campaign.view import Status, UpdateDetails
 from otalink.host.gateway.vehicle import signals as sig
-from otalink.host.sim.demo.stack import DemoOptions, DemoStack
+from otalink.host.sim.demo.stack import OLD_VERSION, DemoOptions, DemoStack
 from otalink.protocol import codes
 from pydantic import ValidationError
 
@@ -97,6 +97,9 @@ def _available(ctx: Ctx) -> UpdateDetails:
     except ValidationError as exc:
         raise ScenarioFailed(f"the update details are not UpdateDetails: {exc}") from None
     ctx.say(f"update available: {details.title} {details.version}")
+    for e in details.ecus:
+        why = f" ({e.delivery_reason})" if e.delivery_reason else ""
+        ctx.say(f"{e.ecu_id}: {e.delivery}{why}")
     return details
 
 
@@ -152,10 +155,22 @@ def _soc_published(ctx: Ctx, ecu_id: str = "bms", timeout: float = 10.0) -> None
 def main(ctx: Ctx) -> None:
     """Alise: notification -> Install Update -> download -> confirm -> installed."""
     details = _available(ctx)
+    opts = ctx.stack.options
+    deltas = [e.ecu_id for e in details.ecus if opts.factory and e.ecu_id in opts.delta_ecus]
+    for e in details.ecus:  # the stack's delta ECUs get a patch from the factory release
+        if e.ecu_id in deltas and e.delta_from != OLD_VERSION:
+            raise ScenarioFailed(f"{e.ecu_id} gets no delta: {e.delivery} ({e.delivery_reason})")
     ctx.api.post("/download")
     ctx.say("driver pressed Install Update")
     ctx.wait_state(*READY)
     _install_and_succeed(ctx, details.version)
+    sent = ctx.status().install.ecus
+    for ecu_id in deltas:  # what the installer really sent (a fallback would say why)
+        p = sent.get(ecu_id)
+        if p is None or p.delivery_reason or "delta from" not in (p.delivery or ""):
+            why = (p.delivery, p.delivery_reason) if p else None
+            raise ScenarioFailed(f"{ecu_id} was not sent its delta: {why}")
+        ctx.say(f"{ecu_id} installed: {p.delivery} ({p.sent_bytes} bytes on the line)")
     _soc_published(ctx)
 
 
@@ -213,6 +228,10 @@ def no_connection_then_schedule(ctx: Ctx) -> None:
 def preconditions_not_met(ctx: Ctx) -> None:
     """Out of Park and low battery: install refused with each fix; fixed -> installed."""
     details = _available(ctx)
+    opts = ctx.stack.options
+    for e in details.ecus:  # the stack's delta ECUs get a patch from the factory release
+        if opts.factory and e.ecu_id in opts.delta_ecus and e.delta_from != OLD_VERSION:
+            raise ScenarioFailed(f"{e.ecu_id} gets no delta: {e.delivery} ({e.delivery_reason})")
     ctx.api.post("/download")
     ctx.wait_state(*READY)
     ctx.signal(sig.GEAR, 127)
@@ -279,6 +298,8 @@ SCENARIOS: dict[str, Callable[[Ctx], None]] = {
 def options_for(name: str, base: DemoOptions | None = None) -> DemoOptions:
     """The stack a scenario needs (the rollback one makes one ECU fail its self-test)."""
     opts = base or DemoOptions()
+    if name == "main" and opts.delta_ecus:
+        return replace(opts, factory=True)  # the delta ECUs' base: the factory release
     if name == "failed-self-test-rollback":
         ids = [e for e, _hw in opts.ecus]  # faulty.py is a body controller build
         return opts.with_failing_selftest("body" if "body" in ids else ids[-1])

@@ -67,6 +67,9 @@ class DemoOptions:
     # MicroPython heap of each ECU (None = the runner's APP_HEAP: an application beside the agent)
     heapsize: str | None = None
     factory: bool = True  # ECUs first get the factory release 1.0.0 (so a rollback has a target)
+    # ECUs whose new release is also published as a patch from the factory release (with
+    # ``factory``), their instructions binding that base: the vehicle sends them a delta
+    delta_ecus: tuple[str, ...] = ("bms",)
     signals: dict[str, sig.Value] = field(default_factory=dict)  # overrides of parked defaults
     policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(restart_timeout_s=30.0))
 
@@ -118,8 +121,9 @@ class DemoStack:
         return self
 
     def _release(
-        self, version: str, title: str, notes: str, fail: str | None, new: bool = True
-    ) -> parts.Release:
+        self, version: str, title: str, notes: str, fail: str | None, new: bool = True,
+        delta_from: Mapping[str, str] | None = None,
+    ) -> parts.Release:  # fmt: skip
         o = self.options
         return parts.build_release(
             self.workdir / "repos",
@@ -135,6 +139,7 @@ class DemoStack:
             fail_selftest=fail,
             bundle_dir=self.workdir / "bundles",
             agents=o.new_agents if new else None,
+            delta_from=delta_from,
         )
 
     def _start(self) -> None:
@@ -175,7 +180,8 @@ class DemoStack:
             self.server.set_rate(None)
             parts.factory_install(self.agent)
             self.server.set_rate(o.server_rate_bps)
-            self._release(NEW_VERSION, TITLE, RELEASE_NOTES, o.fail_selftest)
+            bases = {e: OLD_VERSION for e in o.delta_ecus}
+            self._release(NEW_VERSION, TITLE, RELEASE_NOTES, o.fail_selftest, delta_from=bases)
         # "no connection" is real: the update server drops the vehicle's connections while the
         # simulated vehicle has no network (as a tunnel or a dead zone would).
         self.agent.signals.subscribe(self._on_signal)

@@ -97,7 +97,7 @@ def put_signals(stack: Any, **values: Any) -> None:
 
 def test_main_story(make_stack: StackFactory, screen: Screen) -> None:
     """Notification -> details -> Install Update -> download -> confirm -> install -> done."""
-    stack = make_stack(server_rate_bps=12 * 1024, baud=19_200)
+    stack = make_stack(server_rate_bps=40 * 1024, baud=57_600)
     screen.open(stack.url, countdown=2)
     screen.wait("available")
     assert "Software update available" in screen.text()
@@ -111,6 +111,9 @@ def test_main_story(make_stack: StackFactory, screen: Screen) -> None:
     assert "Unavailable while installing" in body and "Climate control" in body
     assert re.search(r"Installation takes about\s+\d+ (s|min)", body)
     assert re.search(r"\d+(\.\d)? kB", body)  # download size
+    # what each ECU really gets (no factory release here to patch from: the full images)
+    sent = screen.page.inner_text("#deliveries")
+    assert "What is sent" in body and re.search(r"bms: \d+ kB, full image", sent), sent
     screen.shot("details")
 
     screen.click("install-update")

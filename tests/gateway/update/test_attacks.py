@@ -279,3 +279,80 @@ def test_director_vehicle_mismatch_unknown_ecu(world: World) -> None:
     world.publish()
     refuse(world, E.UnknownEcuError, "trust.unknown_ecu")
     assert world.director.vehicle_id == VIN
+
+
+# ---- delta updates: a patch only for exactly the bound base, result and hardware ---------------
+def _with_patch(w: World, bound: str) -> str:
+    """brake 1.0 and 2.0 listed, brake 3.0 with patches from both; the Director binds ``bound``
+    (a version) as brake's base. Returns the 3.0 image's name."""
+    w.add_image("brake-1.0.bin", 300_000, "brake-v1", 1)
+    img = w.add_image("brake-3.0.bin", 300_000, "brake-v1", 3, delta_from=["1.0", "2.0"])
+    base = next(e for e in w.repos.image.deltas(img.name) if e["base_version"] == bound)
+    w.director.assign("brake", "brake-v1", img, delta_base=base["base_sha256"])
+    w.publish()
+    return img.name
+
+
+def _patch_file(w: World, name: str, base_version: str) -> Path:
+    e = next(e for e in w.repos.image.deltas(name) if e["base_version"] == base_version)
+    return w.server_root / "image" / "targets" / hashed_target_path(e["target"], e["sha256"])
+
+
+def test_mix_and_match_patch_served_for_another_base(world: World) -> None:
+    """The server swaps in the signed patch from 1.0 where the vehicle asked for the one from
+    2.0 (the base its instruction binds): refused by the target's signed hashes."""
+    name = _with_patch(world, "2.0")
+    plan = world.client().check()
+    assert plan is not None and plan.delivery("brake").base_version == "2.0"
+    _patch_file(world, name, "2.0").write_bytes(_patch_file(world, name, "1.0").read_bytes())
+    with pytest.raises(E.TargetIntegrityError) as ei:
+        world.client().download(plan)
+    assert ei.value.code == "trust.integrity"
+    assert_nothing_complete(world, plan.delivery("brake").target)
+
+
+def test_mix_and_match_instruction_binds_a_base_no_patch_starts_from(world: World) -> None:
+    """The instruction binds a base the image lists no patch from: the full image, and why."""
+    img = world.add_image("brake-3.0.bin", 300_000, "brake-v1", 3, delta_from=["2.0"])
+    world.director.assign("brake", "brake-v1", img, delta_base="ab" * 32)
+    world.publish()
+    plan = world.client().check()
+    assert plan is not None
+    d = plan.delivery("brake")
+    assert (d.target, d.is_delta, d.reason) == (img.name, False, "delta.none_listed")
+    assert img.name in world.client().download(plan)
+
+
+def test_patch_for_another_hardware_id_not_used(world: World) -> None:
+    """A listed patch whose own signed fields name other hardware (a repository mistake) is
+    never sent: the full image, reason delta.mismatch."""
+    name = _with_patch(world, "2.0")
+    pname = next(e["target"] for e in world.repos.image.deltas(name) if e["base_version"] == "2.0")
+    with world.repos.image.edit_targets() as t:
+        t.targets[pname].unrecognized_fields["custom"]["hardware_ids"] = ["brake-v9"]
+    world.repos.image._targets_changed()  # signed by the Image repository's own keys
+    world.publish()
+    plan = world.client().check()
+    assert plan is not None
+    d = plan.delivery("brake")
+    assert (d.target, d.reason) == (name, "delta.mismatch")
+
+
+def test_rollback_via_an_old_patch(world: World) -> None:
+    """The old release 2.0 served (with its patch from 1.0) to a vehicle that runs 3: refused
+    at check, neither the image nor its patch downloaded; and the old patch served in place of
+    the new one is refused by the new patch's signed hashes."""
+    world.add_image("brake-1.0.bin", 300_000, "brake-v1", 1)
+    old = world.add_image("brake-2.0.bin", 300_000, "brake-v1", 2, delta_from=["1.0"])
+    base = world.repos.image.deltas(old.name)[0]["base_sha256"]
+    world.director.assign("brake", "brake-v1", old, delta_base=base)
+    world.publish()
+    refuse(world, E.RollbackError, "trust.rollback", installed={"brake": 3})
+    old_patch = _patch_file(world, old.name, "1.0").read_bytes()
+    name = _with_patch(world, "2.0")
+    plan = world.client().check()
+    assert plan is not None and plan.delivery("brake").is_delta
+    _patch_file(world, name, "2.0").write_bytes(old_patch)
+    with pytest.raises(E.TargetIntegrityError):
+        world.client().download(plan)
+    assert_nothing_complete(world, plan.delivery("brake").target)

@@ -143,7 +143,7 @@ class Downloader:
         self._live.set_download(rec.campaign_id, DownloadNumbers(bytes=total, total=total, eta_s=0))
         took = round(self._clock.monotonic() - t0, 3)
         ev = Ev.DOWNLOAD_DONE_SCHEDULED if self._machine.record().schedule else Ev.DOWNLOAD_DONE
-        images = {a.ecu_id: str(paths[a.target]) for a in plan.assignments}
+        images = {a.ecu_id: str(paths[plan.delivery(a.ecu_id).target]) for a in plan.assignments}
         self._machine.try_fire(ev, None, note={"seconds": took}, images=images)
 
     def _progress(self, campaign_id: str | None) -> Callable[[DownloadProgress], None]:

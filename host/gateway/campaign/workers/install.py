@@ -19,6 +19,7 @@ from pathlib import Path
 
 from otalink.host.gateway.campaign import preconditions as pre
 from otalink.host.gateway.campaign.clock import Clock
+from otalink.host.gateway.campaign.delivery import DeltaSender, FetchFull
 from otalink.host.gateway.campaign.events import EventLog
 from otalink.host.gateway.campaign.inventory import Inventory
 from otalink.host.gateway.campaign.machine import Machine
@@ -36,8 +37,10 @@ from otalink.host.gateway.campaign.table import (
 )
 from otalink.host.gateway.config import PolicyConfig
 from otalink.host.gateway.ecu import fleet as fl
-from otalink.host.gateway.ecu.errors import EcuError
+from otalink.host.gateway.ecu.errors import EcuError, EcuRejected
+from otalink.host.gateway.ecu.uploader import ProbeResult
 from otalink.host.gateway.update.types import EcuAssignment
+from otalink.protocol import codes
 
 POLL_S = 0.5
 RETRY_S = 0.5  # pause before a failed step runs again
@@ -60,8 +63,10 @@ class Installer:
         take_inventory: Callable[[], None],
         events: EventLog,
         clock: Clock,
+        fetch_full: FetchFull | None = None,
     ) -> None:
         self._policy = policy
+        self._fetch_full = fetch_full
         self._machine = machine
         self._fleet = fleet
         self._inventory = inventory
@@ -143,8 +148,12 @@ class Installer:
     def _transfer(self, stop: threading.Event) -> None:
         assignments, images = self._assignments()
         self._tracker.start(a.ecu_id for a in assignments)
+        plan = self._machine.record().plan
+        send = None
+        if plan is not None and self._fetch_full is not None:
+            send = DeltaSender(plan, self._fetch_full, self._events, self._tracker.on_progress)
         try:
-            self._fleet.transfer(assignments, images, self._should_stop(stop))
+            self._fleet.transfer(assignments, images, self._should_stop(stop), send)
         except fl.StopRequested as s:
             if s.reason == "agent_stopping":
                 return
@@ -248,8 +257,7 @@ class Installer:
             note = {"ecu_id": a.ecu_id, "agent_version": now.agent_version, "before": old}
             self._events.append("ecu_probe", note)
             try:
-                with line.lock:
-                    r = line.client().probe(images[a.ecu_id].read_bytes())
+                r = _probe_once(line, images[a.ecu_id].read_bytes())
             except EcuError as exc:
                 self._events.append("ecu_probe_done", {**note, "ok": False, "error": exc.code})
                 bad.append((a.ecu_id, f"probe_failed:{exc.code}"))
@@ -317,6 +325,20 @@ class Installer:
             finished_plans=finished,
             install=phases,
         )
+
+
+def _probe_once(line: fl.Line, data: bytes) -> ProbeResult:
+    """A receive probe; a probe left live by a host that died inside it makes the ECU refuse the
+    next one (E_BUSY until its keep_ms idle timeout): ABORT it (a probe writes nothing, the
+    ECU's slots are untouched) and probe again, once."""
+    with line.lock:
+        try:
+            return line.client().probe(data)
+        except EcuRejected as exc:
+            if exc.wire_code != codes.E_BUSY:
+                raise
+            line.client().abort()
+            return line.client().probe(data)
 
 
 # The installer's step per state (``table.STEPS``): every step needs its handler.
