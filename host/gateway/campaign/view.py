@@ -264,7 +264,7 @@ class View:
                     size=a.length,
                     title=img.title if img else a.target,
                     delivery=(d := plan.delivery(a.ecu_id)).label,
-                    delivery_size=d.length,
+                    delivery_size=d.download_length,
                     delta_from=d.base_version,
                     delivery_reason=d.reason or None,
                 )

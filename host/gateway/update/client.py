@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib import parse
 
 from otalink.host.gateway.update.crosscheck import cross_check
-from otalink.host.gateway.update.deltas import offer
+from otalink.host.gateway.update.deltas import inflate_form, offer
 from otalink.host.gateway.update.download import Downloader, DownloadStats
 from otalink.host.gateway.update.errors import (
     ConnectivityError,
@@ -159,8 +159,8 @@ class UpdateClient:
 
     def _wanted(self, plan: UpdatePlan, include_compressed: bool) -> list[tuple[str, int, str]]:
         out: dict[str, tuple[str, int, str]] = {}
-        for name, (length, sha) in plan.payloads().items():  # a chosen patch, else the image
-            out[name] = (name, length, sha)
+        for name, d in plan.fetches().items():  # a chosen patch, else the image
+            out[name] = (name, d.length, d.sha256)
             info = plan.images.get(name)
             if include_compressed and info is not None and info.compressed is not None:
                 c = info.compressed
@@ -184,7 +184,12 @@ class UpdateClient:
             raise NeedsPermissionError(
                 "downloading over cellular needs the driver's permission", reason="metered"
             )
-        wanted = self._wanted(plan, include_compressed)
+        forms = {n: d for n, d in plan.fetches().items() if d.fetch_target}
+        wanted = [
+            (forms[n].fetch_target, forms[n].fetch_length, forms[n].fetch_sha256) if n in forms
+            else (n, length, sha)
+            for n, length, sha in self._wanted(plan, include_compressed)
+        ]  # fmt: skip
         overall_total = sum(length for _, length, _ in wanted)
         done_before = 0
         started = time.monotonic()
@@ -217,6 +222,10 @@ class UpdateClient:
                 url, self.target_path(name), length, sha, on_chunk=on_chunk, should_stop=should_stop
             )
             self.last_stats[name] = self.downloader.last_stats
+            raw = next((d for d in forms.values() if d.fetch_target == name), None)
+            if raw is not None:  # a patch's deflated form: the patch itself is what is kept
+                result[raw.target] = inflate_form(result.pop(name), self.target_path(raw.target),
+                                                  raw.length, raw.sha256)  # fmt: skip
             received += self.downloader.last_stats.bytes_received
             done_before += length
             if progress is not None:
@@ -245,6 +254,8 @@ class UpdateClient:
         names = (
             {self.target_path(n).name for n, _, _ in self._wanted(keep, True)} if keep else set()
         )
+        if keep:  # and the deflated forms of its patches (a partial one resumes)
+            names |= {self.target_path(d.fetch_target).name for d in keep.fetches().values()}
         d = self.cfg.downloads_dir
         if not d.is_dir():
             return

@@ -11,12 +11,17 @@ Nothing here loosens a check: the instruction still names the result, which the 
 
 from __future__ import annotations
 
+import hashlib
+import zlib
+from pathlib import Path
 from typing import Any
 
+from otalink.host.gateway.update.errors import TargetIntegrityError
 from otalink.host.gateway.update.types import Delivery, EcuAssignment
 from tuf.ngclient.updater import Updater
 
 PATCH_FORMAT = "detools-sequential-bsdiff-none"  # the one form the ECU applies
+FORM_WBITS = 15  # the raw-deflate window of a patch's downloaded form (the repository's)
 
 NONE_LISTED = "delta.none_listed"  # no patch of this image from the bound base
 MISMATCH = "delta.mismatch"  # a listed patch whose signed fields disagree: not used
@@ -74,13 +79,45 @@ def _checked(a: EcuAssignment, image: Updater, entry: dict[str, Any]) -> Deliver
     )
     if not ok:
         return None
+    form = _form(image, ptf.path, c.get("compressed"))
+    if form == _BAD:
+        return None
+    fetch, fetch_len, fetch_sha = form or ("", 0, "")
     return Delivery(
         ptf.path,
         ptf.length,
         str(ptf.hashes["sha256"]),
         base_version=str(base.get("version", "")),
         base_sha256=a.base_sha256,
+        fetch_target=fetch,
+        fetch_length=fetch_len,
+        fetch_sha256=fetch_sha,
     )
+
+
+_BAD = ("", -1, "")
+
+
+def _form(image: Updater, patch: str, named: object) -> tuple[str, int, str] | None:
+    """The patch's raw-deflate form its signed custom fields name, checked against the form's
+    own signed target: (target, length, sha256) to download; None if none is named; ``_BAD``
+    if the named one disagrees (then the patch is not offered at all)."""
+    if named is None:
+        return None
+    if not isinstance(named, dict) or named.get("wbits") != FORM_WBITS:
+        return _BAD
+    try:
+        ztf = image.get_targetinfo(str(named.get("target")))
+    except Exception:
+        return _BAD
+    if (
+        ztf is None
+        or ztf.custom.get("compressed_form_of") != patch
+        or ztf.length != named.get("length")
+        or ztf.hashes.get("sha256") != named.get("sha256")
+    ):
+        return _BAD
+    return (ztf.path, ztf.length, str(ztf.hashes["sha256"]))
 
 
 def choose(
@@ -99,3 +136,38 @@ def choose(
     if not cap_patch:
         return full(a, NO_CAP)
     return d
+
+
+def inflate_form(form: Path, dest: Path, length: int, sha256: str) -> Path:
+    """Inflate a downloaded raw-deflate form into ``dest``: at most ``length`` bytes (the
+    patch's signed length), which must hash to its signed ``sha256`` (else TargetIntegrityError,
+    nothing kept). The form (TUF-verified already) is then deleted; ``dest`` is returned."""
+    d = zlib.decompressobj(-FORM_WBITS)
+    h = hashlib.sha256()
+    n = 0
+    tmp = dest.with_name(dest.name + ".inflating")
+    try:
+        with open(form, "rb") as src, open(tmp, "wb") as out:
+            while block := src.read(1 << 16):
+                while block:
+                    piece = d.decompress(block, max(1, length + 1 - n))
+                    n += len(piece)
+                    if n > length:
+                        break
+                    h.update(piece)
+                    out.write(piece)
+                    block = d.unconsumed_tail
+                if n > length:
+                    break
+            tail = src.read(1)
+        if n != length or not d.eof or d.unused_data or tail or h.hexdigest() != sha256:
+            raise TargetIntegrityError(
+                f"{dest.name}: its deflated form does not inflate to the signed patch"
+            )
+        tmp.replace(dest)
+    except zlib.error as exc:
+        raise TargetIntegrityError(f"{dest.name}: its deflated form is corrupt ({exc})") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    form.unlink(missing_ok=True)
+    return dest

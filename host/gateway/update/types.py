@@ -160,15 +160,24 @@ class Delivery:
     base_version: str | None = None  # set: a patch from this version
     base_sha256: str | None = None
     reason: str = ""
+    # the target's raw-deflate form, downloaded instead and inflated into ``target`` ("": none)
+    fetch_target: str = ""
+    fetch_length: int = 0
+    fetch_sha256: str = ""
 
     @property
     def is_delta(self) -> bool:
         return self.base_version is not None
 
     @property
+    def download_length(self) -> int:
+        """What crosses the vehicle's network for it."""
+        return self.fetch_length if self.fetch_target else self.length
+
+    @property
     def label(self) -> str:
         """What the screen shows: "12 kB, delta from 2.0.0" or "250 kB, full image"."""
-        size = f"{max(1, round(self.length / 1000))} kB"
+        size = f"{max(1, round(self.download_length / 1000))} kB"
         return f"{size}, delta from {self.base_version}" if self.is_delta else f"{size}, full image"
 
 
@@ -209,9 +218,13 @@ class UpdatePlan:
             out[d.target] = (d.length, d.sha256)
         return out
 
+    def fetches(self) -> dict[str, Delivery]:
+        """Every target to download, by the name it is stored under (a patch: its own)."""
+        return {(d := self.delivery(a.ecu_id)).target: d for a in self.assignments}
+
     @property
     def download_size(self) -> int:
-        return sum(n for n, _ in self.payloads().values())
+        return sum(d.download_length for d in self.fetches().values())
 
     @property
     def est_install_s(self) -> int:

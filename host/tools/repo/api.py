@@ -174,12 +174,13 @@ class ImageRepo(RepoBase):
             )
             custom["deltas"] = []
             for base in bases:
-                ptf, patch, entry = delta.patch_target(
+                made, entry = delta.patch_target(
                     name, blob, version=version, new_sha256=tf.hashes["sha256"],
                     hardware_ids=hw, base=base,
                 )  # fmt: skip
-                _check_name(ptf.path)
-                new[ptf.path] = (ptf, patch)
+                for ptf, content in made:  # the patch and its deflated form
+                    _check_name(ptf.path)
+                    new[ptf.path] = (ptf, content)
                 custom["deltas"].append(entry)
         tf.unrecognized_fields["custom"] = custom
         new[name] = (tf, blob)
@@ -199,9 +200,8 @@ class ImageRepo(RepoBase):
 
     @staticmethod
     def _drop_derived(listed: dict[str, TargetFile], name: str) -> None:
-        """Forget the deflate form and the patches of ``name``."""
-        listed.pop(f"{name}.deflate", None)
-        for t in [t for t, tf in listed.items() if tf.custom.get("delta_of") == name]:
+        """Forget the deflate form and the patches (with theirs) of ``name``."""
+        for t in delta.derived(listed, name):
             del listed[t]
 
     def _bases(self) -> list[delta.Base]:

@@ -10,15 +10,19 @@ and result::
      "base":   {"target": BASE_NAME, "version": "1.0.0", "sha256": ..., "length": ...},
      "result": {"version": "1.1.0", "sha256": ..., "length": ...}}
 
-and the image's own custom fields list its patches under ``deltas`` (what a vehicle chooses
-from). The base must be an earlier release (a lower release counter) listed for every hardware
-id of the new image; anything else is refused with ``repo.error``.
+plus ``"compressed": {target, length, sha256, wbits}`` naming the patch's raw-deflate form
+``NAME.delta-BASESHA16.deflate`` (a target of its own, ``compressed_form_of`` the patch): what a
+vehicle downloads over cellular and inflates, bounded by the patch's signed length and checked
+against its signed sha256. The image's own custom fields list its patches under ``deltas``
+(what a vehicle chooses from). The base must be an earlier release (a lower release counter)
+listed for every hardware id of the new image; anything else is refused with ``repo.error``.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -27,6 +31,7 @@ from otalink.host.tools.repo.base import RepoError
 from tuf.api._payload import TargetFile  # implicit re-export in tuf.api.metadata
 
 PATCH_FORMAT = "detools-sequential-bsdiff-none"
+PATCH_WBITS = 15  # the downloaded form's raw-deflate window (the vehicle inflates it)
 MAX_BASES = 8  # patches per image: each is computed and stored, a vehicle needs one
 
 
@@ -125,14 +130,28 @@ def choose_bases(
     return chosen
 
 
+def derived(listed: Mapping[str, TargetFile], name: str) -> list[str]:
+    """The targets made from image ``name``: its deflate form, its patches and theirs."""
+    patches = [t for t, tf in listed.items() if tf.custom.get("delta_of") == name]
+    forms = [f"{t}.deflate" for t in [name, *patches]]
+    return [t for t in [*patches, *forms] if t in listed]
+
+
 def patch_target(
     name: str, new: bytes, *, version: str, new_sha256: str, hardware_ids: Sequence[str], base: Base
-) -> tuple[TargetFile, bytes, DeltaEntry]:
+) -> tuple[list[tuple[TargetFile, bytes]], DeltaEntry]:
     """The patch of ``name`` (``new``) from ``base``: its target file (custom fields binding
-    base and result), its bytes, and its entry in the image's ``deltas`` list."""
+    base and result) and bytes, its raw-deflate form (``NAME.deflate``, what a vehicle downloads:
+    an uncompressed patch is mostly zeros; none when it does not shrink), and its entry in the
+    image's ``deltas`` list."""
     patch = make_patch(base.data, new)
     pname = patch_name(name, base.sha256)
     tf = TargetFile.from_data(pname, patch, ["sha256"])
+    co = zlib.compressobj(9, zlib.DEFLATED, -PATCH_WBITS)
+    zdata = co.compress(patch) + co.flush()
+    ztf = TargetFile.from_data(f"{pname}.deflate", zdata, ["sha256"])
+    ztf.unrecognized_fields["custom"] = {"compressed_form_of": pname, "wbits": PATCH_WBITS}
+    small = len(zdata) < len(patch)  # a patch of unrelated data does not deflate: no form
     based: DeltaBase = {
         "target": base.name,
         "version": base.version,
@@ -147,6 +166,11 @@ def patch_target(
         "base": dict(based),
         "result": dict(result),
     }
+    if small:
+        tf.unrecognized_fields["custom"]["compressed"] = {
+            "target": ztf.path, "length": len(zdata), "sha256": ztf.hashes["sha256"],
+            "wbits": PATCH_WBITS,
+        }  # fmt: skip
     entry: DeltaEntry = {
         "target": pname,
         "length": len(patch),
@@ -154,7 +178,7 @@ def patch_target(
         "base_version": base.version,
         "base_sha256": base.sha256,
     }
-    return tf, patch, entry
+    return [(tf, patch), (ztf, zdata)] if small else [(tf, patch)], entry
 
 
 def resolve_base(entries: Iterable[DeltaEntry], base: str) -> str:

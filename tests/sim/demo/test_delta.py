@@ -22,6 +22,8 @@ def test_refused_patch_falls_back_to_the_full_image(make_stack: StackFactory) ->
         bms = next(e for e in details.ecus if e.ecu_id == "bms")
         assert bms.delta_from == OLD_VERSION and bms.delivery.endswith(f"delta from {OLD_VERSION}")
         assert bms.delivery_size != bms.size and bms.target not in bms.delivery
+        # the patch is downloaded deflated: a small part of the full image over the network
+        assert bms.delivery_size * 10 < bms.size
         body = next(e for e in details.ecus if e.ecu_id == "body")
         assert body.delivery.endswith("full image") and body.delivery_size == body.size
         assert details.download_size == sum(e.delivery_size for e in details.ecus)

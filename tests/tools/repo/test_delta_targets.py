@@ -60,6 +60,17 @@ def test_a_patch_is_a_signed_target_bound_to_its_base_and_result(
     # so small once the link deflates it
     assert patch[0] == 0x00 and len(zlib.compress(patch)) < len(v2) // 10
     assert apply_patch(v1, patch) == v2
+    # what a vehicle downloads: the patch's raw-deflate form, a signed target of its own
+    z = c["compressed"]
+    ztf = listed[z["target"]]
+    zdata = (repo.path / "targets" / z["target"]).read_bytes()
+    assert (
+        (ztf.length, ztf.hashes["sha256"])
+        == (z["length"], z["sha256"])
+        == (len(zdata), _sha(zdata))
+    )
+    assert ztf.custom == {"compressed_form_of": entry["target"], "wbits": 15}
+    assert zlib.decompress(zdata, -15) == patch and len(zdata) < len(v2) // 10
     # a patch is not an image a Director can assign
     assert sorted(i.name for i in repo.images()) == ["bms-1.0.bin", "bms-1.1.bin"]
     # published with the images; the TUF client downloads it against the signed hash
@@ -116,11 +127,14 @@ def test_replacing_or_removing_an_image_drops_its_patches(repo: ImageRepo) -> No
     repo.add_image("a-x.bin", _release(v1, 5), hardware_ids=["hw-a"], version="1.1.1",
                    release_counter=3)  # fmt: skip
     assert old["target"] not in repo.targets().targets and repo.deltas("a-x.bin") == []
+    assert f"{old['target']}.deflate" not in repo.targets().targets
     repo.add_image("a-x.bin", _release(v1, 6), hardware_ids=["hw-a"], version="1.1.2",
                    release_counter=4, delta_from=["1.0.0"])  # fmt: skip
     [new] = repo.deltas("a-x.bin")
     repo.remove_image("a-x.bin")
     assert new["target"] not in repo.targets().targets
+    assert f"{new['target']}.deflate" not in repo.targets().targets
+    assert sorted(repo.targets().targets) == ["a-1.bin"]
 
 
 def test_cli_add_image_with_delta_from(
