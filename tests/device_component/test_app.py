@@ -39,7 +39,9 @@ def test_whole_update_with_the_application_running(ecu: Component) -> None:
     assert r[:4] == [C.MSG_RESULT, C.MSG_END, C.OK, 0], r
     worst, p1, _late = _stats(ecu)
     elapsed_ms = (time.monotonic() - t0) * 1000
-    assert p1 - p0 >= elapsed_ms / 10 / 2, (p0, p1, elapsed_ms)  # it kept running
+    # it kept running: at least a quarter of its periods (a loaded 2-core machine shares the
+    # CPU with other processes; a starved loop would get a handful)
+    assert p1 - p0 >= elapsed_ms / 10 / 4, (p0, p1, elapsed_ms)
     assert worst < ecu.runner_cfg("wdt_ms") // 2, worst  # never near a watchdog reset
     assert ecu.runner.wdt_resets == 0
     r = ecu.cmd(C.MSG_ACTIVATE)

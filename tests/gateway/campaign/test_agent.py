@@ -111,7 +111,9 @@ def test_pause_and_resume_keep_the_bytes(vehicle: Vehicle, agent: Agent) -> None
 
 
 def test_preconditions_refuse_then_break_mid_install(vehicle: Vehicle, agent: Agent) -> None:
-    vehicle.release("1.0", 1, pad=20 * 1024)
+    # ~70 KiB: the stop at 12 KiB is acted on long before the stream could end, even on a loaded
+    # machine (with 20 KiB a slow tick once let the first transfer finish: one start, no resume)
+    vehicle.release("1.0", 1, pad=64 * 1024)
     agent.commands.check()
     agent.commands.download_start()
     wait_for(lambda: _state(agent) == "awaiting_confirmation", 20, "download")
@@ -129,7 +131,7 @@ def test_preconditions_refuse_then_break_mid_install(vehicle: Vehicle, agent: Ag
     agent.signals.set(sig.NAV_GUIDANCE, False)
     # Act at exact campaign steps from inside the workers' own events (no polling race with a
     # loaded machine): the car starts rolling once the ECU holds three erase sectors (durable
-    # checkpoints, so the retry must resume past 0) of a ~20 KiB stream at 115200 baud; and a
+    # checkpoints, so the retry must resume past 0) of a ~70 KiB stream at 115200 baud; and a
     # cancel is tried while the installer is still entering the point of no return.
     rolled: list[int] = []
     saw_ponr: list[str] = []
