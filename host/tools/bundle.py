@@ -56,23 +56,26 @@ def build_bundle(modules: dict[str, bytes], entry: str, selftest: str) -> bytes:
     ``entry`` is the module imported to boot the application (e.g. ``"app"``); ``selftest`` is
     ``"module.function"``, called once on a trial boot, which must return ``True``.
     """
-    if not modules or len(modules) > MAX_FILES:
-        raise BundleFormatError(f"a bundle holds 1..{MAX_FILES} files")
     if "." not in selftest:
         raise BundleFormatError("selftest must be 'module.function'")
-    names = sorted(modules)
+    return _pack(1, modules, _field(entry, 32, "entry"), _field(selftest, 32, "selftest"))
+
+
+def _pack(fmt: int, files: dict[str, bytes], first: bytes, second: bytes) -> bytes:
+    """The archive of both formats: header (the two name fields), file table, file data."""
+    if not files or len(files) > MAX_FILES:
+        raise BundleFormatError(f"a bundle holds 1..{MAX_FILES} files")
+    names = sorted(files)
     for n in names:
         if n.startswith("/") or ".." in n or not n.endswith((".py", ".mpy")):
             raise BundleFormatError(f"bad file name {n!r}")
-    head = _HDR.pack(
-        MAGIC, 1, 0, len(names), _field(entry, 32, "entry"), _field(selftest, 32, "selftest")
-    )
+    head = _HDR.pack(MAGIC, fmt, 0, len(names), first, second)
     offset = _HDR.size + _ROW.size * len(names)
     rows = []
     for n in names:
-        rows.append(_ROW.pack(_field(n, 48, "name"), offset, len(modules[n])))
-        offset += len(modules[n])
-    return head + b"".join(rows) + b"".join(modules[n] for n in names)
+        rows.append(_ROW.pack(_field(n, 48, "name"), offset, len(files[n])))
+        offset += len(files[n])
+    return head + b"".join(rows) + b"".join(files[n] for n in names)
 
 
 def agent_files(tree: dict[str, bytes]) -> dict[str, bytes]:
@@ -98,21 +101,7 @@ def pack_image(
         files.update(agent_files)
     else:
         agent_entry = ""
-    if not files or len(files) > MAX_FILES:
-        raise BundleFormatError(f"a bundle holds 1..{MAX_FILES} files")
-    names = sorted(files)
-    for n in names:
-        if n.startswith("/") or ".." in n or not n.endswith((".py", ".mpy")):
-            raise BundleFormatError(f"bad file name {n!r}")
-    head = _HDR.pack(
-        MAGIC, 2, 0, len(names), _field(app, 32, "app"), _field(agent_entry, 32, "agent")
-    )
-    offset = _HDR.size + _ROW.size * len(names)
-    rows = []
-    for n in names:
-        rows.append(_ROW.pack(_field(n, 48, "name"), offset, len(files[n])))
-        offset += len(files[n])
-    return head + b"".join(rows) + b"".join(files[n] for n in names)
+    return _pack(2, files, _field(app, 32, "app"), _field(agent_entry, 32, "agent"))
 
 
 def bundle_format(data: bytes) -> int:
