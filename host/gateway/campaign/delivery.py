@@ -6,7 +6,9 @@ instead of the image. ``DeltaSender`` is the fleet's ``send`` hook: it checks th
 report again, sends the patch, and falls back at once to the full image (downloaded then if
 needed, ``fetch_full``) when the ECU no longer qualifies or refuses the patch's BEGIN for any
 reason (``E_BASE_MISMATCH``, ``E_PATCH``, ``E_INTERNAL``...). Every choice is an event
-(``ecu_delivery``) and shows in the ECU's progress (``delivery``, ``delivery_reason``).
+(``ecu_delivery``) and shows in the ECU's progress (``delivery``, ``delivery_kind``,
+``delivery_size``, ``delta_from``, ``delivery_reason``; ``sent_bytes`` once sent), which the
+campaign's final report repeats per ECU (``record.EcuOutcome``).
 """
 
 from __future__ import annotations
@@ -126,5 +128,12 @@ class DeltaSender:
             {"ecu_id": a.ecu_id, "target": d.target, "bytes": d.length, "label": d.label,
              "base_version": d.base_version, "reason": reason},
         )  # fmt: skip
-        shown = {"delivery": d.label, "delivery_reason": reason or None}
+        shown = {
+            "delivery": d.label,
+            "delivery_kind": "patch" if d.is_delta else "full",
+            "delivery_size": d.download_length,
+            "delta_from": d.base_version,
+            "delivery_reason": reason or None,
+            "sent_bytes": None,  # until it is sent (a fallback after a patch's BEGIN)
+        }
         self._note(a.ecu_id, {"phase": "transferring", "percent": 0.0, **shown})

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from otalink.host.gateway.campaign.events import EventLog
 from otalink.host.gateway.campaign.machine import Machine
-from otalink.host.gateway.campaign.record import EcuProgress, Phase
+from otalink.host.gateway.campaign.record import DELIVERY_FIELDS, EcuProgress, Phase
 from pydantic import BaseModel, ConfigDict
 
 # overall install percent: the transfer counts for 80 %, the steps after it for the rest
@@ -129,8 +129,10 @@ class InstallTracker:
             return new, changed
 
     def on_progress(self, ecu_id: str, data: Mapping[str, object]) -> None:
-        """The fleet's progress callback: ``{phase, percent[, offset]}`` of one ECU."""
-        new, changed = self._set(ecu_id, data)
+        """The fleet's progress callback: ``{phase, percent[, offset]}`` of one ECU; what it is
+        sent (``DELIVERY_FIELDS``: a patch, a fallback to the full image, its wire bytes) is
+        persisted at once, as a phase change is (the final report repeats it)."""
+        new, changed = self._set(ecu_id, data, persist=not DELIVERY_FIELDS.isdisjoint(data))
         shown = new.model_dump(mode="json", include=set(data))
         self._events.append(
             "install_progress",

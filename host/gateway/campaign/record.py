@@ -45,6 +45,13 @@ class RecordError(OtalinkError, ValueError):
     code = "campaign.record_invalid"
 
 
+DeliveryKind = Literal["patch", "full"]  # what an ECU was sent: a patch of its image, or the image
+# what the install records of each ECU's delivery and the final report repeats (``EcuOutcome``)
+DELIVERY_FIELDS: Final = frozenset(
+    ("delivery", "delivery_kind", "delivery_size", "delta_from", "delivery_reason", "sent_bytes")
+)
+
+
 class Phase(StrEnum):
     """Where one ECU stands in the install (``status().install.ecus``)."""
 
@@ -74,6 +81,9 @@ class EcuProgress(_Frozen):
     error: str | None = None
     reason: str | None = None  # ``deferred``: the application's reason
     delivery: str | None = None  # what is sent: "12 kB, delta from 2.0.0" / "250 kB, full image"
+    delivery_kind: DeliveryKind | None = None
+    delivery_size: int | None = None  # bytes of the patch / image as downloaded
+    delta_from: str | None = None  # the version the patch starts from (a patch only)
     delivery_reason: str | None = None  # why the full image (``delta.*``), when a patch was not
     sent_bytes: int | None = None  # what the line carried for it (the wire stream, compressed)
 
@@ -95,12 +105,41 @@ class Schedule(_Frozen):
 
 
 class EcuOutcome(_Frozen):
-    """How a finished campaign left one ECU (from its last signed report)."""
+    """How a finished campaign left one ECU (from its last signed report), and what it was
+    sent (the install's record of it, ``EcuProgress``; all None when nothing was sent)."""
 
     to_version: str
     running_version: str | None = None
     outcome: Phase | None = None
     last_error: int | None = None  # the ECU's wire error code (protocol/codes.py)
+    delivery: str | None = None  # "12 kB, delta from 2.0.0" / "250 kB, full image"
+    delivery_kind: DeliveryKind | None = None
+    delivery_size: int | None = None  # bytes of the patch / image as downloaded
+    delta_from: str | None = None  # the version the patch started from (a patch only)
+    delivery_reason: str | None = None  # why the full image (``delta.*``), when a patch was not
+    sent_bytes: int | None = None  # what the serial line carried for it (the wire stream)
+
+    @classmethod
+    def of(
+        cls,
+        to_version: str,
+        running_version: str | None,
+        last_error: int | None,
+        progress: EcuProgress | None,
+    ) -> EcuOutcome:
+        """The outcome from the ECU's latest report and its install progress (its phase and
+        what it was sent)."""
+        if progress is None:
+            return cls(
+                to_version=to_version, running_version=running_version, last_error=last_error
+            )
+        return cls(
+            to_version=to_version,
+            running_version=running_version,
+            outcome=progress.phase,
+            last_error=last_error,
+            **progress.model_dump(include=set(DELIVERY_FIELDS)),
+        )
 
 
 class CampaignResult(_Frozen):

@@ -20,6 +20,7 @@ from otalink.host.keys import KeyPair
 from otalink.host.sim.ecusim import EcuProcess, build_bundle, make_ecu_config
 from otalink.host.sim.ecusim.process import DEFAULT_HEAP
 from otalink.host.sim.line.sim import LineSim
+from otalink.host.tools.repo.delta import resolve_base
 from otalink.host.tools.repo.quick import RepoSet, create_repos
 from otalink.host.tools.server.app import ServerHandle, start_server
 
@@ -51,6 +52,7 @@ class Vehicle:
         root: Path,
         ecu_ids: tuple[str, ...] = ("bms", "adas", "body"),
         baud: int | None = None,
+        heap: str = HEAP,
     ) -> None:
         self.root = root
         self.ecu_ids = ecu_ids
@@ -69,7 +71,7 @@ class Vehicle:
             cfg = make_ecu_config(
                 e, f"{e}-hw1", director_keys, self.keys[e].seed, d / "flash.bin", line.device_path
             )
-            proc = EcuProcess(cfg, workdir=d, heapsize=HEAP)
+            proc = EcuProcess(cfg, workdir=d, heapsize=heap)
             proc.supervise()
             self.lines[e] = line
             self.procs[e] = proc
@@ -137,6 +139,24 @@ class Vehicle:
             director.assign(e, f"{e}-hw1", img)
         self.repos.publish(self.server_root)
         return images
+
+    def publish(
+        self, version: str, counter: int, images: dict[str, bytes], delta_from: str | None = None
+    ) -> None:
+        """Publish these images as ``version`` and assign them; ``delta_from`` (an earlier
+        version): each image also gets a patch from that release, and the Director's
+        instruction binds that base (a delta update, issue 13)."""
+        director = self.repos.director(VIN)
+        for e, data in images.items():
+            name = f"{e}-{version}.otb"
+            img = self.repos.image.add_image(
+                name, data, hardware_ids=[f"{e}-hw1"], version=version,
+                release_counter=counter, title=f"{e} application", release_notes=f"{e} {version}",
+                est_install_s=5, kind="bundle", delta_from=[delta_from] if delta_from else (),
+            )  # fmt: skip
+            base = resolve_base(self.repos.image.deltas(name), delta_from) if delta_from else None
+            director.assign(e, f"{e}-hw1", img, delta_base=base)
+        self.repos.publish(self.server_root)
 
     def server_reports(self) -> list[dict[str, Any]]:
         r = httpx.get(f"{self.server.url}/reports/{VIN}", timeout=5)

@@ -23,6 +23,7 @@ from otalink.host.gateway.campaign.delivery import DeltaSender, FetchFull
 from otalink.host.gateway.campaign.events import EventLog
 from otalink.host.gateway.campaign.inventory import Inventory
 from otalink.host.gateway.campaign.machine import Machine
+from otalink.host.gateway.campaign.probe import probe_once
 from otalink.host.gateway.campaign.progress import InstallTracker
 from otalink.host.gateway.campaign.record import CampaignResult, EcuOutcome, FailingItem, Phase
 from otalink.host.gateway.campaign.table import (
@@ -37,10 +38,8 @@ from otalink.host.gateway.campaign.table import (
 )
 from otalink.host.gateway.config import PolicyConfig
 from otalink.host.gateway.ecu import fleet as fl
-from otalink.host.gateway.ecu.errors import EcuError, EcuRejected
-from otalink.host.gateway.ecu.uploader import ProbeResult
+from otalink.host.gateway.ecu.errors import EcuError
 from otalink.host.gateway.update.types import EcuAssignment
-from otalink.protocol import codes
 
 POLL_S = 0.5
 RETRY_S = 0.5  # pause before a failed step runs again
@@ -243,8 +242,8 @@ class Installer:
         """The receive probe before CONFIRM (docs/protocol.md 7.1) of each ECU on trial whose
         signed report shows another agent than before the campaign (the inventory's): the new
         agent must still receive an update. Every such ECU is probed; the first that failed:
-        (ecu_id, why); the REVERT then rolls back with the device's E_PROBE_FAILED."""
-        _, images = self._assignments()
+        (ecu_id, why); the REVERT then rolls back with the device's E_PROBE_FAILED. What is
+        sent does not depend on how the ECU was updated (``probe.py``)."""
         bad: list[tuple[str, str]] = []
         for a in assignments:
             line = self._fleet.lines[a.ecu_id]
@@ -257,12 +256,13 @@ class Installer:
             note = {"ecu_id": a.ecu_id, "agent_version": now.agent_version, "before": old}
             self._events.append("ecu_probe", note)
             try:
-                r = _probe_once(line, images[a.ecu_id].read_bytes())
+                r = probe_once(line)
             except EcuError as exc:
                 self._events.append("ecu_probe_done", {**note, "ok": False, "error": exc.code})
                 bad.append((a.ecu_id, f"probe_failed:{exc.code}"))
                 continue
-            self._events.append("ecu_probe_done", {**note, "ok": r.ok, "seconds": r.seconds})
+            sent = {"image_len": r.image_len, "wire_bytes": r.wire_bytes, "seconds": r.seconds}
+            self._events.append("ecu_probe_done", {**note, "ok": r.ok, **sent})
             if not r.ok:
                 bad.append((a.ecu_id, "probe_failed"))
         return bad[0] if bad else None
@@ -301,12 +301,11 @@ class Installer:
         ecus: dict[str, EcuOutcome] = {}
         for a in assignments:
             r = self._inventory.latest(a.ecu_id)
-            p = phases.get(a.ecu_id)
-            ecus[a.ecu_id] = EcuOutcome(
-                to_version=a.version,
-                running_version=r.version if r else None,
-                outcome=p.phase if p else None,
-                last_error=r.last_error if r else None,
+            ecus[a.ecu_id] = EcuOutcome.of(
+                a.version,
+                r.version if r else None,
+                r.last_error if r else None,
+                phases.get(a.ecu_id),
             )
         self._inventory.save()
         rec = self._machine.record()
@@ -325,20 +324,6 @@ class Installer:
             finished_plans=finished,
             install=phases,
         )
-
-
-def _probe_once(line: fl.Line, data: bytes) -> ProbeResult:
-    """A receive probe; a probe left live by a host that died inside it makes the ECU refuse the
-    next one (E_BUSY until its keep_ms idle timeout): ABORT it (a probe writes nothing, the
-    ECU's slots are untouched) and probe again, once."""
-    with line.lock:
-        try:
-            return line.client().probe(data)
-        except EcuRejected as exc:
-            if exc.wire_code != codes.E_BUSY:
-                raise
-            line.client().abort()
-            return line.client().probe(data)
 
 
 # The installer's step per state (``table.STEPS``): every step needs its handler.
