@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -38,7 +39,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from otalink.host.sim.ecusim import micropython_exe, mpy_path
+from otalink.host.sim.ecusim import build_image, micropython_exe, mpy_path
 from otalink.host.sim.line.sim import LineSim
 from otalink.protocol import codes, messages
 
@@ -47,10 +48,11 @@ from tests.device_component._ecu import BMS, Component, image
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "bench" / "device.json"  # merged: bench_device.py's figures stay
 ALONE = Path(__file__).resolve().parent / "component_alone.py"
+NULL = Path(__file__).resolve().parent / "null_agent.py"
 HEAP = "256k"  # the figures other than the heap limit: enough room not to measure the GC
 LADDER = ["64k", "72k", "80k", "88k", "96k", "112k", "128k", "144k", "160k", "192k", "256k"]
 LOADER = ("loader", "boot", "supervise", "wdt", "start", "config", "bundle", "flash",
-          "flashcfg", "nor", "slots", "store", "decide", "errors", "main")  # fmt: skip
+          "flashcfg", "nor", "slots", "store", "decide", "main")  # fmt: skip
 # The application holding 16 KiB of live data from its start (the heap-limit figure)
 _MAIN = b"async def main(agent):\n"
 BMS_16K = BMS.replace(_MAIN, _MAIN + b"    _live.append(bytearray(16384))\n")
@@ -131,10 +133,17 @@ def idle(d: Path) -> dict[str, Any]:
         time.sleep(1.0)
         heaps = []
         for _ in range(3):
-            r = e.app_request(5, b"")
+            # measured by the application's own loop 1.5 s after this request: a request on the
+            # line wakes the agent's engine, which rests again once the line is quiet
+            r = e.app_request(5, struct.pack("<I", 1500))
+            assert r[3] == b"ok", r
+            time.sleep(2.0)
+            r = e.app_request(6, b"")
             heaps.append(struct.unpack("<I", r[3])[0])
-            time.sleep(0.3)
+        assert min(heaps) > 0, heaps
         out["ecu_idle_heap_bytes"] = min(heaps)
+        r = e.app_request(5, b"")  # the same, awake: a request in flight on the line
+        out["ecu_awake_heap_bytes"] = struct.unpack("<I", r[3])[0]
         pid = e.runner.pid
         assert pid is not None
         c0 = _cpu(pid)
@@ -144,7 +153,15 @@ def idle(d: Path) -> dict[str, Any]:
         e.close()
     alone = _alone(10.0, BMS)
     out["app_alone_heap_bytes"] = alone["heap"]
-    out["agent_idle_heap_bytes"] = out["ecu_idle_heap_bytes"] - alone["heap"]
+    # what the loader, the application and the flash emulator hold without the agent: the same
+    # loader and application booted with the null agent (bench/null_agent.py) as the slot's agent
+    null = _null_ecu(d / "null")
+    out["null_ecu_heap_bytes"] = null
+    out["null_agent_heap_bytes"] = _null_agent_heap()
+    loader = null - out["null_agent_heap_bytes"] - alone["heap"]
+    out["loader_idle_heap_bytes"] = loader
+    out["agent_idle_heap_bytes"] = out["ecu_idle_heap_bytes"] - alone["heap"] - loader
+    out["ecu_minus_app_idle_heap_bytes"] = out["ecu_idle_heap_bytes"] - alone["heap"]
     out["agent_idle_cpu_percent"] = round(max(0.0, ecu_cpu - alone["cpu_s"]) / 10.0 * 100, 2)
     out["ecu_idle_cpu_percent"] = round(ecu_cpu / 10.0 * 100, 2)
     out["app_alone_cpu_percent"] = round(alone["cpu_s"] / 10.0 * 100, 2)
@@ -163,6 +180,49 @@ def idle(d: Path) -> dict[str, Any]:
         e.close()
     out["flash_emulator_heap_bytes"] = _emulator_heap()
     return out
+
+
+def _null_ecu(d: Path) -> int:
+    """The live heap of an ECU whose slot runs the null agent beside the application: the real
+    agent installs the application (1.0.0), then an image with the null agent as its agent
+    (2.0.0) is activated; its trial boot prints the heap after null_agent.DELAY_MS."""
+    e = _ecu(d, HEAP)
+    try:
+        e.start()
+        e.hello()
+        e.install(image(BMS), "1.0.0", 1)
+        img = build_image({"app.py": BMS}, "app", agent={"null_agent.py": NULL.read_bytes()},
+                          agent_entry="null_agent")  # fmt: skip
+        r = e.transfer(img, version="2.0.0", release_counter=2)
+        assert r[:4] == [codes.MSG_RESULT, codes.MSG_END, codes.OK, 0], r
+        r = e.cmd(codes.MSG_ACTIVATE)
+        assert r[:3] == [codes.MSG_RESULT, codes.MSG_ACTIVATE, codes.OK], r
+        boots = e.runner.boots
+        r = e.cmd(codes.MSG_REBOOT)
+        assert r[:3] == [codes.MSG_RESULT, codes.MSG_REBOOT, codes.OK], r
+        e.wait_boots(boots + 1)
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            m = re.findall(r"otalink-null heap=(\d+)", e.output())
+            if m:
+                return int(m[-1])
+            time.sleep(0.2)
+        raise AssertionError("the null agent never reported: " + e.output()[-1500:])
+    finally:
+        e.close()
+
+
+def _null_agent_heap() -> int:
+    """The null agent's own heap (its module and object, names included): counted on the
+    agent's side, not the loader's."""
+    code = (
+        "import gc\nimport sys\ngc.collect()\na = gc.mem_alloc()\nimport null_agent\n"
+        "class B:\n    trial = False\n    boot_state = last_error = fault = 0\n    bdev = None\n"
+        "x = null_agent.make(B())\ngc.collect()\nprint(gc.mem_alloc() - a)\n"
+    )
+    r = subprocess.run([micropython_exe(), "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, MICROPYPATH=str(NULL.parent)), check=True)  # fmt: skip
+    return int(r.stdout.split()[-1])
 
 
 def _emulator_heap() -> int:

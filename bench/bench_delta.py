@@ -12,7 +12,7 @@ hashed (tests/delta/mp_delta.py ``heap``; the result's sha256 is checked):
   and hashing (what the agent's write path adds for a delta), native (viper) loops;
 * ``apply_only_us_per_kib``  the applier alone (put() only counts the result);
 * ``bytecode_us_per_kib``    the same with the bytecode loops of a port without a native emitter;
-* ``peak_heap_bytes``        the harness process's highest ``gc.mem_alloc()`` during the apply
+* ``apply_peak_heap_bytes``  the harness process's highest ``gc.mem_alloc()`` during the apply
   (no collection between pieces: nothing is allocated per piece, checked under heap_lock),
   with ``code_heap_bytes`` (importing delta.py: bytecode, names, the compiled loops) and
   ``state_heap_bytes`` (one Patcher: object and 256-byte base window);
@@ -29,6 +29,16 @@ in 64 KiB deflate segments) through ``LineSim`` paced at 115200 baud (8N1, as be
   the slot back before it answers END);
 * ``b115200.seconds``, ``b115200.wire_bytes``; ``agent_peak_heap_bytes``: the agent's live heap
   peak in that run (its memory trace, at ``LINE_HEAP``).
+
+The whole patch update by the real agent (``agent_patch_update``: an unpaced line, the agent's
+memory trace, bench/memtrace.py): release 1.0.0 installed in full and confirmed, then 2.0.0 as a
+patch in deflate segments (compression 4) through BEGIN, DATA, END (the result's sha256 verified),
+ABORT, and the same patch raw (compression 3) to verified:
+
+* ``peak_heap_bytes``        the agent's live heap peak (after a collection, inside requests)
+  during the patch transfers, at ``AGENT_HEAP`` (the device tests' budget);
+* ``patch_heap_limit_bytes`` the smallest ``-X heapsize`` of ``PATCH_LADDER`` at which both patch
+  transfers verify (``patch_fail_<heap>``: the step and the agent's error below it).
 
 Pairs: ``bundle`` the agent's own modules (build/mpy) as a bundle, against a next version made
 by editing it (relinked addresses, a few changed, inserted, moved and deleted pieces);
@@ -53,7 +63,7 @@ import detools
 from otalink.host.gateway.ecu import segments
 
 from bench import delta_pairs
-from tests.delta.pairs import edit, make_patch, ref_apply, run_mp
+from tests.delta.pairs import binary_like, edit, make_patch, ref_apply, run_mp
 from tests.device_storage.conftest import make_runner
 
 
@@ -69,6 +79,10 @@ LINE_HEAP = "96k"  # a patch transfer's working set on the unix port (tests/gate
 # a patch adds
 LINE_APP_HEAP = "144k"
 OUT = ROOT / "build" / "bench" / "delta_device.json"
+# the whole patch update (agent_patch_update): the device tests' heap (tests/device_session/
+# _agent.py HEAP) and the ladder below it
+AGENT_HEAP = "80k"
+PATCH_LADDER = ("64k", "72k", "80k", "88k", "96k", "112k", "128k")
 UNIT = 1024
 PIECE = 2038
 
@@ -151,16 +165,117 @@ def bench(real: bool = True) -> dict[str, Any]:
                 "apply_only_us_per_kib": only["us_per_kib"],
                 "bytecode_us_per_kib": byc["us_per_kib"],
                 "native": nat["native"],
-                "peak_heap_bytes": nat["peak_heap_bytes"],
+                "apply_peak_heap_bytes": nat["peak_heap_bytes"],
                 "code_heap_bytes": nat["code_bytes"],
                 "state_heap_bytes": nat["state_bytes"],
             }
     if real:
         out["pairs"]["minor"] = dict(out["pairs"][delta_pairs.MINOR])
     b = out["pairs"]["minor" if real else "bundle"]
-    for k in ("apply_us_per_kib", "apply_only_us_per_kib", "bytecode_us_per_kib", "peak_heap_bytes",
-              "code_heap_bytes", "state_heap_bytes"):  # fmt: skip
+    for k in ("apply_us_per_kib", "apply_only_us_per_kib", "bytecode_us_per_kib",
+              "apply_peak_heap_bytes", "code_heap_bytes", "state_heap_bytes"):  # fmt: skip
         out[k] = b[k]
+    return out
+
+
+# ---- the whole patch update by the real agent, its live heap ----------------------------------
+def _releases(n: int = 40_000) -> tuple[bytes, bytes]:
+    """Two releases of one application (format 1 bundles): 2.0.0 changes a few bytes of a
+    firmware-like blob, inserts a block and appends (tests/gateway/ecu/test_patch_install.py)."""
+    from otalink.host.sim.ecusim import build_bundle
+
+    rnd = random.Random(1)
+    blob = bytearray(binary_like(rnd, n))
+    out = []
+    for version in ("1.0.0", "2.0.0"):
+        app = f"VERSION = {version!r}\n\ndef selftest():\n    return True\n".encode()
+        out.append(build_bundle({"app.py": app, "blob.py": bytes(blob)}, "app", "app.selftest"))
+        for _ in range(30):
+            blob[rnd.randrange(len(blob))] ^= 0x24
+        blob[n // 3 : n // 3] = binary_like(rnd, 700)
+        blob += binary_like(rnd, 3000)
+    return out[0], out[1]
+
+
+def agent_patch_update(tmp: Path, heap: str, why: list[str]) -> dict[str, Any] | None:
+    """The whole patch update (module docstring) under ``-X heapsize=heap``: the agent's live peak
+    during the patch transfers and where it was sampled; None when a step failed (``why`` gets
+    it, with the agent's last error lines)."""
+    import time
+
+    from otalink.host.gateway.ecu.uploader import Patch
+    from otalink.host.sim.line.rig import EcuRig
+    from otalink.protocol import codes, messages
+
+    from bench import memtrace
+
+    v1, v2 = _releases()
+    patch = Patch(make_patch(v1, v2), len(v2), hashlib.sha256(v2).digest())
+    rig = EcuRig(tmp, baud=None, heapsize=heap, config_extra={"memtrace": True})
+
+    def instr(image: bytes, version: str, rc: int, base: bytes | None) -> tuple[bytes, Any]:
+        now = int(time.time())
+        i = bytes(messages.encode_instruction(
+            rig.ecu_id, rig.hw_id, version, rc, len(image), hashlib.sha256(image).digest(),
+            now - 60, now + 86400, f"app-{version}", 0, base,
+        ))  # fmt: skip
+        return i, [(rig.director.keyid, rig.director.sign(i))]
+
+    step = "start"
+    mark = 0
+    try:
+        rig.start()
+        c = rig.client(timeout=20)
+        step = "full install"
+        c.install(*instr(v1, "1.0.0", 2, None), v1)
+        c.activate()
+        c.reboot()
+        if c.hello().boot_state != codes.BOOT_TRIAL:
+            raise RuntimeError("1.0.0 not on trial")
+        c.confirm()
+        mark = len(rig.proc.output())  # the patch boot's trace from here (its start is before)
+        i, sigs = instr(v2, "2.0.0", 3, hashlib.sha256(v1).digest())
+        for comp, compress in ((codes.COMP_PATCH_DEFLATE_SEG, True), (codes.COMP_PATCH, False)):
+            step = f"patch (compression {comp})"
+            r = c.install(i, sigs, patch, compress=compress)
+            if r.compression != comp:
+                raise RuntimeError(f"sent with compression {r.compression}")
+            c.abort()
+    except Exception as e:  # (EcuRejected E_INTERNAL, a link timeout, a dead agent)
+        out = rig.proc.output()
+        lines = [ln.strip() for ln in out.splitlines() if "MemoryError" in ln]
+        why.append(f"{step}: {type(e).__name__}: {str(e)[:100]}"
+                   + (f" (agent: {lines[-1]})" if lines else ""))  # fmt: skip
+        return None
+    finally:
+        out = rig.proc.output()
+        rig.stop()
+    # the samples of the boot that ran the patch: from its start line to the end
+    boot = out.rfind("otalink-mem start=", 0, mark)
+    t = memtrace.parse(out[boot:] if boot >= 0 else out[mark:])
+    return {"peak_heap_bytes": t.peak, "peak_heap_where": t.where}
+
+
+def agent_patch_figures() -> dict[str, Any]:
+    """``peak_heap_bytes`` at AGENT_HEAP and ``patch_heap_limit_bytes`` (module docstring)."""
+    out: dict[str, Any] = {}
+    why: list[str] = []
+    with tempfile.TemporaryDirectory() as d:
+        for heap in PATCH_LADDER:
+            r = agent_patch_update(Path(d) / f"patch-{heap}", heap, why)
+            if r is None:
+                out[f"patch_fail_{heap}"] = why[-1]
+                continue
+            out["patch_heap_limit_bytes"] = int(heap[:-1]) * 1024
+            at = heap
+            if int(heap[:-1]) < int(AGENT_HEAP[:-1]):  # the figure at the agent's budget
+                r2 = agent_patch_update(Path(d) / f"patch-{AGENT_HEAP}", AGENT_HEAP, why)
+                if r2 is not None:
+                    r, at = r2, AGENT_HEAP
+            out["peak_heap_bytes"] = r["peak_heap_bytes"]
+            out["peak_heap_where"] = r["peak_heap_where"]
+            out["peak_heap_heapsize"] = at
+            break
     return out
 
 
@@ -293,7 +408,10 @@ def merge_results(path: Path, out: dict[str, Any]) -> None:
             res[f"delta.{name}.b115200.{k}" if k != "agent_peak_heap_bytes" else
                 f"delta.{name}.agent_peak_heap_bytes"] = v  # fmt: skip
     res["delta.apply_us_per_kib"] = out["apply_us_per_kib"]
-    res["delta.peak_heap_bytes"] = out["peak_heap_bytes"]
+    res["delta.apply_peak_heap_bytes"] = out["apply_peak_heap_bytes"]
+    for k in ("peak_heap_bytes", "peak_heap_where", "patch_heap_limit_bytes"):
+        if k in out:
+            res[f"delta.{k}"] = out[k]
     path.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
     print(f"delta.* -> {path}")
 
@@ -313,6 +431,7 @@ def main() -> int:
             print(json.dumps(row))
         return 0
     out = bench(real=not a.no_fetch)
+    out.update(agent_patch_figures())
     if not a.no_fetch and not a.no_line:
         for name, fig in line_figures().items():
             out["pairs"][name]["line"] = fig
@@ -325,11 +444,14 @@ def main() -> int:
             f"{name:9} result {r['new_bytes']} B, patch {r['patch_bytes']} B, wire "
             f"{r['wire_bytes']} B (full {r['full_wire_bytes']} B); us/KiB: "
             f"{r['apply_us_per_kib']} with flash, {r['apply_only_us_per_kib']} applier alone, "
-            f"{r['bytecode_us_per_kib']} bytecode loops; peak heap {r['peak_heap_bytes']} B"
+            f"{r['bytecode_us_per_kib']} bytecode loops; apply peak heap "
+            f"{r['apply_peak_heap_bytes']} B"
             + (f"; b115200 ratio {r['line']['ratio']}" if "line" in r else "")
         )
     print(f"code_heap_bytes {out['code_heap_bytes']}, state_heap_bytes "
           f"{out['state_heap_bytes']} -> {OUT}")  # fmt: skip
+    for k in sorted(k for k in out if k.startswith(("peak_heap", "patch_"))):
+        print(f"{k} {out[k]}")
     return 0
 
 

@@ -5,11 +5,12 @@
 # application's main(agent) and its supervisor.
 #
 #   make(boot) -> Agent                  the loader's entry (it reads the ECU config itself)
-#   Agent(cfg, link, bdev, geom, boot=None, parser=None)
+#   Agent(cfg, link, bdev, geom, boot=None)     made at rest (wake() / tick() below)
 #       bdev, geom: the flash device and its geometry; the state is read into a Slots made per
 #       request (an idle agent holds no storage code or state)
 #   await agent.run()      the line task      agent.tick()   its timers (the supervisor's step)
 #   agent.poll(timeout_ms) one synchronous step without asyncio (tests, benches: drive.py)
+#   agent.wake()           the engine loaded (engine.py); tick() puts a quiet agent to rest
 #
 # The application contract (what main(agent) uses; docs/device.md):
 #   .version .trial .boot_state .last_error .fault .safe_ms
@@ -22,15 +23,18 @@
 # .healthy(ok), .note_fault(code), .link, .memtrace, .on_slice (set by the loader: called
 # between a request's slices in poll()); module attribute _mem (the bench's hook).
 #
-# Idle residency (the unix port keeps loaded code in the heap): this module, hotpath.py (frames),
-# the frame reader (max_payload: a frame of any request is answered in every state), a 64-byte
-# reply writer, the Slots
-# state (slots.py, flash.py's Region; no buffers). Loaded when used and dropped again: the
-# storage operations (slotops, decide), the report builder, the codec (BEGIN, PROBE and payloads
+# Awake and at rest (the unix port keeps loaded code in the heap): at rest the agent is this
+# module's Agent (its state and the contracts above) and, beside an application, aloop.py's line
+# task parked on the line and port.py with hotpath.py's frame writer for the application's
+# events. The first byte on the line (or a call that needs it) wakes the engine (engine.py: the
+# frame reader with its max_payload buffer, the reply writer, the methods every request calls);
+# once the line has been quiet for _REST_MS with nothing in flight (no request in slices, no
+# transfer loaded, no partial frame, no application request waiting) it leaves again (tick()).
+# Awake, loaded per request and dropped again: the request dispatch (serve.py), the storage
+# operations (slots, slotops, decide), the report builder, the codec (BEGIN, PROBE and payloads
 # only the full parser judges), the crypto (sliced ed25519), the command checks, the rare state
-# changes (ops.py). The application channel (port.py) stays once the application used it. The
-# transfer machinery (session.py, datapath.py, slotwrite.py: DATA path, window, ACK writer, the
-# Slots ring and program buffer, the max_payload frame reader, the deflate decoder) is loaded at
+# changes (ops.py). The transfer machinery (session.py, datapath.py, slotwrite.py: DATA path,
+# window, ACK writer, the Slots ring and program buffer, the deflate decoder) is loaded at
 # BEGIN / PROBE and dropped after END, ABORT, or when an interrupted transfer stayed idle for
 # keep_ms. Nothing blocks the loop for long: requests that take time (signing, verifying,
 # erasing, the read-back hash) are generators whose slices the line task runs with an await
@@ -39,9 +43,6 @@ import gc
 import os
 import sys
 import time
-
-from otalink.protocol.errors import ProtocolError
-from otalink.protocol.hotpath import FrameReader, FrameWriter, put_head
 
 try:
     from micropython import const
@@ -52,10 +53,8 @@ except ImportError:  # CPython (tooling only)
 
 
 # protocol/codes.py values this module uses, as private consts (tests/protocol/test_wire.py)
-_MSG_ERROR = const(0xF)
-_MSG_RESULT = const(0x9)
 _T_IDLE_MS = const(60000)
-_T_REPLY_MS = const(2000)
+_REST_MS = const(500)  # quiet time after which an agent with nothing in flight rests
 
 IDLE = const(0)
 RECEIVING = const(1)
@@ -63,8 +62,6 @@ RUN_STOP = const(0)
 RUN_RESET = const(1)
 TIMEOUT = const(-1)  # what a request's generator receives when its awaitable timed out
 
-_OUT_PAYLOAD = const(64)  # ACK / RESULT / ERROR / PROGRESS (<= 26 bytes)
-_MAX_READS = const(64)  # reads per frame search: a line that never goes quiet still yields
 _NONCE_LEN = const(16)
 
 # (package, modules) imported on demand and forgotten afterwards (the idle residency above)
@@ -126,7 +123,7 @@ def _ops():
 
 
 class Agent:
-    def __init__(self, cfg, link, bdev, geom, boot=None, parser=None):
+    def __init__(self, cfg, link, bdev, geom, boot=None):
         self.cfg = cfg
         self.link = link
         self.bdev = bdev
@@ -135,8 +132,8 @@ class Agent:
         self.max_payload = n
         self.payload = n  # negotiated in HELLO
         self.window = cfg.window
-        self.parser = parser or FrameReader(n)
-        self.out = FrameWriter(_OUT_PAYLOAD)
+        self.parser = None  # awake: the frame reader and the reply writer (engine.py)
+        self.out = None
         self.m = [0, 0, 0, 0]  # parse_small / parse_app output, reused
         self.state = IDLE
         self.instr = None  # exact BEGIN instruction bytes of the transfer session
@@ -180,10 +177,14 @@ class Agent:
         self.parked = False  # the line task waits for the line (healthy by construction)
         self.alive_at = None  # ticks of the application's last alive()
         self.on_slice = None  # the loader's hook between a request's slices (drive.py)
+        # the ECU config's path (make()): an agent that has one drops its config and geometry at
+        # rest and reads them again when it wakes (engine.py)
+        self.path = None
 
     # ---- the application contract -------------------------------------------------------------
     def healthy(self, ok=True):
         # the application proved itself (or failed to): ops.py
+        self.wake()
         _ops().healthy(self, ok)
         _drop(COLD)
 
@@ -198,8 +199,17 @@ class Agent:
 
     def note_fault(self, code):
         # the loader's supervisor records a fault of the running image (persisted)
+        self.wake()
         _ops().note_fault(self, code)
         _drop(COLD)
+
+    # ---- awake and at rest ----------------------------------------------------------------
+    def wake(self):
+        # The engine (engine.py: the frame reader, the reply writer, the methods every request
+        # uses) is loaded on the first byte from the line or the first call that needs it, and
+        # leaves again when the agent rests (tick()).
+        if self.parser is None:
+            _lazy("otalink.device.engine").wake(self)
 
     def _port(self):
         p = self.port
@@ -207,141 +217,11 @@ class Agent:
             p = self.port = _lazy("otalink.device.port").Port(self)
         return p
 
-    # ---- storage, per request -----------------------------------------------------------------
-    def _slots(self):
-        # the live transfer's Slots, or one made for this request from the flash (dropped again
-        # with its modules by _done): an idle agent holds no storage code or state
-        x = self.xfer
-        if x is not None and not x.dry:
-            return x.slots
-        return _lazy("otalink.device.slots").Slots(self.bdev, self.geom, None, None, False)
-
-    def _done(self, s):
-        x = self.xfer
-        if x is None or s is not x.slots:
-            _drop(STORE)
-
-    def _op(self, name, *a):
-        # one Slots operation (the operation's module is loaded for it and dropped again)
-        s = self._slots()
-        try:
-            return getattr(s, name)(*a)
-        finally:
-            self._done(s)
-
-    def _code(self, name, *a):
-        try:
-            return self._op(name, *a)
-        except ProtocolError as e:
-            return e.code
-
-    def _unload(self):
-        # the transfer machinery goes (session.py)
-        if self.xfer is not None:
-            self.xfer.unload()
-
-    def _reset(self):
-        self.reset_requested = True
-        self.exit = RUN_RESET
-
-    # ---- output -------------------------------------------------------------------------------
-    def _send_view(self, view):
-        try:
-            self.link.write(view, len(view), _T_REPLY_MS)
-        except OSError:
-            pass  # dead line: the host re-asks; nothing here may block on it
-
-    def _small(self, t, a, b, c, nonce=None):
-        # ERROR / PROGRESS: [t, a, b, c]; RESULT: [t, a, b, c, nonce], into the reply writer
-        w = self.out
-        buf = w.buf
-        p = w.PAYLOAD
-        buf[p] = 0x84 if nonce is None else 0x85
-        buf[p + 1] = t
-        p = put_head(0, a, buf, p + 2)
-        p = put_head(0, b, buf, p)
-        p = put_head(0, c, buf, p)
-        if nonce is not None:
-            buf[p] = 0x40 | _NONCE_LEN
-            p += 1
-            buf[p : p + _NONCE_LEN] = nonce
-            p += _NONCE_LEN
-        self._send_view(w.seal(p))
-
-    def _error(self, code, detail=0):
-        # The request type answered: the payload's array head of 1..16 items, then a one-byte
-        # uint; 0 when the payload does not show one.
-        self.errors_out += 1
-        p = self.cur
-        t = p[1] if p is not None and len(p) > 1 and 0x81 <= p[0] <= 0x90 and p[1] < 24 else 0
-        self._small(_MSG_ERROR, code, detail & 0xFFFFFFFF, t)
-
-    def _result(self, req, code, detail=0):
-        self._small(_MSG_RESULT, req, code, detail & 0xFFFFFFFF, self.cmd_nonce)
-
-    def _internal(self, e):
-        # a bug (or MemoryError) answered E_INTERNAL: ops.py
-        _ops().internal(self, e)
-        _drop(COLD)
-
-    # ---- input --------------------------------------------------------------------------------
-    def _next(self):
-        # The next complete frame's payload, reading what the line holds (never blocks); None
-        # when no frame is complete. self.got: bytes read meanwhile.
-        parser = self.parser
-        got = 0
-        p = parser.next()
-        reads = 0
-        while p is None and reads < _MAX_READS:
-            reads += 1
-            k = parser.readinto_from(self.link)
-            if not k:
-                break
-            got += k
-            p = parser.next()
-        self.got = got
-        return p
-
     def poll(self, timeout_ms=100):
         # one synchronous step without asyncio (the loader without an application, tests,
         # benches): device/drive.py, loaded once
         d = sys.modules.get("otalink.device.drive") or _lazy("otalink.device.drive")
         return d.poll(self, timeout_ms)
-
-    def _handle(self, p):
-        # One frame. Returns None when handled, or a generator: a request that runs in slices.
-        # DATA of a live transfer takes the hot path (allocates nothing); every other message is
-        # served by serve.py, loaded for it and dropped again.
-        self.frames_in += 1
-        self.cur = p
-        self.last_rx = time.ticks_ms()
-        x = self.xfer
-        if x is not None:
-            if x.dv.parse(p):
-                x.data()
-                return None
-            g = x.end_p(p)
-            if g is not None:
-                return g
-        try:
-            return _lazy("otalink.device.serve").handle(self, p)
-        except ProtocolError as e:  # (device/errors.DeviceError is this class too)
-            self._error(e.code, e.detail)
-        except Exception as e:  # a bug (or MemoryError) must not take the line down
-            self._internal(e)
-        finally:
-            _drop(SERVE)
-            _drop(SMALL)
-        return None
-
-    def _trace(self, p):
-        mt = self.memtrace
-        if mt is not None:
-            gc.collect()
-            a = gc.mem_alloc()
-            if a > mt[0]:
-                mt[0] = a
-                sys.stderr.write("otalink-mem live=%d after type %d\n" % (a, p[1]))
 
     def tick(self):
         # the timers (the supervisor calls this every step; poll() after each step): an idle
@@ -356,6 +236,10 @@ class Agent:
         elif self.xfer is not None and self.state == IDLE:
             if quiet > idle + self.keep_ms:
                 self._unload()  # a resume now starts at the last durable checkpoint
+        elif self.parser is not None and self.xfer is None and quiet > _REST_MS:
+            e = sys.modules.get("otalink.device.engine")
+            if e is not None:
+                e.rest(self)  # (not while anything is in flight: engine.rest says what)
         rm = self.run_ms
         if rm >= 0 and time.ticks_diff(now, self.t0) >= rm and not self.busy:
             self.exit = RUN_STOP
@@ -379,4 +263,6 @@ def make(boot):
     cfg, line, geom = got
     from otalink.device.link import open_link
 
-    return Agent(cfg, open_link(line), boot.bdev, geom, boot)
+    a = Agent(cfg, open_link(line), boot.bdev, geom, boot)
+    a.path = boot.path  # at rest the config and geometry go; wake reads them again (engine.py)
+    return a

@@ -14,6 +14,8 @@ async def drive(a, g):
     # timeout_ms): the application's on_activate, awaited with its bound
     import asyncio
 
+    from otalink.protocol.errors import ProtocolError
+
     a.busy = True
     try:
         v = None
@@ -41,7 +43,7 @@ async def drive(a, g):
             except Exception as e:
                 sys.print_exception(e)
                 v = False
-    except _a.ProtocolError as e:
+    except ProtocolError as e:
         a._error(e.code, e.detail)
     except Exception as e:
         a._internal(e)
@@ -61,7 +63,12 @@ async def run(a):
     woke = False
     while a.exit is None:
         a.progress += 1
-        p = a._next()
+        p = None
+        if a.parser is not None:
+            p = a._next()
+        elif woke:
+            a.wake()  # input at rest: the engine comes back (the bytes wait in the line's buffer)
+            p = a._next()
         if p is None:
             if woke and not a.got:
                 # woken with nothing to read: the line hung up (POLLHUP with POLLIN on a

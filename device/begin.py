@@ -1,5 +1,6 @@
 # BEGIN and PROBE of the agent (docs/protocol.md 6.2, "Receive probe"), loaded for the request
-# and dropped after it (the transfer's steady part is session.py):
+# and dropped after it (the second stage: slotbegin.start / probe_start; the transfer's steady
+# part: session.py):
 #   begin(agent, m) -> generator   verify (sliced), offer to the application (DEFER), load the
 #                                  transfer machinery, erase (sliced), ACK
 #   probe(agent, m) -> generator   the same receive path into no flash (a dry run)
@@ -134,7 +135,7 @@ def begin(a, m):
                 _defer(a, _MSG_BEGIN, retry, reason)
                 return
     # the second stage loads the transfer once this module (and the crypto) left the heap
-    return _a._lazy("otalink.device.session").start(a, instr, params, ins, same)
+    return _a._lazy("otalink.device.slotbegin").start(a, instr, params, ins, same)
 
 
 def probe(a, m):
@@ -151,4 +152,4 @@ def probe(a, m):
     if comp == _COMP_NONE and wire_len != image_len:
         raise ProtocolError(_E_WIRE_LENGTH, wire_len)
     yield
-    return _a._lazy("otalink.device.session").probe_start(a, (image_len, sha, comp, wire_len))
+    return _a._lazy("otalink.device.slotbegin").probe_start(a, (image_len, sha, comp, wire_len))

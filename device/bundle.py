@@ -12,7 +12,7 @@
 #   table, count x 56: name 48s (file path in the bundle, "/"-separated, e.g. "app.py",
 #                      "otalink/device/agent.mpy") | offset u32 (from bundle start) | length u32
 #   data:              the files, back to back
-# All integers little-endian; names NUL-padded UTF-8; at most MAX_FILES files (a fmt-2 image
+# All integers little-endian; names NUL-padded UTF-8; at most _MAX_FILES files (a fmt-2 image
 # carries the agent tree, ~40 files, next to the application's). The bundle's integrity is the
 # slot's sha256 (checked at read-back and at every boot, and signed via the install
 # instruction), so the archive carries no checksum of its own.
@@ -24,12 +24,13 @@ import struct
 
 from micropython import const
 
-MAGIC = b"OTB1"
-HDR = "<4sBBH32s32s"
-HDR_LEN = const(72)
-ROW = "<48sII"
-ROW_LEN = const(56)
-MAX_FILES = const(96)
+# (private consts: folded by mpy-cross, no global name interned)
+_BUNDLE_MAGIC = const(b"OTB1")
+_HDR = const("<4sBBH32s32s")
+_HDR_LEN = const(72)
+_ROW = const("<48sII")
+_ROW_LEN = const(56)
+_MAX_FILES = const(96)
 
 
 class BundleError(Exception):
@@ -42,30 +43,30 @@ def _name(b):
 
 
 def parse_header(hdr):
-    # -> (fmt, count, a, b): fmt 1 (entry, selftest), fmt 2 (app, agent); hdr = HDR_LEN bytes
-    magic, fmt, _flags, count, a, b = struct.unpack(HDR, hdr)
-    if magic != MAGIC or fmt < 1 or fmt > 2 or count > MAX_FILES:
+    # -> (fmt, count, a, b): fmt 1 (entry, selftest), fmt 2 (app, agent); hdr = _HDR_LEN bytes
+    magic, fmt, _flags, count, a, b = struct.unpack(_HDR, hdr)
+    if magic != _BUNDLE_MAGIC or fmt < 1 or fmt > 2 or count > _MAX_FILES:
         raise BundleError("header")
     return fmt, count, _name(a), _name(b)
 
 
 def header(reg, image_len):
     # the header of the bundle in a flash region: (fmt, count, a, b)
-    hdr = bytearray(HDR_LEN)
+    hdr = bytearray(_HDR_LEN)
     reg.read(0, hdr)
     h = parse_header(hdr)
-    if HDR_LEN + h[1] * ROW_LEN > image_len:
+    if _HDR_LEN + h[1] * _ROW_LEN > image_len:
         raise BundleError("table")
     return h
 
 
 def rows(reg, image_len, count):
     # the table, one checked row at a time (a generator: no list of ~100 names in the heap)
-    end = HDR_LEN + count * ROW_LEN
-    row = bytearray(ROW_LEN)
+    end = _HDR_LEN + count * _ROW_LEN
+    row = bytearray(_ROW_LEN)
     for i in range(count):
-        reg.read(HDR_LEN + i * ROW_LEN, row)
-        name, off, ln = struct.unpack(ROW, row)
+        reg.read(_HDR_LEN + i * _ROW_LEN, row)
+        name, off, ln = struct.unpack(_ROW, row)
         name = _name(name)
         if off < end or off + ln > image_len or not name or name[0] == "/" or ".." in name:
             raise BundleError(name)

@@ -13,8 +13,8 @@ except ImportError:  # CPython (tooling only)
 
 _MAX_KEYS = const(8)
 # (key, default, least) of the component's times in ms
-_TIMES = (("wdt_ms", 5000, 100), ("trial_ms", 300000, 1000), ("alive_ms", 5000, 100),
-          ("poll_ms", 50, 1), ("safe_ms", 2000, 10), ("keep_ms", 60000, 0))  # fmt: skip
+_TIMES = const((("wdt_ms", 5000, 100), ("trial_ms", 300000, 1000), ("alive_ms", 5000, 100),
+                ("poll_ms", 50, 1), ("safe_ms", 2000, 10), ("keep_ms", 60000, 0)))  # fmt: skip
 
 
 class ConfigError(Exception):

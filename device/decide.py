@@ -12,7 +12,7 @@
 import hashlib
 
 from micropython import const
-from otalink.device.errors import DeviceError
+from otalink.protocol.errors import ProtocolError as DeviceError
 
 # protocol/codes.py values used here (private copies, checked by tests/protocol/test_wire.py)
 _OK = const(0)

@@ -40,7 +40,7 @@
 # the base window and the unit buffer are preallocated; tested under heap_lock).
 import struct
 
-from otalink.device.errors import DeviceError
+from otalink.protocol.errors import ProtocolError as DeviceError
 
 try:
     from micropython import const

@@ -5,12 +5,14 @@
 # taken for a hang. The line task (agent.run()) does the same with the event loop; both use the
 # same _next() / _handle() and the request generators.
 from otalink.device import agent as _a
-from otalink.protocol.errors import ProtocolError
 
 
 def poll(a, timeout_ms):
     n = 0
-    a.link.wait(timeout_ms)
+    if not a.link.wait(timeout_ms) and a.parser is None:
+        a.tick()  # at rest and nothing came: the engine stays away
+        return 0
+    a.wake()
     while True:
         p = a._next()
         if p is None:
@@ -30,6 +32,8 @@ def poll(a, timeout_ms):
 def finish(a, g):
     # a request's slices, back to back; an awaitable it yields (the application's on_activate)
     # cannot run without a loop: closed and taken as done
+    from otalink.protocol.errors import ProtocolError  # (the engine's: it leaves at rest)
+
     a.busy = True
     try:
         v = None

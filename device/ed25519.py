@@ -221,52 +221,53 @@ class sha512:
 
 
 # ---- Ed25519 --------------------------------------------------------------------------
-P = 2**255 - 19
-L = 2**252 + 27742317777372353535851937790883648493
+# (private consts: folded into the module's constant table, no global name interned)
+_P = const(2**255 - 19)
+_L = const(2**252 + 27742317777372353535851937790883648493)
 # d = -121665/121666 mod p; 2d; sqrt(-1) = 2^((p-1)/4)
-D = 37095705934669439343138083508754565189542113879843219016388785533085940283555
-D2 = 16295367250680780974490674513165176452449235426866156013048779062215315747161
-SQRT_M1 = 19681161376707505956807079304988542015446066515923890162744021073123829784752
+_D = const(37095705934669439343138083508754565189542113879843219016388785533085940283555)
+_D2 = const(16295367250680780974490674513165176452449235426866156013048779062215315747161)
+_SQRT_M1 = const(19681161376707505956807079304988542015446066515923890162744021073123829784752)
 _BY = const(46316835694926478169428394003475163141307993866256225615783033603165251855960)
 _BX = const(15112221349535400772501151409588531511454012693041857206046113283949847762202)
 
 _IDENT = const((0, 1, 1, 0))
-_B = (_BX, _BY, 1, _BX * _BY % P)
+_B = (_BX, _BY, 1, _BX * _BY % _P)
 
 
 def _dbl(p):
     X, Y, Z, _ = p
-    a = X * X % P
-    b = Y * Y % P
-    c = 2 * Z * Z % P
+    a = X * X % _P
+    b = Y * Y % _P
+    c = 2 * Z * Z % _P
     h = a + b
     s = X + Y
-    e = h - s * s % P
+    e = h - s * s % _P
     g = a - b
     f = c + g
-    return (e * f % P, g * h % P, f * g % P, e * h % P)
+    return (e * f % _P, g * h % _P, f * g % _P, e * h % _P)
 
 
 def _add(p, q):
     # General extended addition (a = -1); complete: also doubles, and the identity is neutral.
     X1, Y1, Z1, T1 = p
     X2, Y2, Z2, T2 = q
-    a = (Y1 - X1) * (Y2 - X2) % P
-    b = (Y1 + X1) * (Y2 + X2) % P
-    c = T1 * D2 % P * T2 % P
-    d = 2 * Z1 * Z2 % P
+    a = (Y1 - X1) * (Y2 - X2) % _P
+    b = (Y1 + X1) * (Y2 + X2) % _P
+    c = T1 * _D2 % _P * T2 % _P
+    d = 2 * Z1 * Z2 % _P
     e = b - a
     f = d - c
     g = d + c
     h = b + a
-    return (e * f % P, g * h % P, f * g % P, e * h % P)
+    return (e * f % _P, g * h % _P, f * g % _P, e * h % _P)
 
 
 def _encode(p):
     X, Y, Z, _ = p
-    zi = pow(Z, P - 2, P)
-    x = X * zi % P
-    y = Y * zi % P
+    zi = pow(Z, _P - 2, _P)
+    x = X * zi % _P
+    y = Y * zi % _P
     return (y | ((x & 1) << 255)).to_bytes(32, "little")
 
 
@@ -277,31 +278,31 @@ def _decode(s):
     y = int.from_bytes(s, "little")
     sign = y >> 255
     y &= (1 << 255) - 1
-    if y >= P:
+    if y >= _P:
         return None  # non-canonical y
-    yy = y * y % P
+    yy = y * y % _P
     u = yy - 1
-    v = D * yy + 1
-    v3 = v * v % P * v % P
-    x = u * v3 % P * pow(u * v3 % P * v3 % P * v % P, (P - 5) // 8, P) % P
-    vxx = v * x % P * x % P
-    if vxx == u % P:
+    v = _D * yy + 1
+    v3 = v * v % _P * v % _P
+    x = u * v3 % _P * pow(u * v3 % _P * v3 % _P * v % _P, (_P - 5) // 8, _P) % _P
+    vxx = v * x % _P * x % _P
+    if vxx == u % _P:
         pass
-    elif vxx == (-u) % P:
-        x = x * SQRT_M1 % P
+    elif vxx == (-u) % _P:
+        x = x * _SQRT_M1 % _P
     else:
         return None  # not on the curve
     if x == 0 and sign:
         return None  # "negative zero": a second encoding of the same point
     if (x & 1) != sign:
-        x = P - x
-    return (x, y, 1, x * y % P)
+        x = _P - x
+    return (x, y, 1, x * y % _P)
 
 
 def _small_order(p):
     # [8]p == identity  <=>  X == 0 and Y == Z after three doublings.
     q = _dbl(_dbl(_dbl(p)))
-    return q[0] % P == 0 and (q[1] - q[2]) % P == 0
+    return q[0] % _P == 0 and (q[1] - q[2]) % _P == 0
 
 
 _SLICE = const(16)  # bits of a scalar multiplication between two yields
@@ -340,7 +341,7 @@ def _h_scalar(*parts):
     h = sha512()
     for p in parts:
         h.update(p)
-    return int.from_bytes(h.digest(), "little") % L
+    return int.from_bytes(h.digest(), "little") % _L
 
 
 def verify_g(pub, msg, sig):
@@ -349,7 +350,7 @@ def verify_g(pub, msg, sig):
         return False
     rb = bytes(sig[:32])
     s = int.from_bytes(sig[32:], "little")
-    if s >= L:
+    if s >= _L:
         return False
     a = _decode(pub)
     if a is None or _small_order(a):
@@ -360,7 +361,7 @@ def verify_g(pub, msg, sig):
     k = _h_scalar(rb, pub, msg)
     yield
     # Q = [s]B + [k](-A); -(X, Y, Z, T) = (-X, Y, Z, -T)
-    q = yield from _mul2(_B, s, (P - a[0], a[1], 1, P - a[3]), k)
+    q = yield from _mul2(_B, s, (_P - a[0], a[1], 1, _P - a[3]), k)
     return _encode(q) == rb
 
 
@@ -396,7 +397,7 @@ def sign_g(seed, pub, msg):
     q = yield from _mul2(_B, r, _IDENT, 0)
     rb = _encode(q)
     k = _h_scalar(rb, pub, msg)
-    return rb + ((r + k * a) % L).to_bytes(32, "little")
+    return rb + ((r + k * a) % _L).to_bytes(32, "little")
 
 
 class SigningKey:

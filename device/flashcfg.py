@@ -6,7 +6,6 @@
 import os
 
 from micropython import const
-from otalink.device.errors import PowerCut
 
 # (nor.py is imported where it is needed, not here: store.py loads this module for the geometry
 # of every Slots an agent makes, and an agent running from a slot would otherwise load its own
@@ -49,25 +48,11 @@ def region_base(g):
 
 
 def open_board_flash(g):
-    # The block device of a real board, from the profile's "device" (untestable here: the
-    # constructors are the ports' own). Each offers the extended block protocol with erase.
-    dev = g.get("device")
-    if dev == "rp2.Flash":
-        import rp2
+    # The block device of a real board (boardflash.py, loaded for the call: the ports' names it
+    # holds are never interned on the unix port)
+    from otalink.device.flash import _mod
 
-        return rp2.Flash()
-    if dev == "esp32.Partition":
-        import esp32
-
-        found = esp32.Partition.find(esp32.Partition.TYPE_DATA, label=g.get("label", "vfs"))
-        if not found:
-            raise OSError(19)
-        return found[0]
-    if dev == "pyb.Flash":
-        import pyb
-
-        return pyb.Flash(start=0)
-    raise OSError(19)  # ENODEV
+    return _mod("boardflash").open_board_flash(g)
 
 
 def _env_int(name, default):
@@ -163,4 +148,6 @@ def cut(self, kind, addr, buf):
         # SIGKILL ourselves from a child shell: no finally, no atexit, file data already in
         # the kernel (file writes on the unix port are unbuffered write(2) calls)
         os.system("kill -9 $PPID")
+    from otalink.device.nor import PowerCut
+
     raise PowerCut()

@@ -2,7 +2,13 @@
 # configuration: device/flash.py's header and docs/device.md "Flash"). flash.NorFlash and
 # flash.FlashViolation are these names. The loader opens the flash once (flashcfg.open_flash)
 # and hands the device to whichever agent runs, so this code is loaded once per process.
-from otalink.device.errors import PowerCut
+
+
+class PowerCut(BaseException):
+    # Raised by the flash emulator in "raise" cut mode. It derives from BaseException so no
+    # `except Exception` in the agent swallows it; after it the emulator refuses every operation,
+    # so a `finally` block that touches flash raises again instead of writing after the cut.
+    pass
 
 
 def _mod(name):

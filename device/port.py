@@ -30,6 +30,7 @@ _APP_MAX_DATA = const(256)
 _APP_MAX_CHAN = const(255)
 _INBOX = const(4)  # host requests waiting for on_message
 _OUTBOX = const(4)  # application events waiting for the line
+_T_REPLY_MS = const(2000)  # engine.py's bound on one write
 
 
 def _frame(chan, mid, data):
@@ -82,6 +83,7 @@ class Port:
         # event when the line takes it now. True while work is left.
         a = self.a
         if self.inbox:
+            a.wake()  # (a request came in on the line: awake already, unless it just rested)
             chan, mid, data = self.inbox.pop(0)
             h = a.on_message
             code = _E_APP_CHANNEL
@@ -97,7 +99,12 @@ class Port:
                 else:
                     a._send_view(memoryview(_frame(chan, mid, r)))
         if self.outbox and a.link.writable():
-            a._send_view(memoryview(self.outbox.pop(0)))
+            # an event is written here, not by the engine: an agent at rest still publishes
+            f = self.outbox.pop(0)
+            try:
+                a.link.write(f, len(f), _T_REPLY_MS)
+            except OSError:
+                pass  # dead line: the event is lost, as on a real bus
         return bool(self.inbox) or bool(self.outbox)
 
     async def _run(self):

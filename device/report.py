@@ -1,9 +1,9 @@
 # The ECU's signed version report (INFO / STATUS, docs/protocol.md), built without the CBOR codec.
 # Loaded by the session per HELLO / STATUS_REQ and dropped again before ed25519 is loaded to sign,
 # so neither this code nor the codec sits in the heap beside the crypto:
-#   body(agent, slots, nonce) -> bytes   the report body (wire.encode_report makes the same bytes:
-#                                  shortest-form heads, definite lengths; tests/device_session
-#                                  checks the host decodes it)
+#   body(agent, slots, nonce) -> bytearray   the report body (wire.encode_report makes the same
+#                                  bytes: shortest-form heads, definite lengths;
+#                                  tests/device_session checks the host decodes it)
 #   payload(t, body, sig) -> bytearray    [t, body, sig]: what messages.info / status make
 #   run(agent, t, nonce) -> generator     INFO / STATUS: the body, then ed25519 in slices (the
 #                                         agent's line task yields between them), then the frame
@@ -26,22 +26,31 @@ _CRYPTO = const(("otalink.device", ("auth", "ed25519")))  # agent.CRYPTO
 
 
 def _put(v, b, p):
-    # CBOR of uints, text, bytes and lists/tuples of them into b at p; returns the end. b is
-    # _MAX_BODY long: a longer report raises IndexError (E_INTERNAL), like wire's E_TOO_LARGE.
+    # CBOR of uints, text, bytes and lists/tuples of them into b at p; returns the end. b None:
+    # only the length is counted (body() sizes its buffer exactly: a 1 KiB block once failed
+    # at 64k in a heap with 12 KB free in smaller holes).
     if isinstance(v, int):
-        return put_head(0, v, b, p)
+        return put_head(0, v, b, p) if b is not None else p + head_len(v)
     if isinstance(v, (list, tuple)):
-        p = put_head(4, len(v), b, p)
+        p = put_head(4, len(v), b, p) if b is not None else p + head_len(len(v))
         for x in v:
             p = _put(x, b, p)
         return p
     if isinstance(v, str):
         v = v.encode()
-        p = put_head(3, len(v), b, p)
+        t = 3
     else:
-        p = put_head(2, len(v), b, p)
+        t = 2
+    if b is None:
+        return p + head_len(len(v)) + len(v)
+    p = put_head(t, len(v), b, p)
     b[p : p + len(v)] = v
     return p + len(v)
+
+
+def head_len(n):
+    # length of a CBOR head for n (put_head writes the same; cbor.py's name: one qstr for both)
+    return 1 if n < 24 else 2 if n < 0x100 else 3 if n < 0x10000 else 5 if n < 0x100000000 else 9
 
 
 def body(a, s, nonce):
@@ -53,30 +62,30 @@ def body(a, s, nonce):
     x = a.xfer
     if a.state == _RECEIVING and phase == _PH_RECEIVING and x is not None:
         off = x.rx.expected
-    b = bytearray(_MAX_BODY)
-    p = _put(
-        [
-            _PROTOCOL_VERSION,
-            a.cfg.ecu_id,
-            a.cfg.hw_id,
-            bytes(nonce),
-            active,
-            boot_state,
-            last_error,
-            slots_list,
-            caps,
-            (phase, off, wire_len, image_len),
-            s.release_floor,
-            s.trusted_time,
-            trial_boots,
-            a.cmd_nonce,  # what the next signed command must carry
-            a.version,  # the answering agent's version (issue 11)
-            (a.app_state, s.fault, s.wdt_trips),  # the application and the trial's faults
-        ],
-        b,
-        0,
-    )
-    return bytes(memoryview(b)[:p])
+    v = [
+        _PROTOCOL_VERSION,
+        a.cfg.ecu_id,
+        a.cfg.hw_id,
+        bytes(nonce),
+        active,
+        boot_state,
+        last_error,
+        slots_list,
+        caps,
+        (phase, off, wire_len, image_len),
+        s.release_floor,
+        s.trusted_time,
+        trial_boots,
+        a.cmd_nonce,  # what the next signed command must carry
+        a.version,  # the answering agent's version (issue 11)
+        (a.app_state, s.fault, s.wdt_trips),  # the application and the trial's faults
+    ]
+    n = _put(v, None, 0)
+    if n > _MAX_BODY:
+        raise IndexError(n)  # (E_INTERNAL, like wire's E_TOO_LARGE)
+    b = bytearray(n)
+    _put(v, b, 0)
+    return b
 
 
 def payload(t, body, sig):

@@ -1,13 +1,18 @@
 # The start of a transfer in Slots (slotops.begin / begin_g / probe are these), loaded at BEGIN /
-# PROBE and dropped again (the agent's transfer keeps only slotwrite.py):
+# PROBE and dropped again (the agent's transfer keeps session.py, then slotwrite.py):
 #   begin_g(s, ...) -> generator -> wire offset to send from  (a slice per erased sector and per
 #                     16 KiB of a resume's re-hash)
 #   probe(s, image_len, wire_len, compression)   a receive probe: decoded and hashed, not written
+# and BEGIN's / PROBE's second stage of the agent (begin.py returns these generators; this module
+# leaves the heap with BEGIN's, the transfer keeps session.py):
+#   start(agent, instr, params, ins, same) -> generator   replace an older stream, load the
+#                                  transfer (session.Transfer), erase (sliced), ACK
+#   probe_start(agent, params) -> generator   the same into no flash (a dry run)
 import hashlib
 
 from micropython import const
-from otalink.device.errors import DeviceError
 from otalink.device.flash import _mod
+from otalink.protocol.errors import ProtocolError as DeviceError
 
 # protocol/codes.py values used here, as private consts (tests/protocol/test_wire.py checks them)
 _OK = const(0)
@@ -18,6 +23,8 @@ _COMP_PATCH = const(3)
 _COMP_PATCH_DEFLATE_SEG = const(4)
 _E_BAD_MESSAGE = const(10)
 _E_WIRE_LENGTH = const(22)
+_MSG_PROGRESS = const(0x7)
+_PH_ERASING = const(2)
 _E_ROLLBACK = const(34)
 _E_IMAGE_TOO_LARGE = const(36)
 _E_BAD_INSTRUCTION = const(39)
@@ -89,7 +96,8 @@ def begin_g(s, instr_hash, image_len, sha256, wire_len, compression, version, re
         and s.comp == compression
         and s.wire_len == wire_len
     )
-    _mod("store").bufs(s)  # (the agent's Slots makes its transfer buffers now)
+    if s.cbuf is None:
+        _mod("store").bufs(s)  # (a Slots made without them: its transfer buffers now)
     try:
         if same and v[0] == _SLOT_VERIFIED:
             # already received and verified (link lost after END): only finish() remains
@@ -182,6 +190,95 @@ def probe(s, image_len, wire_len, compression):
     s.dry = True
     s.comp = compression
     s.wire_len = wire_len
-    _mod("store").bufs(s)
+    if s.cbuf is None:
+        _mod("store").bufs(s)
     _setup(s, 0, image_len)
     return _OK
+
+
+def _erase_progress(a):
+    # begin_g calls this per erased sector; every 8th (and the last) goes on the wire
+    # so the host sees the device alive during a long erase without a frame per sector
+    def progress(done, total):
+        if done == total or not done & 7:
+            a._small(_MSG_PROGRESS, _PH_ERASING, done, total)
+
+    return progress
+
+
+def start(a, instr, params, ins, same):
+    # BEGIN's second stage for the agent: begin.py (checks, verification, the application's
+    # offer) returned this generator and left the heap before the transfer's buffers are made
+    from otalink.device import agent as _a
+
+    image_len, sha, comp, wire_len = params
+    issued = ins[1]
+    # BEGIN's stream fields, before anything is replaced (a refused BEGIN leaves a live
+    # transfer as it was)
+    if comp == _COMP_NONE and wire_len != image_len:
+        raise DeviceError(_E_WIRE_LENGTH, wire_len)
+    if a.instr is not None and params != a.params:
+        # Another stream (another image, or the same instruction with another compression /
+        # wire_len) replaces the interrupted one from 0: none of its offsets or decoder state
+        # carries over (protocol section 7).
+        a._unload()
+        a._code("abort")
+        a.instr = None
+        a.state = _a.IDLE
+    x = a.xfer
+    if x is None:
+        x = a.xfer = _a._lazy("otalink.device.session").Transfer(a)
+    s = x.slots
+    if comp != _COMP_NONE and comp != _COMP_PATCH and not s.wbits:
+        a._unload()
+        raise DeviceError(_E_BAD_MESSAGE, comp)  # no deflate on this port (caps wbits 0)
+    if issued > s.trusted_time:
+        # Slots.note_time, without loading slotops.py beside the transfer's buffers
+        s.trusted_time = issued
+        try:
+            s.commit()
+        except OSError as e:
+            raise _err(e)
+    s.pbase = ins[5]  # the delta base the instruction binds (None: format 1), for a patch
+    try:
+        resume = yield from begin_g(
+            s, hashlib.sha256(instr).digest(), image_len, sha, wire_len, comp, ins[2], ins[3],
+            ins[4], _erase_progress(a),
+        )  # fmt: skip
+    except DeviceError:
+        a._unload()
+        raise
+    a.instr = instr
+    a.params = params
+    a.ins = ins
+    a.wire_len = wire_len
+    rx = x.rx
+    rx.window = a.window
+    rx.wire_len = wire_len
+    rx.resume(resume)
+    a.state = _a.RECEIVING
+    x._ack()
+
+
+def probe_start(a, params):
+    # PROBE's second stage for the agent: the transfer machinery over a Slots that writes nothing
+    from otalink.device import agent as _a
+
+    image_len, _sha, comp, wire_len = params
+    x = a.xfer = _a._lazy("otalink.device.session").Transfer(a, True)
+    try:
+        probe(x.slots, image_len, wire_len, comp)
+    except DeviceError:
+        a._unload()
+        raise
+    yield
+    a.instr = None
+    a.ins = None
+    a.params = params
+    a.wire_len = wire_len
+    rx = x.rx
+    rx.window = a.window
+    rx.wire_len = wire_len
+    rx.resume(0)
+    a.state = _a.RECEIVING
+    x._ack()

@@ -3,11 +3,12 @@
 #   finish_g(s) -> generator -> code   drain, check, read the slot back and hash it (a slice per
 #                                      16 KiB); VERIFIED (or EMPTY) committed
 #   probe_end(s) -> (code, image bytes decoded, their sha256)   the end of a receive probe
+#   end(x, m) -> generator             END of the agent's transfer x (session.Transfer): the
+#                                      above, RESULT(END) or a probe's PROBE answer, unload
 import hashlib
 
 from micropython import const
-from otalink.device.errors import DeviceError
-from otalink.device.slotwrite import drain
+from otalink.protocol.errors import ProtocolError as DeviceError
 
 # protocol/codes.py values used here, as private consts (tests/protocol/test_wire.py checks them)
 _OK = const(0)
@@ -18,6 +19,11 @@ _E_HASH_MISMATCH = const(37)
 _E_LENGTH_MISMATCH = const(38)
 _E_FLASH = const(40)
 _E_DECOMPRESS = const(41)
+_MSG_END = const(0x8)
+_MSG_PROBE = const(0x13)
+_MSG_PROGRESS = const(0x7)
+_PH_VERIFYING = const(3)
+_E_PROBE_FAILED = const(64)
 _SLOT_EMPTY = const(0)
 _SLOT_VERIFIED = const(2)
 _NO_SLOT = const(255)
@@ -36,6 +42,8 @@ def finish_g(s):
                 if s.comp > _COMP_DEFLATE_SEG:
                     s.pio.finish()  # a patch (slotpatch.py): the rest, it must end exactly
                 else:
+                    from otalink.device.slotwrite import drain  # (a patch never loads it)
+
                     drain(s, True)
                 if s.dio is not None and s.t_img == s.t_len:
                     # the stream must end here: no trailing output
@@ -69,6 +77,8 @@ def finish_g(s):
 
 def probe_end(s):
     # -> (code, image bytes decoded, sha256 of them): END of a probe
+    from otalink.device.slotwrite import drain
+
     code = _OK
     try:
         drain(s, True)
@@ -106,3 +116,41 @@ def _hash_g(s, slot):
         reg.read(full, buf)
         h.update(memoryview(buf)[: n - full])
     return h.digest() == v[5]
+
+
+def end(x, m):
+    # END [8, wire_len] of the agent's transfer x (session.Transfer loads this module for it;
+    # it goes with the transfer's modules)
+    from otalink.device import agent as _a
+    from otalink.protocol.hotpath import frame, put_head
+
+    a = x.a
+    rx = x.rx
+    if m[1] != a.wire_len or rx.expected != a.wire_len:
+        a._result(_MSG_END, _E_WIRE_LENGTH, rx.expected)
+        return
+    a.state = _a.IDLE
+    a.instr = None
+    s = x.slots
+    if x.dry:
+        # a receive probe: what was decoded, for the host to compare (and on a trial boot
+        # the reason a REVERT will record when it is not what the host sent)
+        code, n, sha = probe_end(s)
+        want = a.params
+        if a.trial and (code or n != want[0] or sha != want[1]):
+            a.note_fault(_E_PROBE_FAILED)
+        a._unload()
+        out = bytearray(2 + 5 + 34 + 1 + 5)
+        out[0] = 0x85
+        out[1] = _MSG_PROBE
+        p = put_head(0, n, out, 2)
+        p = put_head(2, 32, out, p)
+        out[p : p + 32] = sha
+        p = put_head(0, want[2], out, p + 32)
+        p = put_head(0, want[3], out, p)
+        a._send_view(memoryview(frame(memoryview(out)[:p])))
+        return
+    a._small(_MSG_PROGRESS, _PH_VERIFYING, 0, 1)
+    code = yield from finish_g(s)
+    a._unload()
+    a._result(_MSG_END, code)

@@ -6,8 +6,8 @@
 # its trial rollback.
 
 from micropython import const
-from otalink.device.errors import DeviceError
 from otalink.device.flash import _mod, _run
+from otalink.protocol.errors import ProtocolError as DeviceError
 
 # protocol/codes.py values used here (private copies, checked by tests/protocol/test_wire.py)
 _OK = const(0)

@@ -23,8 +23,8 @@
 # offset. After a reset begin_g re-hashes the result up to image_off from flash, erases after it,
 # and the host resends from wire_off; a checkpoint the Patcher refuses restarts from 0.
 from micropython import const
-from otalink.device.errors import DeviceError
 from otalink.device.flash import _mod
+from otalink.protocol.errors import ProtocolError as DeviceError
 
 try:
     import deflate

@@ -59,9 +59,10 @@ _BODY = const(240)  # struct.calcsize(REC), checked by tests/device_storage/test
 
 # The operations Slots.__getattr__ finds: the start-up ones in decide.py, the rest in slotops.py
 # (tests/device_storage/test_consts.py checks both lists against the modules' public functions)
-_START = ("boot", "trial_passed", "trial_failed", "note_fault", "note_wdt")
-_OPS = ("caps", "note_time", "report", "transfer", "begin", "finish", "activate", "confirm",
-        "revert", "abort", "park", "begin_g", "finish_g", "probe", "probe_end", "rest")  # fmt: skip
+_START = const(("boot", "trial_passed", "trial_failed", "note_fault", "note_wdt"))
+_OPS = const(("caps", "note_time", "report", "transfer", "begin", "finish", "activate",
+              "confirm", "revert", "abort", "park", "begin_g", "finish_g", "probe", "probe_end",
+              "rest"))  # fmt: skip
 
 
 def _op(s, name, a):
@@ -131,7 +132,7 @@ class Slots:
             if p % per == 0:
                 reg.erase(p // per)
             reg.read(addr, buf)
-            if buf == self.rff:
+            if min(buf) == 0xFF:  # blank (min over a bytearray allocates nothing)
                 break
         self.seq += 1
         a, b = self.slot

@@ -8,7 +8,7 @@
 
 from micropython import const
 from otalink.device import slots as _slots
-from otalink.device.errors import DeviceError
+from otalink.protocol.errors import ProtocolError as DeviceError
 
 try:
     import deflate

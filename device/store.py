@@ -53,13 +53,17 @@ _MAGIC = const(0x544F)  # b"OT" little-endian
 _FMT = const(2)
 _NO_SLOT = const(255)
 _BODY = const(240)  # struct.calcsize(REC)
-_BODY1 = const(220)  # struct.calcsize(REC1)
+_BODY1 = const(220)  # struct.calcsize(_REC1)
 _CK = const(20)  # the codec checkpoint area
 # Format 1, read only (its pad bytes after compression read as fault / wdt_trips 0)
-REC1 = "<HBBIBBBBIIBBBBII32s32sBBBBII32s32sBxxxIII32s"
+_REC1 = const("<HBBIBBBBIIBBBBII32s32sBBBBII32s32sBxxxIII32s")
 _CAP_DEFLATE_SEG = const(1)  # protocol/codes.py (checked by tests/protocol/test_wire.py)
 _CAP_PATCH = const(2)  # patches applied (device/slotpatch.py)
 _STEP = const(256)
+# flashcfg.DEFAULTS's keys (tests/device_storage/test_consts.py): a geometry with all of them
+# needs no merge
+_GEOM = const(("size", "erase_size", "write_size", "state_offset", "state_sectors", "slot_size",
+               "slot_offsets", "deflate_wbits"))  # fmt: skip
 
 
 def init(s, bdev, geom, regions, hooks, buffers=True):
@@ -69,8 +73,17 @@ def init(s, bdev, geom, regions, hooks, buffers=True):
     # only while idle: its buffers are made at BEGIN and dropped after the transfer (rest()).
     from otalink.device.flash import Region
 
-    flashcfg = _mod("flashcfg")  # start-up only (see flash.py)
-    g = flashcfg.geometry(geom)
+    g = geom
+    for k in _GEOM:
+        if k not in g:
+            # merged over the defaults (flashcfg.py, loaded for it), and the defaults the caller's
+            # geometry lacked are added to it: the agent's next Slots (one per request, one per
+            # transfer) then loads no flashcfg.py beside its buffers
+            g = _mod("flashcfg").geometry(geom)
+            for k in g:
+                if k not in geom:
+                    geom[k] = g[k]
+            break
     es = g["erase_size"]
     ws = g["write_size"]
     # program unit: a multiple of the write size that divides the erase sector; 1 KiB by
@@ -106,7 +119,9 @@ def init(s, bdev, geom, regions, hooks, buffers=True):
     if regions is None:
         # one device holding the state area and both slots (unix, rp2, stm32); offsets are
         # relative to the board's otalink region of that device ("region": {"offset"})
-        base = flashcfg.region_base(g)
+        # (flashcfg.region_base: the board's "region" section, or "region_offset")
+        base = g.get("region")
+        base = base.get("offset", 0) if isinstance(base, dict) else g.get("region_offset", 0)
         offs = g["slot_offsets"]
         regions = (
             Region(bdev, base + g["state_offset"], g["state_sectors"] * es, es),
@@ -120,7 +135,6 @@ def init(s, bdev, geom, regions, hooks, buffers=True):
     rsize = (_BODY + 4 + ws - 1) // ws * ws  # a record, padded to the write size
     s.rbuf = bytearray(rsize)
     s.rbody = memoryview(s.rbuf)[:_BODY]
-    s.rff = b"\xff" * rsize  # a blank position, to compare with
     s.per = es // rsize  # records per sector
     s.total = s.per * (reg.size // es)
     if s.per < 1 or reg.size // es < 2:
@@ -242,7 +256,7 @@ def load(s):
         reg.read(best[1] // s.per * reg.es + best[1] % s.per * rsize, s.rbuf)
     buf = s.rbuf
     if best[2] == 1:
-        v = struct.unpack_from(REC1, buf, 0)
+        v = struct.unpack_from(_REC1, buf, 0)
     else:
         v = struct.unpack_from(REC, buf, 0)
     s.flags = v[2]

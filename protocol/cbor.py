@@ -1,7 +1,7 @@
 # Compact CBOR (RFC 8949) codec for exactly the otalink profile (docs/protocol.md, "CBOR profile"):
 #   major 0/1 integers within [-2**32, 2**32-1], shortest form only;
-#   major 2 byte strings and major 3 UTF-8 text strings (valid UTF-8, RFC 3629) up to MAX_STR
-#   bytes; major 4 arrays up to MAX_ITEMS items, nesting depth up to MAX_DEPTH;
+#   major 2 byte strings and major 3 UTF-8 text strings (valid UTF-8, RFC 3629) up to _MAX_STR
+#   bytes; major 4 arrays up to _MAX_ITEMS items, nesting depth up to MAX_DEPTH;
 #   simple values false/true/null.
 # Everything else (maps, tags, floats, undefined, indefinite lengths, non-shortest heads, invalid
 # UTF-8) raises ProtocolError(E_BAD_MESSAGE); a declared length over its bound raises
@@ -32,9 +32,9 @@ _E_BAD_MESSAGE = const(10)
 _E_TOO_LARGE = const(13)
 _MAX_PAYLOAD_ABS = const(8192)
 
-MAX_ITEMS = const(16)
+_MAX_ITEMS = const(16)
 MAX_DEPTH = const(4)
-MAX_STR = const(8192)  # = _MAX_PAYLOAD_ABS: no string can be longer than a frame
+_MAX_STR = const(8192)  # = _MAX_PAYLOAD_ABS: no string can be longer than a frame
 MAX_UINT = const(0xFFFFFFFF)
 
 
@@ -128,7 +128,7 @@ def _dec(mv, pos, end, depth, copy):
     if major == 1:
         return -1 - val, pos
     if major == 2 or major == 3:
-        if val > MAX_STR:
+        if val > _MAX_STR:
             _big(start)
         if val > end - pos:
             _bad(start)  # truncated: checked before slicing, nothing sized by val is allocated
@@ -147,7 +147,7 @@ def _dec(mv, pos, end, depth, copy):
             _bad(start)
         return s, pos + val
     # major 4
-    if val > MAX_ITEMS:
+    if val > _MAX_ITEMS:
         _big(start)
     if depth >= MAX_DEPTH:
         _big(start)
@@ -203,16 +203,16 @@ def _size(obj, depth):
         return _head_len(obj if obj >= 0 else -1 - obj)
     if isinstance(obj, str):
         n = len(obj.encode("utf-8"))
-        if n > MAX_STR:
+        if n > _MAX_STR:
             _big(n)
         return _head_len(n) + n
     if isinstance(obj, (bytes, bytearray, memoryview)):
         n = len(obj)
-        if n > MAX_STR:
+        if n > _MAX_STR:
             _big(n)
         return _head_len(n) + n
     if isinstance(obj, (list, tuple)):
-        if len(obj) > MAX_ITEMS or depth >= MAX_DEPTH:
+        if len(obj) > _MAX_ITEMS or depth >= MAX_DEPTH:
             _big(len(obj))
         n = 1
         for item in obj:
@@ -255,7 +255,7 @@ def _enc(obj, buf, pos, depth):
         major = 2
     elif isinstance(obj, (list, tuple)):
         n = len(obj)
-        if n > MAX_ITEMS or depth >= MAX_DEPTH:
+        if n > _MAX_ITEMS or depth >= MAX_DEPTH:
             _big(pos)
         _room(buf, pos, 1)
         pos = put_head(4, n, buf, pos)
@@ -265,7 +265,7 @@ def _enc(obj, buf, pos, depth):
     else:
         _bad(pos)
     n = len(obj)
-    if n > MAX_STR:
+    if n > _MAX_STR:
         _big(pos)
     _room(buf, pos, _head_len(n) + n)
     pos = put_head(major, n, buf, pos)

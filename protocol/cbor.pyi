@@ -2,9 +2,7 @@ from typing import Any, Final
 
 Buffer = bytes | bytearray | memoryview
 
-MAX_ITEMS: Final = 16
 MAX_DEPTH: Final = 4
-MAX_STR: Final = 8192
 MAX_UINT: Final = 0xFFFFFFFF
 
 def decode(mv: Buffer, pos: int = 0, end: int = -1, copy: bool = False) -> tuple[Any, int]: ...

@@ -16,11 +16,13 @@
 # SOF0; a CRC failure drops only the first byte of that candidate, so a real frame that starts
 # inside the corrupted span is still found. Drops are counted, never raised.
 #
-# The device's part (FrameReader: readinto_from + next; FrameWriter; encode_frame; frame) lives in
-# hotpath.py, which the device loads alone; this module re-exports it and adds the host's feed().
+# The device's part lives in framing.py (FrameReader: readinto_from + next; FrameWriter) and
+# hotpath.py (encode_frame; frame), which the device loads alone; this module re-exports them
+# and adds the host's feed().
 from otalink.protocol import codes
-from otalink.protocol.hotpath import FrameReader as _FrameReader
-from otalink.protocol.hotpath import FrameWriter, encode_frame, frame  # noqa: F401
+from otalink.protocol.framing import FrameReader as _FrameReader
+from otalink.protocol.framing import FrameWriter  # noqa: F401
+from otalink.protocol.hotpath import encode_frame, frame  # noqa: F401
 
 try:
     from micropython import RingIO, const

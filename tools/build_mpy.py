@@ -11,12 +11,6 @@ number tables, ~2 KB of GC heap on the unix port where loaded code lives in the 
 back while debugging). The options used are kept in <out>/.build_opts and a change rebuilds every
 file. Each .mpy is written to a temp file and renamed, so parallel
 builds and running tests never see a half-written file; .mpy files whose source is gone are removed.
-
-Bytecode builds (no ``--arch``) also write ``<out>/otalink/device/names.txt``: every name the agent
-interns (the qstrs of the modules it can load, in load order, one per line), as the unix
-``micropython`` reports them after importing those modules. device/loader.py interns them first
-thing, so the qstr pools and their string chunks sit together at the bottom of the heap instead of
-between long-lived objects (qstrs are never freed; ``make bench-device`` measures the effect).
 """
 
 from __future__ import annotations
@@ -69,60 +63,6 @@ def compile_one(
 
 
 DEFAULT_OPT = 3
-# Modules the agent never loads (host-side protocol layers, board-only adapters, the storage
-# bench): left out of names.txt. tests/device_session checks the agent loads nothing else.
-NOT_AGENT = {
-    "otalink.protocol.codes", "otalink.protocol.frame", "otalink.protocol.messages",
-    "otalink.protocol.transfer",
-    "otalink.device.uartlink", "otalink.device.esp32ota", "otalink.device.slotbench",
-    "otalink.device.drive", "otalink.device.delta",
-}  # fmt: skip
-
-
-def agent_modules() -> list[str]:
-    """The modules the loader and the agent can load, in the order they load them."""
-    first = [
-        "otalink.device.loader", "otalink.device.boot", "otalink.device.start",
-        "otalink.device.config", "otalink.protocol.errors", "otalink.device.errors",
-        "otalink.device.flash", "otalink.device.flashcfg", "otalink.device.nor",
-        "otalink.device.slots", "otalink.device.store", "otalink.device.decide",
-        "otalink.device.wdt", "otalink.device.bundle", "otalink.device.agent",
-        "otalink.protocol.hotpath", "otalink.device.link", "otalink.device.serve",
-        "otalink.protocol.small", "otalink.device.report", "otalink.device.ed25519",
-        "otalink.device.session", "otalink.protocol.datapath", "otalink.device.slotwrite",
-    ]  # fmt: skip
-    rest = []
-    for name, pkg in PACKAGES.items():
-        for src in sorted((ROOT / name).glob("*.py")):
-            mod = pkg.replace("/", ".") + ("" if src.stem == "__init__" else "." + src.stem)
-            if mod not in first and mod not in NOT_AGENT and src.stem != "__init__":
-                rest.append(mod)
-    return first + rest
-
-
-def write_names(out: Path) -> bool:
-    """Write <out>/otalink/device/names.txt (module docstring); False without micropython."""
-    exe = Path(sys.executable).parent / "micropython"
-    if not exe.exists():
-        return False
-    code = "import micropython\n" + "".join(f"import {m}\n" for m in agent_modules())
-    code += "micropython.qstr_info(1)\n"
-    proc = subprocess.run(
-        [str(exe), "-X", "heapsize=4m", "-c", code],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, MICROPYPATH=str(out)),
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"build_mpy: names: {proc.stdout}{proc.stderr}")
-    # "Q(name)" per interned name; a name with a newline (none today) would span lines: skipped
-    lines = proc.stdout.splitlines()
-    names = [ln[2:-1] for ln in lines if ln.startswith("Q(") and ln.endswith(")")]
-    dst = out / "otalink" / "device" / "names.txt"
-    tmp = dst.with_name(f".names.{os.getpid()}")
-    tmp.write_text("".join(n + "\n" for n in names))
-    os.replace(tmp, dst)
-    return True
 
 
 def build(out: Path, sources: list[str], arch: str | None, opt: int | None) -> int:
@@ -167,9 +107,9 @@ def build(out: Path, sources: list[str], arch: str | None, opt: int | None) -> i
     tmp = opts_file.with_name(f".build_opts.{os.getpid()}")
     tmp.write_text(opts)
     os.replace(tmp, opts_file)
-    names = out / "otalink" / "device" / "names.txt"
-    if not arch and "device" in sources and (count or force or not names.exists()):
-        write_names(out)
+    stale_names = out / "otalink" / "device" / "names.txt"  # (no longer made: unused)
+    if stale_names.exists():
+        stale_names.unlink()
     return count
 
 

@@ -17,7 +17,10 @@
 #                                              (b"\x00": the stats start over)
 #       chan 3  <- b"\x01" / b"\x00": close / open the contactor (test and demo control)
 #       chan 4  <- n (u32): allocate n bytes of live data (the heap figure's application)
-#       chan 5  -> the live heap after a collection (u32: the bench's idle heap figure)
+#       chan 5  -> the live heap after a collection (u32); with a u32 delay in ms: measured that
+#                  much later by the control loop itself, so the agent is at rest by then (the
+#                  bench's idle heap figure: a request on the line wakes the agent's engine)
+#       chan 6  -> that delayed measurement (u32; 0 while it is still due)
 import asyncio
 import gc
 import struct
@@ -31,6 +34,7 @@ _soc = [800]  # permille
 _contactor = [False]
 _stats = [0, 0, 0]  # worst lateness (ms), periods run, periods later than a period
 _live = []  # application data the heap figure holds (chan 4)
+_probe = [0, 0]  # chan 5 with a delay: [due ticks (made odd: 0 is none), live heap then]
 
 
 def selftest():
@@ -67,8 +71,14 @@ def on_message(chan, data):
         _live.append(bytearray(n))
         return b"ok"
     if chan == 5:
+        if data:
+            _probe[0] = time.ticks_add(time.ticks_ms(), struct.unpack("<I", data)[0]) | 1
+            _probe[1] = 0
+            return b"ok"
         gc.collect()
         return struct.pack("<I", gc.mem_alloc())
+    if chan == 6:
+        return struct.pack("<I", _probe[1])
     return None  # not ours: the agent answers E_APP_CHANNEL
 
 
@@ -95,6 +105,10 @@ async def main(agent):
         if _contactor[0] and _soc[0] > 0:
             _soc[0] -= 1
         agent.alive()
+        if _probe[0] and time.ticks_diff(now, _probe[0]) >= 0:
+            _probe[0] = 0
+            gc.collect()
+            _probe[1] = gc.mem_alloc()
         if time.ticks_diff(now, publish) >= 0:
             publish = time.ticks_add(publish, PUBLISH_MS)
             agent.send(1, struct.pack("<H", _soc[0]))  # False when the outbox is full: dropped

@@ -74,6 +74,8 @@ class Rig:
     @property
     def slots(self):
         # the agent's view of the state: its live transfer's Slots, else one read from flash
+        # (engine.py's method: an agent at rest has none, so wake it)
+        self.sess.wake()
         return self.sess._slots()
 
     def close(self):

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 DEVICE = ROOT / "device"
 STORAGE = ("slots", "slotops", "store", "decide", "flash", "flashcfg", "boot", "bundle",
            "esp32ota", "slotbench")  # fmt: skip
-_CONST = re.compile(r"^_([A-Z][A-Z0-9_]*) = const\(([^)]+)\)", re.M)
+_CONST = re.compile(r"^_([A-Z][A-Z0-9_]*) = const\(([^()]+)\)", re.M)  # (tuples: skipped)
 
 
 def _consts(name: str) -> dict[str, int]:
@@ -58,7 +58,7 @@ def test_slots_ops_are_the_modules_functions(names: str, module: str) -> None:
     # Slots.__getattr__ hands out exactly the public functions of slotops.py / decide.py
     tree = ast.parse((DEVICE / "slots.py").read_text())
     ops = next(
-        ast.literal_eval(n.value)
+        ast.literal_eval(n.value.args[0] if isinstance(n.value, ast.Call) else n.value)
         for n in tree.body
         if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == names
     )
@@ -77,3 +77,21 @@ def test_test_copies_of_boot_actions() -> None:
     assert copies, "mp_test_slots.py keeps A_RUN / A_START_TRIAL"
     for name, value in copies.items():
         assert decide[name] == int(value), name
+
+
+def test_store_geometry_keys_are_the_defaults() -> None:
+    # store.init merges a geometry over flashcfg.DEFAULTS only when one of these keys is missing
+    store = ast.parse((DEVICE / "store.py").read_text())
+    keys = next(
+        ast.literal_eval(n.value.args[0])
+        for n in store.body
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "_GEOM"
+    )
+    cfg = ast.parse((DEVICE / "flashcfg.py").read_text())
+    defaults = next(
+        n.value
+        for n in cfg.body
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "DEFAULTS"
+    )
+    assert isinstance(defaults, ast.Dict)
+    assert sorted(keys) == sorted(ast.literal_eval(k) for k in defaults.keys if k is not None)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from otalink.protocol import codes, frame
 from otalink.protocol.frame import FrameParser
-from otalink.protocol.hotpath import FrameReader
+from otalink.protocol.framing import FrameReader
 
 MAXP = 512
 payloads = st.binary(min_size=1, max_size=MAXP)

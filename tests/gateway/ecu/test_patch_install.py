@@ -27,9 +27,10 @@ from tests.delta.pairs import binary_like, make_patch, ref_apply
 from tests.gateway.ecu.conftest import RigFactory
 
 # A patch transfer's working set: the applier (device/delta.py, slotpatch.py) and the names they
-# intern on top of a full image's; its live peak is ~80 KB on the unix port today (reported by the
-# memtrace, bench_delta's delta.peak_heap_bytes is the applier alone), over the 80k a full image
-# runs in, so these agents get 96k.
+# intern on top of a full image's; its live peak is ~80 KB on the unix port today (the memtrace;
+# bench_delta's delta.peak_heap_bytes / patch_heap_limit_bytes measure the whole delta update,
+# delta.apply_peak_heap_bytes the applier alone), over the 80k a full image runs in, so these
+# agents get 96k.
 PATCH_HEAP = "96k"
 
 

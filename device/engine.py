@@ -1,0 +1,249 @@
+# The agent's engine (docs/device.md "Agent"; docs/adr/0007-ecu-component.md "Rest"): what an
+# awake agent needs to serve the line, loaded when the line wakes it (or a call needs it) and
+# dropped again when it rests, so an idle agent holds none of this code and no frame reader:
+#
+#   wake(agent)   the config read again (an agent the loader made drops it at rest: its keys
+#                 and the ECU's seed leave RAM), the frame reader (max_payload) and the reply
+#                 writer made, the methods below installed on the Agent class (agent._error(...)
+#                 etc. for every request module)
+#   rest(agent) -> bool   the reverse, when nothing is in flight: no request in slices, no
+#                 transfer loaded, no partial frame buffered, no application request waiting
+#
+# Methods (the interface every request module calls, unchanged by where they live):
+#   ._next() ._handle(p) ._trace(p)                         the line task's steps (aloop, drive)
+#   ._small ._error ._result ._send_view ._internal          replies
+#   ._slots() ._done(s) ._op(name, ...) ._code(name, ...)   storage, per request
+#   ._unload() ._reset()                                    the transfer machinery goes; a reset
+# Installing functions on the class (instead of a mixin) keeps the call sites and their cost: a
+# method call through the class allocates nothing, so the DATA hot path stays allocation-free.
+import sys
+import time
+
+from otalink.device import agent as _a
+from otalink.protocol.errors import ProtocolError
+from otalink.protocol.framing import FrameReader, FrameWriter
+from otalink.protocol.hotpath import put_head
+
+try:
+    from micropython import const
+except ImportError:  # CPython (tooling only)
+
+    def const(x):
+        return x
+
+
+# protocol/codes.py values this module uses, as private consts (tests/protocol/test_wire.py)
+_MSG_ERROR = const(0xF)
+_MSG_RESULT = const(0x9)
+_T_REPLY_MS = const(2000)
+_OUT_PAYLOAD = const(64)  # ACK / RESULT / ERROR / PROGRESS (<= 26 bytes)
+_MAX_READS = const(64)  # reads per frame search: a line that never goes quiet still yields
+_NONCE_LEN = const(16)
+
+_ENGINE = const(("otalink.device", ("engine",)))
+_FRAMING = const(("otalink.protocol", ("framing",)))
+_START = const(("otalink.device", ("start", "config")))
+_ERRORS = const(("otalink.protocol", ("errors",)))
+
+
+# ---- storage, per request -----------------------------------------------------------------
+def _slots(a):
+    # the live transfer's Slots, or one made for this request from the flash (dropped again
+    # with its modules by _done): an idle agent holds no storage code or state
+    x = a.xfer
+    if x is not None and not x.dry:
+        return x.slots
+    return _a._lazy("otalink.device.slots").Slots(a.bdev, a.geom, None, None, False)
+
+
+def _done(a, s):
+    x = a.xfer
+    if x is None or s is not x.slots:
+        _a._drop(_a.STORE)
+
+
+def _op(a, name, *args):
+    # one Slots operation (the operation's module is loaded for it and dropped again)
+    s = a._slots()
+    try:
+        return getattr(s, name)(*args)
+    finally:
+        a._done(s)
+
+
+def _code(a, name, *args):
+    try:
+        return a._op(name, *args)
+    except ProtocolError as e:
+        return e.code
+
+
+def _unload(a):
+    # the transfer machinery goes (session.py)
+    if a.xfer is not None:
+        a.xfer.unload()
+
+
+def _reset(a):
+    a.reset_requested = True
+    a.exit = _a.RUN_RESET
+
+
+# ---- output -----------------------------------------------------------------------------------
+def _send_view(a, view):
+    try:
+        a.link.write(view, len(view), _T_REPLY_MS)
+    except OSError:
+        pass  # dead line: the host re-asks; nothing here may block on it
+
+
+def _small(a, t, x, y, z, nonce=None):
+    # ERROR / PROGRESS: [t, x, y, z]; RESULT: [t, x, y, z, nonce], into the reply writer
+    w = a.out
+    buf = w.buf
+    p = w.PAYLOAD
+    buf[p] = 0x84 if nonce is None else 0x85
+    buf[p + 1] = t
+    p = put_head(0, x, buf, p + 2)
+    p = put_head(0, y, buf, p)
+    p = put_head(0, z, buf, p)
+    if nonce is not None:
+        buf[p] = 0x40 | _NONCE_LEN
+        p += 1
+        buf[p : p + _NONCE_LEN] = nonce
+        p += _NONCE_LEN
+    a._send_view(w.seal(p))
+
+
+def _error(a, code, detail=0):
+    # The request type answered: the payload's array head of 1..16 items, then a one-byte
+    # uint; 0 when the payload does not show one.
+    a.errors_out += 1
+    p = a.cur
+    t = p[1] if p is not None and len(p) > 1 and 0x81 <= p[0] <= 0x90 and p[1] < 24 else 0
+    a._small(_MSG_ERROR, code, detail & 0xFFFFFFFF, t)
+
+
+def _result(a, req, code, detail=0):
+    a._small(_MSG_RESULT, req, code, detail & 0xFFFFFFFF, a.cmd_nonce)
+
+
+def _internal(a, e):
+    # a bug (or MemoryError) answered E_INTERNAL: ops.py
+    _a._ops().internal(a, e)
+    _a._drop(_a.COLD)
+
+
+# ---- input ------------------------------------------------------------------------------------
+def _next(a):
+    # The next complete frame's payload, reading what the line holds (never blocks); None
+    # when no frame is complete. a.got: bytes read meanwhile.
+    parser = a.parser
+    got = 0
+    p = parser.next()
+    reads = 0
+    while p is None and reads < _MAX_READS:
+        reads += 1
+        k = parser.readinto_from(a.link)
+        if not k:
+            break
+        got += k
+        p = parser.next()
+    a.got = got
+    return p
+
+
+def _handle(a, p):
+    # One frame. Returns None when handled, or a generator: a request that runs in slices.
+    # DATA of a live transfer takes the hot path (allocates nothing); every other message is
+    # served by serve.py, loaded for it and dropped again.
+    a.frames_in += 1
+    a.cur = p
+    a.last_rx = time.ticks_ms()
+    x = a.xfer
+    if x is not None:
+        if x.dv.parse(p):
+            x.data()
+            return None
+        g = x.end_p(p)
+        if g is not None:
+            return g
+    try:
+        return _a._lazy("otalink.device.serve").handle(a, p)
+    except ProtocolError as e:  # (device/errors.DeviceError is this class too)
+        a._error(e.code, e.detail)
+    except Exception as e:  # a bug (or MemoryError) must not take the line down
+        a._internal(e)
+    finally:
+        _a._drop(_a.SERVE)
+        _a._drop(_a.SMALL)
+    return None
+
+
+def _trace(a, p):
+    mt = a.memtrace
+    if mt is not None:
+        import gc
+
+        gc.collect()
+        n = gc.mem_alloc()
+        if n > mt[0]:
+            mt[0] = n
+            sys.stderr.write("otalink-mem live=%d after type %d\n" % (n, p[1]))
+
+
+# the names wake() installs on the Agent class (one constant tuple: no pairs to allocate)
+_METHODS = const(("_slots", "_done", "_op", "_code", "_unload", "_reset", "_send_view", "_small",
+                  "_error", "_result", "_internal", "_next", "_handle", "_trace"))  # fmt: skip
+
+
+def _reread(a):
+    # What an agent made by the loader dropped at rest: its config (keys, the ECU's seed) and
+    # geometry, read again (start.py) as make() read them.
+    st = _a._lazy("otalink.device.start")
+    got = st.settings(a.path)
+    _a._drop(_START)
+    if got is None:
+        raise ValueError("config")  # (the loader's next boot reports it and stops)
+    a.cfg, _line, a.geom = got
+
+
+def wake(a):
+    # The config when it was dropped, then the reader (its max_payload buffer is the largest
+    # block: allocated early it lands low), then the methods.
+    if a.path is not None and a.cfg is None:
+        _reread(a)
+    a.parser = FrameReader(a.max_payload)
+    a.out = FrameWriter(_OUT_PAYLOAD)
+    cls = type(a)
+    g = globals()
+    for name in _METHODS:
+        setattr(cls, name, g[name])
+
+
+def rest(a):
+    # Back to rest when nothing is in flight; False (and nothing changed) otherwise.
+    p = a.port
+    if a.busy or a.xfer is not None or a.parser.buffered() or (p is not None and p.inbox):
+        return False
+    cls = type(a)
+    for name in _METHODS:
+        # None first: a class attribute deleted alone keeps its value in the class's table,
+        # where the GC still finds it (the engine's code would never leave the heap)
+        setattr(cls, name, None)
+        delattr(cls, name)
+    a.parser = None
+    a.out = None
+    a.cur = None
+    m = a.m  # parse_small's output may hold views of the reader's buffer
+    m[0] = m[1] = m[2] = m[3] = 0
+    if a.path is not None:
+        a.cfg = None  # (the keys and the ECU's seed leave RAM too)
+        a.geom = None
+    _a._drop_lazy(a)
+    _a._drop(_ENGINE)
+    _a._drop(_FRAMING)
+    # (every module that holds ProtocolError leaves with the engine, or imports it per call:
+    # aloop.drive, drive.finish; the next wake imports one class for all of them again)
+    _a._drop(_ERRORS)
+    return True

@@ -1,0 +1,88 @@
+# A DATA frame whose write fails with something other than a protocol error (a MemoryError: the
+# deflate decoder's state could not be made on a fragmented heap; a bug) is answered
+# ERROR(E_INTERNAL) like any other request, the transfer is abandoned (aborted, as after a flash
+# or decompression error) and the agent serves on. It used to escape the DATA hot path and take
+# the agent's process down (a crash and a restart instead of an answer).
+# mpy-heapsize: 512k
+import hashlib
+import os
+from binascii import hexlify
+
+from mp_session_cfg import Cfg, RingIn
+from otalink.device import ed25519
+from otalink.device.agent import IDLE, RECEIVING, Agent
+from otalink.device.flash import NorFlash, geometry
+from otalink.device.slots import Slots
+from otalink.protocol import codes, messages
+from otalink.protocol.frame import FrameParser, frame
+
+
+class RingLink(RingIn):
+    def __init__(self, size):
+        super().__init__(size)
+        self.out = bytearray()
+
+    def write(self, buf, n, timeout_ms=0):
+        self.out += bytes(buf[:n])
+
+
+def _failing_write(offset, mv):
+    raise MemoryError("memory allocation failed, allocating 1336 bytes")
+
+
+def test_data_write_failure_is_answered_and_the_agent_serves_on():
+    director = ed25519.SigningKey(bytes(range(32)))
+    image = bytes((i * 7) & 0xFF for i in range(20 * 1024))
+    sha = hashlib.sha256(image).digest()
+    instr = messages.encode_instruction(
+        "bms-1", "hw-1", "2.0.0", 2, len(image), sha, 1000, 2000, "app", 0
+    )
+    kid = hashlib.sha256(director.public).digest()[:8]
+    sigs = [[kid, director.sign(instr)]]
+    begin = messages.begin(instr, sigs, len(image), sha, 0, len(image))
+    path = "/tmp/otalink-data-errors-" + hexlify(os.urandom(6)).decode() + ".bin"
+    g = geometry(
+        {
+            "size": 1114112,
+            "erase_size": 4096,
+            "write_size": 4,
+            "state_sectors": 2,
+            "slot_size": 524288,
+            "slot_offsets": [65536, 589824],
+            "max_data": 2048,
+        }
+    )
+    replies = FrameParser(4096)
+
+    def ask(payload):
+        link.out = bytearray()
+        link.ring.write(frame(payload))
+        agent.poll(0)  # (the bug: the MemoryError came out of here)
+        out = replies.feed_all(link.out)
+        assert len(out) >= 1, out
+        return messages.parse(out[-1], True)
+
+    try:
+        bdev = NorFlash(path, g["size"], g["erase_size"], g["write_size"])
+        Slots(bdev, g).boot()
+        link = RingLink(16384)
+        agent = Agent(Cfg(director.public, bytes(32)), link, bdev, g)
+        assert ask(begin)[:2] == [codes.MSG_ACK, 0]
+        assert ask(messages.data(0, image[:1024]))[:2] == [codes.MSG_ACK, 1024]
+        assert agent.state == RECEIVING
+        agent.xfer.slots.write = _failing_write  # the next DATA's write fails
+        r = ask(messages.data(1024, image[1024:2048]))
+        assert r[:2] == [codes.MSG_ERROR, codes.E_INTERNAL], r
+        assert r[-1] == codes.MSG_DATA, r  # the ERROR names the request it answers
+        assert agent.state == IDLE and agent.xfer is None
+        # the agent serves on: the same update again, from its start, to a verified slot
+        assert ask(begin)[:2] == [codes.MSG_ACK, 0]
+        for o in range(0, len(image), 1024):
+            assert ask(messages.data(o, image[o : o + 1024]))[0] == codes.MSG_ACK
+        r = ask(messages.end(len(image)))
+        assert r[:3] == [codes.MSG_RESULT, codes.MSG_END, codes.OK], r
+    finally:
+        try:
+            os.remove(path)
+        except OSError:
+            pass

@@ -1,0 +1,138 @@
+# An agent at rest (device/engine.py, docs/device.md "Agent"): once the line is quiet and
+# nothing is in flight, the engine (its methods, the frame reader and its max_payload buffer,
+# the reply writer) leaves the heap; the next byte on the line wakes it, and the replies are
+# exactly what an agent that never rested gives.
+# mpy-heapsize: 256k
+import gc
+import os
+import sys
+import time
+
+from mp_session_cfg import Cfg, RingIn
+from otalink.device import ed25519
+from otalink.device.agent import Agent
+from otalink.device.flash import NorFlash, geometry
+from otalink.device.slots import Slots
+from otalink.protocol import codes, messages
+from otalink.protocol.frame import FrameParser, frame
+
+# (framing.py stays loaded here: the test's own FrameParser is built on it)
+ENGINE = ("otalink.device.engine",)
+
+
+class RingLink(RingIn):
+    def __init__(self, size):
+        super().__init__(size)
+        self.out = bytearray()
+
+    def write(self, buf, n, timeout_ms=0):
+        self.out += bytes(buf[:n])
+
+
+class Bench:
+    def __init__(self):
+        self.path = "/tmp/otalink-rest-" + os.urandom(4).hex() + ".bin"
+        g = geometry({"size": 1114112, "erase_size": 4096, "write_size": 4,
+                      "state_sectors": 2, "slot_size": 524288,
+                      "slot_offsets": [65536, 589824], "max_data": 2048})  # fmt: skip
+        bdev = NorFlash(self.path, g["size"], g["erase_size"], g["write_size"])
+        Slots(bdev, g).boot()
+        sys.modules.pop("otalink.device.slots", None)
+        self.link = RingLink(8192)
+        director = ed25519.SigningKey(bytes(range(32)))
+        self.agent = Agent(Cfg(director.public, bytes(32)), self.link, bdev, g)
+        self.replies = FrameParser(4096)
+
+    def ask(self, payload):
+        self.link.out = bytearray()
+        self.link.ring.write(frame(payload))
+        self.agent.poll(0)
+        out = self.replies.feed_all(self.link.out)
+        assert len(out) == 1, out
+        return messages.parse(out[0], True)
+
+    def quiet(self):
+        # the line stayed quiet past the rest time: the next tick rests the agent
+        a = self.agent
+        a.last_rx = time.ticks_add(time.ticks_ms(), -10000)
+        a.tick()
+
+    def close(self):
+        os.remove(self.path)
+
+
+def loaded():
+    return [m for m in ENGINE if m in sys.modules]
+
+
+def test_a_quiet_agent_rests_and_wakes_on_the_next_frame():
+    b = Bench()
+    try:
+        a = b.agent
+        assert a.parser is None and loaded() == []  # made at rest: nothing came yet
+        before = set(sys.modules)
+        nonce = os.urandom(16)
+        r = b.ask(messages.hello(nonce, 1024))
+        assert r[0] == codes.MSG_INFO, r
+        assert a.parser is not None and loaded() == list(ENGINE)
+        b.quiet()
+        assert a.parser is None and a.out is None and loaded() == [], loaded()
+        assert not hasattr(a, "_next") and not hasattr(a, "_error")
+        # nothing the engine loaded stays (drive.py: the loop without an application), above
+        # all no module holding the old ProtocolError class: the next wake imports a new one
+        extra = [m for m in sys.modules if m not in before and m != "otalink.device.drive"]
+        assert extra == [] and "otalink.protocol.errors" not in sys.modules, extra
+        # the next frame wakes it: the same reply as before, the negotiated payload kept
+        r2 = b.ask(messages.hello(nonce, 1024))
+        assert r2[0] == codes.MSG_INFO and r2[1:4] == r[1:4], (r, r2)
+        r = b.ask(messages.data(0, b"x"))
+        assert r[:2] == [codes.MSG_ERROR, codes.E_BAD_STATE], r
+        # a malformed request after a rest: the codec raises the ProtocolError the new engine
+        # catches (one class again), answered with its code, not E_INTERNAL
+        b.quiet()
+        r = b.ask(b"\x81\x01")  # [HELLO] without its fields
+        assert r[:2] == [codes.MSG_ERROR, codes.E_BAD_MESSAGE], r
+    finally:
+        b.close()
+
+
+def test_rest_returns_the_engine_heap():
+    b = Bench()
+    try:
+        a = b.agent
+        # a first request interns its names for good (and the report caches the ECU key)
+        assert b.ask(messages.status_req(os.urandom(16)))[0] == codes.MSG_STATUS
+        b.quiet()
+        gc.collect()
+        gc.collect()
+        before = gc.mem_alloc()
+        for _ in range(3):
+            assert b.ask(messages.status_req(os.urandom(16)))[0] == codes.MSG_STATUS
+            b.quiet()
+        gc.collect()
+        gc.collect()  # (the first pass may still see a stale pointer on the C stack)
+        after = gc.mem_alloc()
+        # awake, the engine's code and a 2 KB reader buffer are live (several KB): at rest
+        # nothing of it stays, however often it woke
+        assert after - before < 512, (before, after)
+        assert a.parser is None
+    finally:
+        b.close()
+
+
+def test_no_rest_with_a_partial_frame_buffered():
+    b = Bench()
+    try:
+        a = b.agent
+        f = frame(messages.status_req(os.urandom(16)))
+        b.link.ring.write(f[:5])
+        a.poll(0)
+        b.quiet()
+        assert a.parser is not None and a.parser.buffered() == 5  # the half frame is kept
+        b.link.out = bytearray()
+        b.link.ring.write(f[5:])
+        a.poll(0)
+        out = b.replies.feed_all(b.link.out)
+        assert len(out) == 1 and out[0][1] == codes.MSG_STATUS, out
+    finally:
+        b.close()
