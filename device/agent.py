@@ -177,14 +177,13 @@ class Agent:
         self.parked = False  # the line task waits for the line (healthy by construction)
         self.alive_at = None  # ticks of the application's last alive()
         self.on_slice = None  # the loader's hook between a request's slices (drive.py)
-        # the ECU config's path (make()): an agent that has one drops its config and geometry at
-        # rest and reads them again when it wakes (engine.py)
+        # the ECU config's path (make()): an agent that has one drops its config at rest and
+        # reads it again when it wakes (engine.py)
         self.path = None
 
     # ---- the application contract -------------------------------------------------------------
     def healthy(self, ok=True):
-        # the application proved itself (or failed to): ops.py
-        self.wake()
+        # the application proved itself (or failed to): ops.py (awake or at rest)
         _ops().healthy(self, ok)
         _drop(COLD)
 
@@ -198,16 +197,16 @@ class Agent:
         return self._port().send(chan, data)
 
     def note_fault(self, code):
-        # the loader's supervisor records a fault of the running image (persisted)
-        self.wake()
+        # the loader's supervisor records a fault of the running image (persisted; awake or at
+        # rest: ops.py needs no engine)
         _ops().note_fault(self, code)
         _drop(COLD)
 
     # ---- awake and at rest ----------------------------------------------------------------
     def wake(self):
         # The engine (engine.py: the frame reader, the reply writer, the methods every request
-        # uses) is loaded on the first byte from the line or the first call that needs it, and
-        # leaves again when the agent rests (tick()).
+        # uses) is loaded on the first byte from the line, and leaves again when the agent
+        # rests (tick()).
         if self.parser is None:
             _lazy("otalink.device.engine").wake(self)
 
@@ -264,5 +263,5 @@ def make(boot):
     from otalink.device.link import open_link
 
     a = Agent(cfg, open_link(line), boot.bdev, geom, boot)
-    a.path = boot.path  # at rest the config and geometry go; wake reads them again (engine.py)
+    a.path = boot.path  # at rest the config goes; wake reads it again (engine.py)
     return a

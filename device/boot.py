@@ -82,11 +82,22 @@ def _set_path(entries):
 
 
 def bundle_dir(geom, d=None):
-    # config "bundle_dir" (or the geometry's), else beside the flash file (unix), else /apps
+    # config "bundle_dir" (or the geometry's), else beside the flash file (unix), else /apps.
+    # Relative to the working directory when it lies below it: every module the slot's folder
+    # supplies is interned with its path (__file__) for good, so a shorter path is fewer heap
+    # bytes, and the same whatever directory the ECU runs in.
     d = geom.get("bundle_dir") or d
     if d is None:
         p = geom.get("path")
         d = p + ".apps" if p else "/apps"
+    try:
+        import os
+
+        cwd = os.getcwd()
+    except (ImportError, AttributeError, OSError):
+        return d
+    if cwd != "/" and d.startswith(cwd + "/"):
+        d = d[len(cwd) + 1 :]
     return d
 
 

@@ -33,6 +33,7 @@ except ImportError:  # CPython (tooling only)
 
 
 # protocol/codes.py values this module uses, as private consts (tests/protocol/test_wire.py)
+_E_INTERNAL = const(63)
 _MSG_ERROR = const(0xF)
 _MSG_RESULT = const(0x9)
 _T_REPLY_MS = const(2000)
@@ -129,8 +130,18 @@ def _result(a, req, code, detail=0):
 
 
 def _internal(a, e):
-    # a bug (or MemoryError) answered E_INTERNAL: ops.py
-    _a._ops().internal(a, e)
+    # A bug (or MemoryError) answered E_INTERNAL: ops.py, loaded once the failed request's
+    # modules left the heap (a MemoryError leaves no room for it before); with no room even
+    # then, answered from here: the agent must answer, not die.
+    _a._drop_lazy(a)
+    try:
+        _a._ops().internal(a, e)
+    except MemoryError:
+        a.state = _a.IDLE
+        try:
+            a._error(_E_INTERNAL)
+        except MemoryError:
+            pass  # the host times out and asks again
     _a._drop(_a.COLD)
 
 
@@ -198,14 +209,14 @@ _METHODS = const(("_slots", "_done", "_op", "_code", "_unload", "_reset", "_send
 
 
 def _reread(a):
-    # What an agent made by the loader dropped at rest: its config (keys, the ECU's seed) and
-    # geometry, read again (start.py) as make() read them.
+    # What an agent made by the loader dropped at rest: its config (keys, the ECU's seed), read
+    # again (start.py) as make() read it.
     st = _a._lazy("otalink.device.start")
     got = st.settings(a.path)
     _a._drop(_START)
     if got is None:
         raise ValueError("config")  # (the loader's next boot reports it and stops)
-    a.cfg, _line, a.geom = got
+    a.cfg = got[0]
 
 
 def wake(a):
@@ -238,8 +249,7 @@ def rest(a):
     m = a.m  # parse_small's output may hold views of the reader's buffer
     m[0] = m[1] = m[2] = m[3] = 0
     if a.path is not None:
-        a.cfg = None  # (the keys and the ECU's seed leave RAM too)
-        a.geom = None
+        a.cfg = None  # (the keys and the ECU's seed leave RAM too; the geometry stays: ops.py)
     _a._drop_lazy(a)
     _a._drop(_ENGINE)
     _a._drop(_FRAMING)

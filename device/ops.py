@@ -3,8 +3,13 @@
 #   healthy(agent, ok)       the application proved itself (or failed to)
 #   note_fault(agent, code)  the supervisor records a fault of the running image
 #   internal(agent, e)       an unexpected exception while handling a message: E_INTERNAL
+# healthy and note_fault come from the application and the supervisor, also while the agent
+# rests: they write the state record without waking the engine (a fault after the application
+# ran out of heap must still be recorded, without the engine's few KB).
 import gc
 import sys
+
+from otalink.device import agent as _a
 
 try:
     from micropython import const
@@ -20,6 +25,20 @@ _E_SELFTEST = const(50)
 _APP_HEALTHY = const(2)
 _APP_FAILED = const(3)
 _IDLE = const(0)  # agent.IDLE
+_RUN_RESET = const(1)  # agent.RUN_RESET
+
+
+def _op(a, name, *args):
+    # one Slots operation: the engine's when awake (a live transfer's Slots), else on a Slots
+    # made for it and dropped again
+    if a.parser is not None:
+        return a._op(name, *args)
+    s = _a._lazy("otalink.device.slots").Slots(a.bdev, a.geom, None, None, False)
+    try:
+        return getattr(s, name)(*args)
+    finally:
+        s = None
+        _a._drop(_a.STORE)
 
 
 def healthy(a, ok):
@@ -28,19 +47,20 @@ def healthy(a, ok):
     if not ok:
         a.app_state = _APP_FAILED
         if a.trial:
-            a._op("trial_failed", _E_SELFTEST)
-            a._reset()
+            _op(a, "trial_failed", _E_SELFTEST)
+            a.reset_requested = True
+            a.exit = _RUN_RESET
         return
     if a.app_state != _APP_HEALTHY:
         a.app_state = _APP_HEALTHY
         if a.trial:
-            a._op("trial_passed")  # persisted: "never healthy" decides E_BOOT_CRASH later
+            _op(a, "trial_passed")  # persisted: "never healthy" decides E_BOOT_CRASH later
 
 
 def note_fault(a, code):
     a.fault = code
     try:
-        a._op("note_fault", code)
+        _op(a, "note_fault", code)
     except Exception as e:  # flash trouble or no heap left: the watchdog still decides
         sys.print_exception(e)
 

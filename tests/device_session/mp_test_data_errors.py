@@ -86,3 +86,58 @@ def test_data_write_failure_is_answered_and_the_agent_serves_on():
             os.remove(path)
         except OSError:
             pass
+
+
+def test_an_internal_error_is_answered_even_without_room_for_its_handler():
+    # On an exhausted heap the handler of an unexpected error (ops.py) may not load either: the
+    # agent still answers ERROR(E_INTERNAL) and serves on (it used to die of the second
+    # MemoryError, leaving the host without an answer and the runner to restart it)
+    from otalink.device import agent as agent_mod
+
+    director = ed25519.SigningKey(bytes(range(32)))
+    image = bytes((i * 5) & 0xFF for i in range(4096))
+    sha = hashlib.sha256(image).digest()
+    instr = messages.encode_instruction(
+        "bms-1", "hw-1", "2.0.0", 2, len(image), sha, 1000, 2000, "app", 0
+    )
+    kid = hashlib.sha256(director.public).digest()[:8]
+    begin = messages.begin(instr, [[kid, director.sign(instr)]], len(image), sha, 0, len(image))
+    path = "/tmp/otalink-data-errors-" + hexlify(os.urandom(6)).decode() + ".bin"
+    g = geometry(
+        {"size": 1114112, "erase_size": 4096, "write_size": 4, "state_sectors": 2,
+         "slot_size": 524288, "slot_offsets": [65536, 589824], "max_data": 2048}
+    )  # fmt: skip
+    replies = FrameParser(4096)
+    ops = agent_mod._ops
+
+    def no_room():
+        raise MemoryError("memory allocation failed, allocating 640 bytes")
+
+    try:
+        bdev = NorFlash(path, g["size"], g["erase_size"], g["write_size"])
+        Slots(bdev, g).boot()
+        link = RingLink(16384)
+        agent = Agent(Cfg(director.public, bytes(32)), link, bdev, g)
+
+        def ask(payload):
+            link.out = bytearray()
+            link.ring.write(frame(payload))
+            agent.poll(0)
+            out = replies.feed_all(link.out)
+            assert len(out) >= 1, out
+            return messages.parse(out[-1], True)
+
+        assert ask(begin)[:2] == [codes.MSG_ACK, 0]
+        agent.xfer.slots.write = _failing_write
+        agent_mod._ops = no_room  # ops.py cannot load either
+        r = ask(messages.data(0, image[:1024]))
+        assert r[:2] == [codes.MSG_ERROR, codes.E_INTERNAL], r
+        assert agent.state == IDLE
+        agent_mod._ops = ops
+        assert ask(begin)[:2] == [codes.MSG_ACK, 0]  # it serves on
+    finally:
+        agent_mod._ops = ops
+        try:
+            os.remove(path)
+        except OSError:
+            pass

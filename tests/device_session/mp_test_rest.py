@@ -136,3 +136,21 @@ def test_no_rest_with_a_partial_frame_buffered():
         assert len(out) == 1 and out[0][1] == codes.MSG_STATUS, out
     finally:
         b.close()
+
+
+def test_a_fault_is_recorded_at_rest_without_the_engine():
+    # the supervisor records the application's fault (after a MemoryError, say) on an agent at
+    # rest: the state record is written, the engine is not loaded for it
+    b = Bench()
+    try:
+        a = b.agent
+        assert b.ask(messages.hello(os.urandom(16), 1024))[0] == codes.MSG_INFO
+        b.quiet()
+        assert a.parser is None and loaded() == []
+        a.note_fault(codes.E_APP_MEMORY)
+        assert a.parser is None and loaded() == [], loaded()
+        assert Slots(a.bdev, a.geom, None, None, False).fault == codes.E_APP_MEMORY
+        r = b.ask(messages.status_req(os.urandom(16)))  # and it answers on
+        assert r[0] == codes.MSG_STATUS, r
+    finally:
+        b.close()
