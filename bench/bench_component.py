@@ -4,12 +4,18 @@ build/bench/device.json (``make bench-device`` runs bench/bench_device.py first,
 The real loader, agent and example application (boards/examples/bms.py) under the real ECU
 runner (its emulated watchdog), on real ptys:
 
-* ``agent_idle_heap_bytes``  live heap the ECU holds while idle beside the running application
-  (after a HELLO: a serving ECU has answered one), minus the live heap of the same application
-  run alone (``micropython`` with asyncio, the application and a stub of the agent's contract;
-  bench/component_alone.py). On the unix port loaded code and interned names live in the heap,
-  so this counts the loader, the agent, the flash emulator's code and every name they interned.
-  ``ecu_idle_heap_bytes`` / ``app_alone_heap_bytes`` are the two sides;
+* ``agent_idle_heap_bytes``  live heap the agent holds at rest beside the running application
+  (a HELLO answered, then the line quiet: the agent rests; measured by the application's own loop,
+  since a request on the line would wake the engine): the ECU's idle heap minus the same loader,
+  application and flash emulator booted with the null agent (bench/null_agent.py, the loader's
+  interface with nothing behind it, whose own heap ``null_agent_heap_bytes`` is counted on the
+  agent's side). On the unix port loaded code and interned names live in the heap, so this counts
+  the agent's resident code and every name only the agent interned; what the loader keeps and
+  interned for good (a board has it frozen: ROM) is ``loader_idle_heap_bytes``.
+  ``ecu_idle_heap_bytes`` / ``app_alone_heap_bytes`` / ``null_ecu_heap_bytes`` are the measured
+  sides; ``ecu_minus_app_idle_heap_bytes`` the ECU minus the application alone (loader, agent and
+  emulator together); ``ecu_awake_heap_bytes`` the ECU with a request in flight;
+  ``ecu_idle_qstr_count`` / ``ecu_idle_qstr_pools`` its interned names at rest;
   ``flash_emulator_heap_bytes`` the emulator's share (the chip: a board's flash driver is C);
 * ``app_max_stall_ms``  the worst lateness of the application's 10 ms periodic task over a whole
   update, HELLO to CONFIRM (both boots: the transfer's and the trial's), at 921600 baud over
@@ -142,6 +148,12 @@ def idle(d: Path) -> dict[str, Any]:
             heaps.append(struct.unpack("<I", r[3])[0])
         assert min(heaps) > 0, heaps
         out["ecu_idle_heap_bytes"] = min(heaps)
+        # the interned names then (bms.py prints qstr_info with its delayed probe): the pools
+        # hold 620 names in 5; name 621 allocates a sixth of ~8 KB
+        q = re.findall(r"qstr pool: n_pool=(\d+), n_qstr=(\d+)", e.output())
+        if q:
+            out["ecu_idle_qstr_pools"] = int(q[-1][0])
+            out["ecu_idle_qstr_count"] = int(q[-1][1])
         r = e.app_request(5, b"")  # the same, awake: a request in flight on the line
         out["ecu_awake_heap_bytes"] = struct.unpack("<I", r[3])[0]
         pid = e.runner.pid
