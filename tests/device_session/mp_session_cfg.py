@@ -33,3 +33,25 @@ class RingIn:
 
     def close(self):
         pass
+
+
+class RingLink(RingIn):
+    # RingIn whose writes (the agent's replies) are kept in .out for the test to parse
+    def __init__(self, size):
+        super().__init__(size)
+        self.out = bytearray()
+
+    def write(self, buf, n, timeout_ms=0):
+        self.out += bytes(buf[:n])
+
+
+# the unix board's flash and slots as these tests lay them out (flash.geometry() input)
+GEOM = {
+    "size": 1114112,
+    "erase_size": 4096,
+    "write_size": 4,
+    "state_sectors": 2,
+    "slot_size": 524288,
+    "slot_offsets": [65536, 589824],
+    "max_data": 2048,
+}

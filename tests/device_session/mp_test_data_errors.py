@@ -8,7 +8,7 @@ import hashlib
 import os
 from binascii import hexlify
 
-from mp_session_cfg import Cfg, RingIn
+from mp_session_cfg import GEOM, Cfg, RingLink
 from otalink.device import ed25519
 from otalink.device.agent import IDLE, RECEIVING, Agent
 from otalink.device.flash import NorFlash, geometry
@@ -17,57 +17,51 @@ from otalink.protocol import codes, messages
 from otalink.protocol.frame import FrameParser, frame
 
 
-class RingLink(RingIn):
-    def __init__(self, size):
-        super().__init__(size)
-        self.out = bytearray()
-
-    def write(self, buf, n, timeout_ms=0):
-        self.out += bytes(buf[:n])
-
-
 def _failing_write(offset, mv):
     raise MemoryError("memory allocation failed, allocating 1336 bytes")
 
 
-def test_data_write_failure_is_answered_and_the_agent_serves_on():
-    director = ed25519.SigningKey(bytes(range(32)))
-    image = bytes((i * 7) & 0xFF for i in range(20 * 1024))
-    sha = hashlib.sha256(image).digest()
-    instr = messages.encode_instruction(
-        "bms-1", "hw-1", "2.0.0", 2, len(image), sha, 1000, 2000, "app", 0
-    )
-    kid = hashlib.sha256(director.public).digest()[:8]
-    sigs = [[kid, director.sign(instr)]]
-    begin = messages.begin(instr, sigs, len(image), sha, 0, len(image))
-    path = "/tmp/otalink-data-errors-" + hexlify(os.urandom(6)).decode() + ".bin"
-    g = geometry(
-        {
-            "size": 1114112,
-            "erase_size": 4096,
-            "write_size": 4,
-            "state_sectors": 2,
-            "slot_size": 524288,
-            "slot_offsets": [65536, 589824],
-            "max_data": 2048,
-        }
-    )
-    replies = FrameParser(4096)
+class Bench:
+    # an agent on a fresh flash and a ring link, and the BEGIN of a signed update of `image`
+    def __init__(self, image):
+        director = ed25519.SigningKey(bytes(range(32)))
+        sha = hashlib.sha256(image).digest()
+        instr = messages.encode_instruction(
+            "bms-1", "hw-1", "2.0.0", 2, len(image), sha, 1000, 2000, "app", 0
+        )
+        kid = hashlib.sha256(director.public).digest()[:8]
+        sigs = [[kid, director.sign(instr)]]
+        self.begin = messages.begin(instr, sigs, len(image), sha, 0, len(image))
+        self.path = "/tmp/otalink-data-errors-" + hexlify(os.urandom(6)).decode() + ".bin"
+        g = geometry(dict(GEOM))
+        bdev = NorFlash(self.path, g["size"], g["erase_size"], g["write_size"])
+        Slots(bdev, g).boot()
+        self.link = RingLink(16384)
+        self.agent = Agent(Cfg(director.public, bytes(32)), self.link, bdev, g)
+        self.replies = FrameParser(4096)
 
-    def ask(payload):
-        link.out = bytearray()
-        link.ring.write(frame(payload))
-        agent.poll(0)  # (the bug: the MemoryError came out of here)
-        out = replies.feed_all(link.out)
+    def ask(self, payload):
+        self.link.out = bytearray()
+        self.link.ring.write(frame(payload))
+        self.agent.poll(0)  # (the bugs: the MemoryError came out of here)
+        out = self.replies.feed_all(self.link.out)
         assert len(out) >= 1, out
         return messages.parse(out[-1], True)
 
+    def close(self):
+        try:
+            os.remove(self.path)
+        except OSError:
+            pass
+
+
+def test_data_write_failure_is_answered_and_the_agent_serves_on():
+    image = bytes((i * 7) & 0xFF for i in range(20 * 1024))
+    b = Bench(image)
+    ask = b.ask
+    agent = b.agent
     try:
-        bdev = NorFlash(path, g["size"], g["erase_size"], g["write_size"])
-        Slots(bdev, g).boot()
-        link = RingLink(16384)
-        agent = Agent(Cfg(director.public, bytes(32)), link, bdev, g)
-        assert ask(begin)[:2] == [codes.MSG_ACK, 0]
+        assert ask(b.begin)[:2] == [codes.MSG_ACK, 0]
         assert ask(messages.data(0, image[:1024]))[:2] == [codes.MSG_ACK, 1024]
         assert agent.state == RECEIVING
         agent.xfer.slots.write = _failing_write  # the next DATA's write fails
@@ -76,16 +70,13 @@ def test_data_write_failure_is_answered_and_the_agent_serves_on():
         assert r[-1] == codes.MSG_DATA, r  # the ERROR names the request it answers
         assert agent.state == IDLE and agent.xfer is None
         # the agent serves on: the same update again, from its start, to a verified slot
-        assert ask(begin)[:2] == [codes.MSG_ACK, 0]
+        assert ask(b.begin)[:2] == [codes.MSG_ACK, 0]
         for o in range(0, len(image), 1024):
             assert ask(messages.data(o, image[o : o + 1024]))[0] == codes.MSG_ACK
         r = ask(messages.end(len(image)))
         assert r[:3] == [codes.MSG_RESULT, codes.MSG_END, codes.OK], r
     finally:
-        try:
-            os.remove(path)
-        except OSError:
-            pass
+        b.close()
 
 
 def test_an_internal_error_is_answered_even_without_room_for_its_handler():
@@ -94,50 +85,20 @@ def test_an_internal_error_is_answered_even_without_room_for_its_handler():
     # MemoryError, leaving the host without an answer and the runner to restart it)
     from otalink.device import agent as agent_mod
 
-    director = ed25519.SigningKey(bytes(range(32)))
-    image = bytes((i * 5) & 0xFF for i in range(4096))
-    sha = hashlib.sha256(image).digest()
-    instr = messages.encode_instruction(
-        "bms-1", "hw-1", "2.0.0", 2, len(image), sha, 1000, 2000, "app", 0
-    )
-    kid = hashlib.sha256(director.public).digest()[:8]
-    begin = messages.begin(instr, [[kid, director.sign(instr)]], len(image), sha, 0, len(image))
-    path = "/tmp/otalink-data-errors-" + hexlify(os.urandom(6)).decode() + ".bin"
-    g = geometry(
-        {"size": 1114112, "erase_size": 4096, "write_size": 4, "state_sectors": 2,
-         "slot_size": 524288, "slot_offsets": [65536, 589824], "max_data": 2048}
-    )  # fmt: skip
-    replies = FrameParser(4096)
-    ops = agent_mod._ops
-
     def no_room():
         raise MemoryError("memory allocation failed, allocating 640 bytes")
 
+    b = Bench(bytes((i * 5) & 0xFF for i in range(4096)))
+    ops = agent_mod._ops
     try:
-        bdev = NorFlash(path, g["size"], g["erase_size"], g["write_size"])
-        Slots(bdev, g).boot()
-        link = RingLink(16384)
-        agent = Agent(Cfg(director.public, bytes(32)), link, bdev, g)
-
-        def ask(payload):
-            link.out = bytearray()
-            link.ring.write(frame(payload))
-            agent.poll(0)
-            out = replies.feed_all(link.out)
-            assert len(out) >= 1, out
-            return messages.parse(out[-1], True)
-
-        assert ask(begin)[:2] == [codes.MSG_ACK, 0]
-        agent.xfer.slots.write = _failing_write
+        assert b.ask(b.begin)[:2] == [codes.MSG_ACK, 0]
+        b.agent.xfer.slots.write = _failing_write
         agent_mod._ops = no_room  # ops.py cannot load either
-        r = ask(messages.data(0, image[:1024]))
+        r = b.ask(messages.data(0, bytes(1024)))
         assert r[:2] == [codes.MSG_ERROR, codes.E_INTERNAL], r
-        assert agent.state == IDLE
+        assert b.agent.state == IDLE
         agent_mod._ops = ops
-        assert ask(begin)[:2] == [codes.MSG_ACK, 0]  # it serves on
+        assert b.ask(b.begin)[:2] == [codes.MSG_ACK, 0]  # it serves on
     finally:
         agent_mod._ops = ops
-        try:
-            os.remove(path)
-        except OSError:
-            pass
+        b.close()

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from mp_session_cfg import Cfg, RingIn
+from mp_session_cfg import GEOM, Cfg, RingLink
 from otalink.device import ed25519
 from otalink.device.agent import Agent
 from otalink.device.flash import NorFlash, geometry
@@ -20,21 +20,10 @@ from otalink.protocol.frame import FrameParser, frame
 ENGINE = ("otalink.device.engine",)
 
 
-class RingLink(RingIn):
-    def __init__(self, size):
-        super().__init__(size)
-        self.out = bytearray()
-
-    def write(self, buf, n, timeout_ms=0):
-        self.out += bytes(buf[:n])
-
-
 class Bench:
     def __init__(self):
         self.path = "/tmp/otalink-rest-" + os.urandom(4).hex() + ".bin"
-        g = geometry({"size": 1114112, "erase_size": 4096, "write_size": 4,
-                      "state_sectors": 2, "slot_size": 524288,
-                      "slot_offsets": [65536, 589824], "max_data": 2048})  # fmt: skip
+        g = geometry(dict(GEOM))
         bdev = NorFlash(self.path, g["size"], g["erase_size"], g["write_size"])
         Slots(bdev, g).boot()
         sys.modules.pop("otalink.device.slots", None)
