@@ -141,8 +141,13 @@ def test_power_cut_sweep_of_the_transfer(base: Base, tmp_path: Path, k: int, tea
     run_case(base, tmp_path, k, None, tear)
 
 
+# Every flash operation of a trial boot up to its CONFIRM: the boot record, the healthy record,
+# CONFIRM's record (a cut armed past the last one never lands: the sweep asserts that it did)
+TRIAL_BOOT_OPS = 3
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("tear", [False, True], ids=["clean", "torn"])
-@pytest.mark.parametrize("k", range(0, 6))
+@pytest.mark.parametrize("k", range(0, TRIAL_BOOT_OPS))
 def test_power_cut_sweep_of_the_trial_boot(base: Base, tmp_path: Path, k: int, tear: bool) -> None:
     run_case(base, tmp_path, None, k, tear)
