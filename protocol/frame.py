@@ -42,11 +42,7 @@ class FrameParser(_FrameReader):
         # feed()'s memmove ring (see module comment): made by the first compaction feed() needs.
         self._ring = None
 
-    # ---- input ------------------------------------------------------------------------------
-    def buffered(self):
-        """Bytes held that are neither returned as a frame nor dropped yet."""
-        return self._end - self._start
-
+    # ---- input (buffered(): FrameReader's) ---------------------------------------------------
     def space(self):
         """Bytes that feed()/readinto_from() can take now (after compaction)."""
         return self._cap - (self._end - self._start)

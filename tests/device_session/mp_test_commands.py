@@ -8,7 +8,7 @@ import hashlib
 import os
 from binascii import hexlify
 
-from mp_session_cfg import Cfg, RingIn
+from mp_session_cfg import GEOM, Cfg, RingLink
 from otalink.device import ed25519
 from otalink.device.agent import IDLE, RECEIVING, Agent
 from otalink.device.flash import NorFlash, geometry
@@ -27,15 +27,6 @@ COMMANDS = (
 )
 
 
-class RingLink(RingIn):
-    def __init__(self, size):
-        super().__init__(size)
-        self.out = bytearray()
-
-    def write(self, buf, n, timeout_ms=0):
-        self.out += bytes(buf[:n])
-
-
 def _kid(pub):
     return hashlib.sha256(pub).digest()[:8]
 
@@ -49,17 +40,7 @@ def signed(t, nonce, seed=CMD_SEED, ecu=ECU, inner=None):
 class Rig:
     def __init__(self, command_keys):
         self.path = "/tmp/otalink-cmd-" + hexlify(os.urandom(6)).decode() + ".bin"
-        g = geometry(
-            {
-                "size": 1114112,
-                "erase_size": 4096,
-                "write_size": 4,
-                "state_sectors": 2,
-                "slot_size": 524288,
-                "slot_offsets": [65536, 589824],
-                "max_data": 2048,
-            }
-        )
+        g = geometry(dict(GEOM))
         from otalink.device.slots import Slots
 
         bdev = NorFlash(self.path, g["size"], g["erase_size"], g["write_size"])

@@ -7,7 +7,7 @@
 import gc
 import sys
 
-from mp_session_cfg import Cfg, RingIn
+from mp_session_cfg import GEOM, Cfg, RingLink
 from otalink.device import ed25519
 from otalink.device.agent import IDLE, RECEIVING, Agent
 from otalink.device.flash import NorFlash, geometry
@@ -45,15 +45,6 @@ TRANSFER = (
 )
 
 
-class RingLink(RingIn):
-    def __init__(self, size):
-        super().__init__(size)
-        self.out = bytearray()
-
-    def write(self, buf, n, timeout_ms=0):
-        self.out += bytes(buf[:n])
-
-
 def loaded(receiving=False):
     return [m for m in LAZY + ((), TRANSFER)[not receiving] if m in sys.modules]
 
@@ -77,17 +68,7 @@ def test_codec_and_crypto_leave_after_each_request():
     end = messages.end(len(image))
     bad_end = bytes([0x83, codes.MSG_END, 1, 2])  # wrong arity: only the full parser rejects it
     path = "/tmp/otalink-lazy-" + hexlify(os.urandom(6)).decode() + ".bin"
-    g = geometry(
-        {
-            "size": 1114112,
-            "erase_size": 4096,
-            "write_size": 4,
-            "state_sectors": 2,
-            "slot_size": 524288,
-            "slot_offsets": [65536, 589824],
-            "max_data": 2048,
-        }
-    )
+    g = geometry(dict(GEOM))
     # the test itself used the full layer to build its frames: forget it, as the agent does
     try:
         bdev = NorFlash(path, g["size"], g["erase_size"], g["write_size"])

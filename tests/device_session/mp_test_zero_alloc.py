@@ -7,7 +7,7 @@
 # stays below 64 KiB so every locked frame is steady state.
 # mpy-heapsize: 512k
 import micropython
-from mp_session_cfg import Cfg, RingIn
+from mp_session_cfg import GEOM, Cfg, RingIn
 from otalink.device import ed25519
 from otalink.device.agent import RECEIVING, Agent
 from otalink.device.flash import NorFlash, geometry
@@ -45,17 +45,7 @@ def test_data_path_allocates_nothing():
 
     # no tmp_path on this side: a random name keeps parallel runs apart
     path = "/tmp/otalink-zero-alloc-" + hexlify(os.urandom(6)).decode() + ".bin"
-    g = geometry(
-        {
-            "size": 1114112,
-            "erase_size": 4096,
-            "write_size": 4,
-            "state_sectors": 2,
-            "slot_size": 524288,
-            "slot_offsets": [65536, 589824],
-            "max_data": 2048,
-        }
-    )
+    g = geometry(dict(GEOM))
     try:
         bdev = NorFlash(path, g["size"], g["erase_size"], g["write_size"])
         Slots(bdev, g).boot()
