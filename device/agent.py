@@ -134,7 +134,7 @@ class Agent:
         self.window = cfg.window
         self.parser = None  # awake: the frame reader and the reply writer (engine.py)
         self.out = None
-        self.m = [0, 0, 0, 0]  # parse_small / parse_app output, reused
+        self.m = [0, 0, 0, 0, 0, 0, 0]  # parse_small / parse_app / parse_begin output, reused
         self.state = IDLE
         self.instr = None  # exact BEGIN instruction bytes of the transfer session
         self.params = None  # its (image_len, sha256, compression, wire_len)

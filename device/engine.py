@@ -7,7 +7,8 @@
 #                 writer made, the methods below installed on the Agent class (agent._error(...)
 #                 etc. for every request module)
 #   rest(agent) -> bool   the reverse, when nothing is in flight: no request in slices, no
-#                 transfer loaded, no partial frame buffered, no application request waiting
+#                 transfer loaded, no frame still arriving (a partial frame whose line has
+#                 been silent for 500 ms is dropped), no application request waiting
 #
 # Methods (the interface every request module calls, unchanged by where they live):
 #   ._next() ._handle(p) ._trace(p)                         the line task's steps (aloop, drive)
@@ -161,6 +162,8 @@ def _next(a):
         got += k
         p = parser.next()
     a.got = got
+    if got:
+        a.rx_at = time.ticks_ms()  # the last byte's time: a partial frame's age (rest)
     return p
 
 
@@ -174,7 +177,12 @@ def _handle(a, p):
     x = a.xfer
     if x is not None:
         if x.dv.parse(p):
-            x.data()
+            try:
+                x.data()
+            except Exception as e:
+                # (a MemoryError in the failed write's own handler: its abort could not load)
+                # answered, never the end of the agent; a try allocates nothing
+                a._internal(e)
             return None
         g = x.end_p(p)
         if g is not None:
@@ -203,6 +211,8 @@ def _trace(a, p):
             sys.stderr.write("otalink-mem live=%d after type %d\n" % (n, p[1]))
 
 
+_PARTIAL_MS = const(500)  # a partial frame older than this (no byte since) does not hold rest
+
 # the names wake() installs on the Agent class (one constant tuple: no pairs to allocate)
 _METHODS = const(("_slots", "_done", "_op", "_code", "_unload", "_reset", "_send_view", "_small",
                   "_error", "_result", "_internal", "_next", "_handle", "_trace"))  # fmt: skip
@@ -226,6 +236,7 @@ def wake(a):
         _reread(a)
     a.parser = FrameReader(a.max_payload)
     a.out = FrameWriter(_OUT_PAYLOAD)
+    a.rx_at = time.ticks_ms()
     cls = type(a)
     g = globals()
     for name in _METHODS:
@@ -235,8 +246,12 @@ def wake(a):
 def rest(a):
     # Back to rest when nothing is in flight; False (and nothing changed) otherwise.
     p = a.port
-    if a.busy or a.xfer is not None or a.parser.buffered() or (p is not None and p.inbox):
+    if a.busy or a.xfer is not None or (p is not None and p.inbox):
         return False
+    if a.parser.buffered() and time.ticks_diff(time.ticks_ms(), a.rx_at) <= _PARTIAL_MS:
+        return False  # a frame still arriving
+    # (a partial frame whose line stayed silent that long is line noise or a host that died
+    # mid-frame: it goes with the reader, as a UART's inter-byte timeout would drop it)
     cls = type(a)
     for name in _METHODS:
         # None first: a class attribute deleted alone keeps its value in the class's table,
@@ -246,8 +261,8 @@ def rest(a):
     a.parser = None
     a.out = None
     a.cur = None
-    m = a.m  # parse_small's output may hold views of the reader's buffer
-    m[0] = m[1] = m[2] = m[3] = 0
+    m = a.m  # the shortcut parsers' output may hold views of the reader's buffer
+    m[0] = m[1] = m[2] = m[3] = m[4] = m[5] = m[6] = 0
     if a.path is not None:
         a.cfg = None  # (the keys and the ECU's seed leave RAM too; the geometry stays: ops.py)
     _a._drop_lazy(a)

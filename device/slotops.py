@@ -177,19 +177,6 @@ def revert(s):
     return _E_NO_IMAGE
 
 
-def rest(s):
-    # the transfer machinery leaves (the agent after END / ABORT / keep_ms): the RAM state of a
-    # transfer, its buffers and the write path go; the durable record stays
-    s.live = 0
-    s.dio = None
-    s.sha = None
-    s.ring = s.cbuf = s.steps = None
-    from otalink.device import slots
-
-    slots.drop_write()
-    return _OK
-
-
 def park(s):
     # Forget the transfer's RAM state (decoder, running hash), keep its durable record: as after
     # a reset, begin() of the same instruction then resumes from the last checkpoint. The session

@@ -61,8 +61,8 @@ _BODY = const(240)  # struct.calcsize(REC), checked by tests/device_storage/test
 # (tests/device_storage/test_consts.py checks both lists against the modules' public functions)
 _START = const(("boot", "trial_passed", "trial_failed", "note_fault", "note_wdt"))
 _OPS = const(("caps", "note_time", "report", "transfer", "begin", "finish", "activate",
-              "confirm", "revert", "abort", "park", "begin_g", "finish_g", "probe", "probe_end",
-              "rest"))  # fmt: skip
+              "confirm", "revert", "abort", "park", "begin_g", "finish_g", "probe",
+              "probe_end"))  # fmt: skip
 
 
 def _op(s, name, a):
@@ -103,6 +103,17 @@ class Slots:
         if name not in _OPS and name not in _START:
             raise AttributeError(name)
         return lambda *a: _op(self, name, a)
+
+    def rest(self):
+        # The transfer machinery leaves (the agent after END / ABORT / keep_ms, and a failed
+        # DATA's handler): the RAM state of a transfer, its buffers and the write path go; the
+        # durable record stays. Here, not in slotops.py: freeing memory must need none (a
+        # MemoryError's handler calls it with no room to import anything).
+        self.live = 0
+        self.dio = None
+        self.sha = None
+        self.ring = self.cbuf = self.steps = None
+        drop_write()
 
     # ---- the DATA path ------------------------------------------------------------------
     def write(self, offset, mv):

@@ -158,7 +158,7 @@ def init(s, bdev, geom, regions, hooks, buffers=True):
 
 
 def bufs(s):
-    # The transfer's buffers, made once per Slots (kept until slotops.rest()): the input ring
+    # The transfer's buffers, made once per Slots (kept until Slots.rest()): the input ring
     # (first: the largest block), the program unit and its deflate output steps. DATA goes
     # through the ring in pieces, so it holds what a drain leaves behind (< one program unit
     # uncompressed, < the margin deflated) plus room to take the next piece (one deflate step;

@@ -102,3 +102,31 @@ def test_an_internal_error_is_answered_even_without_room_for_its_handler():
     finally:
         agent_mod._ops = ops
         b.close()
+
+
+def test_a_failed_write_whose_abort_cannot_load_is_still_answered():
+    # Found at the device tests' heap edge (68k): DATA's write failed (MemoryError), and its
+    # handler's own steps needed room too: freeing the transfer (Slots.rest, then in slotops.py)
+    # and aborting it (slotops.py) imported a module, the second MemoryError left the DATA hot
+    # path and the loader, and the ECU's process died (rc 1) instead of answering. Freeing now
+    # imports nothing, and whatever the handler raises is answered E_INTERNAL.
+    import sys
+
+    def no_room(name):
+        raise MemoryError("memory allocation failed, allocating 92 bytes")
+
+    b = Bench(bytes((i * 3) & 0xFF for i in range(4096)))
+    assert b.ask(b.begin)[:2] == [codes.MSG_ACK, 0]
+    slots_mod = sys.modules["otalink.device.slots"]  # the live transfer's (loaded at BEGIN)
+    mod = slots_mod._mod
+    try:
+        b.agent.xfer.slots.write = _failing_write
+        slots_mod._mod = no_room  # no operation module can load (the abort's slotops.py)
+        r = b.ask(messages.data(0, bytes(1024)))
+        assert r[:2] == [codes.MSG_ERROR, codes.E_INTERNAL], r
+        assert b.agent.state == IDLE and b.agent.xfer is None
+        slots_mod._mod = mod
+        assert b.ask(b.begin)[0] == codes.MSG_ACK  # it serves on
+    finally:
+        slots_mod._mod = mod
+        b.close()

@@ -127,6 +127,27 @@ def test_no_rest_with_a_partial_frame_buffered():
         b.close()
 
 
+def test_a_partial_frame_silent_past_the_rest_time_goes_with_the_reader():
+    # Line noise that looks like a frame's start (or a host that died mid-frame) kept the agent
+    # awake for good: rest waited for a buffered partial frame that never completes. A partial
+    # frame whose line has been silent for the rest time now goes with the reader (an
+    # inter-byte timeout), and the next whole frame is answered as ever.
+    b = Bench()
+    try:
+        a = b.agent
+        f = frame(messages.status_req(os.urandom(16)))
+        b.link.ring.write(f[:5])
+        a.poll(0)
+        assert a.parser is not None and a.parser.buffered() == 5
+        b.quiet()
+        a.rx_at = time.ticks_add(time.ticks_ms(), -10000)  # and no byte since, that long
+        a.tick()
+        assert a.parser is None and loaded() == [], loaded()  # at rest
+        assert b.ask(messages.status_req(os.urandom(16)))[0] == codes.MSG_STATUS
+    finally:
+        b.close()
+
+
 def test_a_fault_is_recorded_at_rest_without_the_engine():
     # the supervisor records the application's fault (after a MemoryError, say) on an agent at
     # rest: the state record is written, the engine is not loaded for it

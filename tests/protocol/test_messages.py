@@ -268,3 +268,61 @@ def test_parse_app_shortcut_answers_like_the_full_parser(raw: bytes) -> None:
             assert full == [codes.MSG_APP, out[1], out[2], bytes(out[3])], payload.hex()
         else:
             assert full is None or full[0] != codes.MSG_APP, payload.hex()
+
+
+_INSTR = bytes(range(200, 256)) * 5  # a 280-byte instruction (a 2-byte bstr head)
+
+
+def _begin_fields(draw: Any) -> tuple[bytes, list[Any], int, bytes, int, int]:
+    # mostly valid fields (the shortcut must take them), each sometimes one step off its bound
+    instr = draw(st.sampled_from([_INSTR] * 4 + [_INSTR[:20], _INSTR[:-1], _INSTR + b"x"]))
+    kid = st.sampled_from([8, 8, 8, 7, 9]).map(bytes)
+    sig = st.sampled_from([64, 64, 64, 63, 65]).map(bytes)
+    sigs = draw(st.lists(st.tuples(kid, sig).map(list), max_size=5))
+    uint = st.integers(min_value=0, max_value=2**33)
+    sha = draw(st.sampled_from([SHA, SHA, SHA[:31], SHA + b"\0"]))
+    comp = draw(st.integers(min_value=0, max_value=6))
+    return instr, sigs, draw(uint), sha, comp, draw(uint)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.data(), st.binary(max_size=12), st.integers(min_value=0, max_value=400))
+def test_parse_begin_shortcut_answers_like_the_full_parser(
+    data: st.DataObject, noise: bytes, at: int
+) -> None:
+    # the agent's BEGIN-of-the-live-instruction shortcut (protocol/small.py) takes exactly the
+    # valid BEGINs of that instruction, with the full parser's fields, and declines the rest
+    from otalink.protocol import small
+
+    instr, sigs, image_len, sha, comp, wire_len = _begin_fields(data.draw)
+    good = cbor2.dumps([codes.MSG_BEGIN, instr, sigs, image_len, sha, comp, wire_len])
+    cut = at % (len(good) + 1)
+    for payload in (good, good[:cut] + noise + good[cut:], good[:cut], good + noise[:1]):
+        out: list[Any] = [0] * 7
+        t = small.parse_begin(memoryview(payload), out, _INSTR)
+        try:
+            full = messages.parse(payload, copy=True)
+        except ProtocolError:
+            full = None
+        if t >= 0:
+            assert full is not None and full[1] == _INSTR, payload.hex()
+            assert [full[0], full[3], full[4], full[5], full[6]] == [
+                out[0], out[3], bytes(out[4]), out[5], out[6]
+            ], payload.hex()  # fmt: skip
+        else:
+            # declined: not a valid BEGIN of this instruction (the full parser judges it)
+            assert full is None or full[0] != codes.MSG_BEGIN or full[1] != _INSTR, payload.hex()
+
+
+def test_parse_begin_shortcut_takes_every_valid_begin_of_its_instruction() -> None:
+    from otalink.protocol import small
+
+    kid_sig = [bytes(8), bytes(64)]
+    for sigs in ([], [kid_sig], [kid_sig] * 4):
+        for n in (0, 23, 24, 255, 256, 65535, 65536, 2**32 - 1):
+            payload = messages.begin(_INSTR, sigs, n, SHA, 2, n)
+            out: list[Any] = [0] * 7
+            assert small.parse_begin(memoryview(payload), out, _INSTR) == codes.MSG_BEGIN
+            assert out[3] == n and out[6] == n and bytes(out[4]) == SHA and out[5] == 2
+            assert small.parse_begin(memoryview(payload), out, _INSTR[:-1] + b"\0") == -1
+            assert small.parse_begin(memoryview(payload), out, None) == -1
