@@ -28,9 +28,13 @@ from otalink.protocol import codes, messages
 from otalink.protocol.frame import FrameParser, frame
 
 # Heap of the agents in these tests: behaviour, not memory (figures: bench/bench_device.py's
-# heap_limit_bytes). The unix board's budget: 80k since the ECU component (issue 11: the loader,
-# its supervisor and the agent's per-request modules beside each other; 64k before).
-HEAP = "80k"
+# heap_limit_bytes, 72k for a whole update; memory properties are tested in-process, e.g.
+# mp_test_data_errors.py's resume that loads no codec). The ECU runner's default is 80k, but
+# where a MicroPython heap runs out also depends on fragmentation, which depends on timing (how
+# many polls ran between two requests): under `pytest -n 2` the mid-transfer requests failed
+# with E_INTERNAL at 74k and once in CI at 80k, so these exact-answer tests run with 16k above
+# the runner's default. (The host's EcuClient answers an E_INTERNAL by resuming.)
+HEAP = "96k"
 ECU_ID = "bms-1"
 HW_ID = "unix-x64-r1"
 NOW = 1_780_000_000  # a fixed "now" for instructions (unix s)

@@ -130,3 +130,40 @@ def test_a_failed_write_whose_abort_cannot_load_is_still_answered():
     finally:
         slots_mod._mod = mod
         b.close()
+
+
+class _NoCodec:
+    # stands in sys.modules for a codec module: any use of it is recorded (and fails)
+    def __init__(self, name, used):
+        self.name = name
+        self.used = used
+
+    def __getattr__(self, attr):
+        self.used.append(self.name + "." + attr)
+        raise AttributeError(attr)
+
+
+def test_a_resume_mid_transfer_loads_no_codec():
+    # The BEGIN of the live transfer's own instruction (the host reconnected) is taken by
+    # small.parse_begin: the codec (wire.py + cbor.py, ~10 KiB on the unix port) never sits
+    # beside the transfer's buffers and decoder. It used to, and a resume mid-transfer needed
+    # 4 KiB more heap than the whole update (the device tests' CI failure at the 80k budget).
+    import sys
+
+    image = bytes((i * 11) & 0xFF for i in range(8192))
+    b = Bench(image)
+    used = []
+    try:
+        assert b.ask(b.begin)[:2] == [codes.MSG_ACK, 0]
+        assert b.ask(messages.data(0, image[:1024]))[:2] == [codes.MSG_ACK, 1024]
+        for name in ("otalink.protocol.wire", "otalink.protocol.cbor"):
+            sys.modules[name] = _NoCodec(name, used)
+        r = b.ask(b.begin)  # the same BEGIN again: a resume from RAM
+        assert r[:2] == [codes.MSG_ACK, 1024], r
+        assert used == [] and b.agent.state == RECEIVING, used
+        assert b.ask(messages.data(1024, image[1024:2048]))[:2] == [codes.MSG_ACK, 2048]
+    finally:
+        for name in ("otalink.protocol.wire", "otalink.protocol.cbor"):
+            if isinstance(sys.modules.get(name), _NoCodec):
+                sys.modules.pop(name)
+        b.close()

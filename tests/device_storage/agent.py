@@ -20,7 +20,7 @@ from otalink.host.sim.ecusim import (
 from tests.device_storage.conftest import HERE, MpRun, json_lines
 
 STAGE = HERE / "stage.py"
-HEAP = "80k"  # the unix board's budget (tests/device_session/_agent.py says why; figures: bench)
+HEAP = "80k"  # the ECU runner's default (figures: bench; heap notes: device_session/_agent.py)
 
 
 def app_bundle(version: str, body: str = "", selftest: str = "return True") -> bytes:
