@@ -10,7 +10,8 @@
 #       request (an idle agent holds no storage code or state)
 #   await agent.run()      the line task      agent.tick()   its timers (the supervisor's step)
 #   agent.poll(timeout_ms) one synchronous step without asyncio (tests, benches: drive.py)
-#   agent.wake()           the engine loaded (engine.py); tick() puts a quiet agent to rest
+#   agent.wake() -> bool   the engine loaded (engine.py; False: no room yet); tick() puts a
+#                          quiet agent to rest
 #
 # The application contract (what main(agent) uses; docs/device.md):
 #   .version .trial .boot_state .last_error .fault .safe_ms
@@ -70,6 +71,8 @@ CRYPTO = ("otalink.device", ("auth", "ed25519"))
 CMD = ("otalink.protocol", ("command",))
 COLD = ("otalink.device", ("commands", "report", "ops", "begin", "slotbegin"))
 SERVE = ("otalink.device", ("serve",))
+_WAKE = const(("otalink.device", ("engine",)))
+_WAKE_P = const(("otalink.protocol", ("framing", "errors")))
 SMALL = ("otalink.protocol", ("small",))
 STORE = ("otalink.device", ("slots", "store", "flash", "flashcfg", "slotops", "decide"))
 XFER = ("otalink.device", ("session", "slotwrite", "slotend"))  # the transfer (unload)
@@ -206,9 +209,17 @@ class Agent:
     def wake(self):
         # The engine (engine.py: the frame reader, the reply writer, the methods every request
         # uses) is loaded on the first byte from the line, and leaves again when the agent
-        # rests (tick()).
+        # rests (tick()). False when there is no room for it (an application holds the heap):
+        # the agent stays at rest, the bytes wait in the line's buffer, the next step tries
+        # again (the ECU answers late instead of its loop dying of the MemoryError).
         if self.parser is None:
-            _lazy("otalink.device.engine").wake(self)
+            try:
+                _lazy("otalink.device.engine").wake(self)
+            except MemoryError:
+                _drop(_WAKE)  # (an import cut short)
+                _drop(_WAKE_P)
+                return False
+        return True
 
     def _port(self):
         p = self.port

@@ -67,7 +67,10 @@ async def run(a):
         if a.parser is not None:
             p = a._next()
         elif woke:
-            a.wake()  # input at rest: the engine comes back (the bytes wait in the line's buffer)
+            if not a.wake():  # input at rest: the engine comes back (the bytes wait meanwhile)
+                woke = False
+                await asyncio.sleep_ms(100)  # no room for it yet: the application runs
+                continue
             p = a._next()
         if p is None:
             if woke and not a.got:

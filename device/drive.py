@@ -12,7 +12,11 @@ def poll(a, timeout_ms):
     if not a.link.wait(timeout_ms) and a.parser is None:
         a.tick()  # at rest and nothing came: the engine stays away
         return 0
-    a.wake()
+    if not a.wake():
+        # no room for the engine yet (an application holds the heap): the bytes wait
+        _a.time.sleep_ms(timeout_ms)
+        a.tick()
+        return 0
     while True:
         p = a._next()
         if p is None:

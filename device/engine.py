@@ -231,16 +231,21 @@ def _reread(a):
 
 def wake(a):
     # The config when it was dropped, then the reader (its max_payload buffer is the largest
-    # block: allocated early it lands low), then the methods.
-    if a.path is not None and a.cfg is None:
-        _reread(a)
-    a.parser = FrameReader(a.max_payload)
-    a.out = FrameWriter(_OUT_PAYLOAD)
-    a.rx_at = time.ticks_ms()
-    cls = type(a)
-    g = globals()
-    for name in _METHODS:
-        setattr(cls, name, g[name])
+    # block: allocated early it lands low), then the methods. No room for all of it (an
+    # application holds the heap): nothing of it stays, the MemoryError goes to agent.wake().
+    try:
+        if a.path is not None and a.cfg is None:
+            _reread(a)
+        a.parser = FrameReader(a.max_payload)
+        a.out = FrameWriter(_OUT_PAYLOAD)
+        a.rx_at = time.ticks_ms()
+        cls = type(a)
+        g = globals()
+        for name in _METHODS:
+            setattr(cls, name, g[name])
+    except MemoryError:
+        _strip(a)
+        raise
 
 
 def rest(a):
@@ -252,12 +257,19 @@ def rest(a):
         return False  # a frame still arriving
     # (a partial frame whose line stayed silent that long is line noise or a host that died
     # mid-frame: it goes with the reader, as a UART's inter-byte timeout would drop it)
+    _strip(a)
+    return True
+
+
+def _strip(a):
+    # The engine leaves (rest, or a wake without room): its methods, reader, writer, modules.
     cls = type(a)
     for name in _METHODS:
-        # None first: a class attribute deleted alone keeps its value in the class's table,
-        # where the GC still finds it (the engine's code would never leave the heap)
-        setattr(cls, name, None)
-        delattr(cls, name)
+        if hasattr(cls, name):
+            # None first: a class attribute deleted alone keeps its value in the class's
+            # table, where the GC still finds it (the engine's code would never leave the heap)
+            setattr(cls, name, None)
+            delattr(cls, name)
     a.parser = None
     a.out = None
     a.cur = None
@@ -271,4 +283,3 @@ def rest(a):
     # (every module that holds ProtocolError leaves with the engine, or imports it per call:
     # aloop.drive, drive.finish; the next wake imports one class for all of them again)
     _a._drop(_ERRORS)
-    return True

@@ -83,7 +83,8 @@ class Port:
         # event when the line takes it now. True while work is left.
         a = self.a
         if self.inbox:
-            a.wake()  # (a request came in on the line: awake already, unless it just rested)
+            if not a.wake():  # (a request came in on the line: awake, unless it just rested)
+                return True  # no room for the engine yet: the request waits
             chan, mid, data = self.inbox.pop(0)
             h = a.on_message
             code = _E_APP_CHANNEL

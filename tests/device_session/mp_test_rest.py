@@ -148,6 +148,37 @@ def test_a_partial_frame_silent_past_the_rest_time_goes_with_the_reader():
         b.close()
 
 
+def test_a_wake_without_room_leaves_the_agent_at_rest_and_answers_later():
+    # An application holding the heap when a frame arrives: the engine's reader cannot be
+    # made. The MemoryError used to leave agent.wake() and end the line loop (the loader's
+    # process without an application; the line task beside one, then the watchdog's reset).
+    # Now the agent stays at rest (nothing of the engine half-made), the frame waits in the
+    # line's buffer, and it is answered once there is room.
+    from otalink.protocol import framing
+
+    def no_room(*args):
+        raise MemoryError("memory allocation failed, allocating 2058 bytes")
+
+    b = Bench()
+    reader = framing.FrameReader
+    try:
+        a = b.agent
+        framing.FrameReader = no_room
+        b.link.out = bytearray()
+        b.link.ring.write(frame(messages.status_req(os.urandom(16))))
+        assert a.poll(0) == 0  # (it used to raise here)
+        assert a.parser is None and a.out is None and loaded() == [], loaded()
+        assert not hasattr(a, "_next") and not hasattr(a, "_error")
+        assert b.link.out == b"" and b.link.ring.any() > 0  # unanswered, still on the line
+        framing.FrameReader = reader
+        a.poll(0)
+        out = b.replies.feed_all(b.link.out)
+        assert len(out) == 1 and out[0][1] == codes.MSG_STATUS, out
+    finally:
+        framing.FrameReader = reader
+        b.close()
+
+
 def test_a_fault_is_recorded_at_rest_without_the_engine():
     # the supervisor records the application's fault (after a MemoryError, say) on an agent at
     # rest: the state record is written, the engine is not loaded for it
