@@ -11,7 +11,7 @@
 #   a message the state does not allow / a device-to-host type -> ERROR(E_BAD_STATE, type)
 #   a malformed payload -> ERROR(code of the full parser, detail)
 from otalink.device import agent as _a
-from otalink.protocol.small import parse_app, parse_begin, parse_small
+from otalink.protocol.small import parse_app, parse_small
 
 try:
     from micropython import const
@@ -56,10 +56,12 @@ def handle(a, p):
     elif t == _MSG_APP and parse_app(p, m) >= 0:
         _app(a, m)
         return None
-    elif t == _MSG_BEGIN and a.ins is not None and parse_begin(p, m, a.instr) >= 0:
+    elif t == _MSG_BEGIN and a.ins is not None:
         # the live (or interrupted) transfer's instruction again, a resume: the codec never
-        # loads beside the transfer's buffers and its stream decoder
-        return _message(a, m)
+        # loads beside the transfer's buffers and its stream decoder (protocol/resume.py,
+        # loaded only then: an idle agent's requests never carry it; dropped with small.py)
+        if _a._lazy("otalink.protocol.resume").parse_begin(p, m, a.instr) >= 0:
+            return _message(a, m)
     try:
         m = _a._lazy("otalink.protocol.wire").parse(p)
     finally:

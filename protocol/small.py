@@ -4,7 +4,6 @@
 #   parse_small(payload, out) -> type | -1   messages that are only uints (and HELLO's /
 #                                            STATUS_REQ's nonce), without the codec
 #   parse_app(payload, out) -> 17 | -1      APP [17, chan, id, data] (the application channel)
-#   parse_begin(payload, out, instr) -> 3 | -1   BEGIN of a known instruction (a resume)
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -17,7 +16,6 @@ except ImportError:  # CPython
 _MIN_PAYLOAD = const(256)
 _MSG_ACK = const(0x5)
 _MSG_APP = const(0x11)
-_MSG_BEGIN = const(0x3)
 _MSG_END = const(0x8)
 _MSG_ERROR = const(0xF)
 _MSG_HELLO = const(0x1)
@@ -25,8 +23,6 @@ _MSG_PROGRESS = const(0x7)
 _MSG_STATUS_REQ = const(0x10)
 _APP_MAX_CHAN = const(255)
 _APP_MAX_DATA = const(256)
-_COMP_PATCH_DEFLATE_SEG = const(4)
-_MAX_SIGS = const(4)
 
 
 def parse_small(mv, out):
@@ -156,72 +152,3 @@ def parse_app(mv, out):
     out[2] = mid
     out[3] = mv[p:end]
     return _MSG_APP
-
-
-def _bstr(mv, p, end):
-    # a shortest-form bstr head at p whose bytes all follow: (length, their position), or (-1, 0)
-    if p >= end:
-        return -1, 0
-    h = mv[p]
-    if 0x40 <= h <= 0x57:
-        n = h - 0x40
-        p += 1
-    elif h == 0x58 and p + 2 <= end and mv[p + 1] >= 24:
-        n = mv[p + 1]
-        p += 2
-    elif h == 0x59 and p + 3 <= end and mv[p + 1]:
-        n = (mv[p + 1] << 8) | mv[p + 2]
-        p += 3
-    else:
-        return -1, 0
-    return (n, p) if p + n <= end else (-1, 0)
-
-
-def parse_begin(mv, out, instr):
-    """BEGIN [3, instr, sigs, image_len, sha256, compression, wire_len] whose instruction is
-    exactly ``instr`` (the live or interrupted transfer's: the agent's resume) into out[0..6]
-    (out[2] None: a known instruction's signatures are not checked again; out[4] a memoryview
-    into mv); returns 3. Without the codec: a resume in the middle of a transfer needs no room
-    for it beside the transfer's buffers.
-
-    Returns -1 for anything else, well-formed or not (another instruction, a field out of its
-    bound, a non-shortest head): the full parser then decodes it or raises the error it deserves,
-    so both paths answer every payload alike (tests/protocol/test_messages.py).
-    """
-    end = len(mv)
-    if instr is None or end < 2 or mv[0] != 0x87 or mv[1] != _MSG_BEGIN:
-        return -1
-    n, p = _bstr(mv, 2, end)
-    if n != len(instr) or bytes(mv[p : p + n]) != instr:
-        return -1
-    p += n
-    # sigs: 0..4 pairs [keyid bstr 8, sig bstr 64], every head in its one shortest form
-    if p >= end or not 0x80 <= mv[p] <= 0x80 + _MAX_SIGS:
-        return -1
-    k = mv[p] - 0x80
-    p += 1
-    while k:
-        if p + 76 > end or mv[p] != 0x82 or mv[p + 1] != 0x48 or mv[p + 10] != 0x58:
-            return -1
-        if mv[p + 11] != 64:
-            return -1
-        p += 76
-        k -= 1
-    image_len, p = _uint(mv, p, end)
-    if image_len < 0 or p + 34 > end or mv[p] != 0x58 or mv[p + 1] != 32:
-        return -1
-    sha = mv[p + 2 : p + 34]
-    comp, p = _uint(mv, p + 34, end)
-    if comp < 0 or comp > _COMP_PATCH_DEFLATE_SEG:
-        return -1
-    wire_len, p = _uint(mv, p, end)
-    if wire_len < 0 or p != end:
-        return -1
-    out[0] = _MSG_BEGIN
-    out[1] = instr
-    out[2] = None
-    out[3] = image_len
-    out[4] = sha
-    out[5] = comp
-    out[6] = wire_len
-    return _MSG_BEGIN

@@ -145,7 +145,7 @@ class _NoCodec:
 
 def test_a_resume_mid_transfer_loads_no_codec():
     # The BEGIN of the live transfer's own instruction (the host reconnected) is taken by
-    # small.parse_begin: the codec (wire.py + cbor.py, ~10 KiB on the unix port) never sits
+    # resume.parse_begin: the codec (wire.py + cbor.py, ~10 KiB on the unix port) never sits
     # beside the transfer's buffers and decoder. It used to, and a resume mid-transfer needed
     # 4 KiB more heap than the whole update (the device tests' CI failure at the 80k budget).
     import sys

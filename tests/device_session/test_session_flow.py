@@ -289,7 +289,7 @@ def test_same_instruction_compressed_then_plain_while_a_decoder_is_live(ecu: Ecu
     # Defect 1 with a deflate-segment decoder live: the same BEGIN with other parameters
     # re-verified the instruction beside it and ran out of memory (E_INTERNAL) at the budget of
     # the time. Now only BEGIN's own fields are compared (no crypto, and no codec:
-    # small.parse_begin; mp_test_data_errors.py tests that in-process) and the old stream is
+    # resume.parse_begin; mp_test_data_errors.py tests that in-process) and the old stream is
     # dropped first.
     image = _text_image(60000)
     wire = _segments(ecu, image)

@@ -3,7 +3,7 @@ import sys
 
 sys.path.append("tests/vectors")
 import vecio
-from otalink.protocol import cbor, codes, frame, messages, small
+from otalink.protocol import cbor, codes, frame, messages, resume, small
 from otalink.protocol.errors import ProtocolError
 
 
@@ -50,13 +50,13 @@ def test_messages():
             assert small.parse_app(memoryview(payload), out) == codes.MSG_APP, name
             assert out[1:3] == expected[1:3] and bytes(out[3]) == expected[3], name
         if expected[0] == codes.MSG_BEGIN:
-            # the agent's resume shortcut (small.py) takes every BEGIN vector of its instruction
+            # the agent's resume shortcut (resume.py) takes every BEGIN vector of its instruction
             out = [0] * 7
             mv = memoryview(payload)
-            assert small.parse_begin(mv, out, bytes(expected[1])) == codes.MSG_BEGIN, name
+            assert resume.parse_begin(mv, out, bytes(expected[1])) == codes.MSG_BEGIN, name
             assert out[3] == expected[3] and bytes(out[4]) == expected[4], name
             assert out[5:7] == expected[5:7], name
-            assert small.parse_begin(mv, out, bytes(expected[1]) + b"x") == -1, name
+            assert resume.parse_begin(mv, out, bytes(expected[1]) + b"x") == -1, name
         if expected[0] == codes.MSG_DATA:
             dv = messages.DataView()
             assert dv.parse(memoryview(payload)), name

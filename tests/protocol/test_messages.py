@@ -290,16 +290,16 @@ def _begin_fields(draw: Any) -> tuple[bytes, list[Any], int, bytes, int, int]:
 def test_parse_begin_shortcut_answers_like_the_full_parser(
     data: st.DataObject, noise: bytes, at: int
 ) -> None:
-    # the agent's BEGIN-of-the-live-instruction shortcut (protocol/small.py) takes exactly the
+    # the agent's BEGIN-of-the-live-instruction shortcut (protocol/resume.py) takes exactly the
     # valid BEGINs of that instruction, with the full parser's fields, and declines the rest
-    from otalink.protocol import small
+    from otalink.protocol import resume
 
     instr, sigs, image_len, sha, comp, wire_len = _begin_fields(data.draw)
     good = cbor2.dumps([codes.MSG_BEGIN, instr, sigs, image_len, sha, comp, wire_len])
     cut = at % (len(good) + 1)
     for payload in (good, good[:cut] + noise + good[cut:], good[:cut], good + noise[:1]):
         out: list[Any] = [0] * 7
-        t = small.parse_begin(memoryview(payload), out, _INSTR)
+        t = resume.parse_begin(memoryview(payload), out, _INSTR)
         try:
             full = messages.parse(payload, copy=True)
         except ProtocolError:
@@ -315,14 +315,14 @@ def test_parse_begin_shortcut_answers_like_the_full_parser(
 
 
 def test_parse_begin_shortcut_takes_every_valid_begin_of_its_instruction() -> None:
-    from otalink.protocol import small
+    from otalink.protocol import resume
 
     kid_sig = [bytes(8), bytes(64)]
     for sigs in ([], [kid_sig], [kid_sig] * 4):
         for n in (0, 23, 24, 255, 256, 65535, 65536, 2**32 - 1):
             payload = messages.begin(_INSTR, sigs, n, SHA, 2, n)
             out: list[Any] = [0] * 7
-            assert small.parse_begin(memoryview(payload), out, _INSTR) == codes.MSG_BEGIN
+            assert resume.parse_begin(memoryview(payload), out, _INSTR) == codes.MSG_BEGIN
             assert out[3] == n and out[6] == n and bytes(out[4]) == SHA and out[5] == 2
-            assert small.parse_begin(memoryview(payload), out, _INSTR[:-1] + b"\0") == -1
-            assert small.parse_begin(memoryview(payload), out, None) == -1
+            assert resume.parse_begin(memoryview(payload), out, _INSTR[:-1] + b"\0") == -1
+            assert resume.parse_begin(memoryview(payload), out, None) == -1
