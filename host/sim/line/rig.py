@@ -83,12 +83,19 @@ class EcuRig:
         self.flash = FlashFile(self.flash_path, board_geometry("unix"))
         self._clients: list[EcuClient] = []
 
-    def start(self, wait: bool = True) -> EcuRig:
-        """Start the line and the agent; with ``wait``, return once the agent answers HELLO."""
+    def start(self, wait: bool = True, timeout: float = 30.0) -> EcuRig:
+        """Start the line and the agent; with ``wait``, return once the agent answers HELLO.
+        An agent that never answers (a heap too small for it): the rig is stopped before the
+        error is raised, so no ECU process outlives a failed start (``with rig`` never calls
+        ``__exit__`` when ``__enter__`` raises)."""
         self.sim.start()
         self.proc.supervise()
         if wait:
-            self.wait_ready()
+            try:
+                self.wait_ready(timeout)
+            except BaseException:
+                self.stop()
+                raise
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> None:
