@@ -251,13 +251,7 @@ def start(a, instr, params, ins, same):
     a.instr = instr
     a.params = params
     a.ins = ins
-    a.wire_len = wire_len
-    rx = x.rx
-    rx.window = a.window
-    rx.wire_len = wire_len
-    rx.resume(resume)
-    a.state = _a.RECEIVING
-    x._ack()
+    _receive(a, x, wire_len, resume)
 
 
 def probe_start(a, params):
@@ -275,10 +269,17 @@ def probe_start(a, params):
     a.instr = None
     a.ins = None
     a.params = params
+    _receive(a, x, wire_len, 0)
+
+
+def _receive(a, x, wire_len, resume):
+    # BEGIN's and PROBE's end: the window opens at the resume offset, the first ACK says so
+    from otalink.device import agent as _a
+
     a.wire_len = wire_len
     rx = x.rx
     rx.window = a.window
     rx.wire_len = wire_len
-    rx.resume(0)
+    rx.resume(resume)
     a.state = _a.RECEIVING
     x._ack()

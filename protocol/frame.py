@@ -47,21 +47,14 @@ class FrameParser(_FrameReader):
         """Bytes that feed()/readinto_from() can take now (after compaction)."""
         return self._cap - (self._end - self._start)
 
-    def _compact(self):
-        # Move the unconsumed bytes [start, end) to index 0.
-        s = self._start
-        if s == 0:
-            return
-        m = self._end - s
-        if m:
-            ring = self._ring
-            if ring is not None:
-                ring.write(self._buf, s, m)
-                ring.readinto(self._buf, m)
-            else:
-                self._buf[0:m] = self._mv[s : s + m]  # one small view (rare on the device)
-        self._start = 0
-        self._end = m
+    def _move(self, s, m):
+        # FrameReader._compact's copy, through the RingIO once feed() made one (no view)
+        ring = self._ring
+        if ring is None:
+            _FrameReader._move(self, s, m)
+        else:
+            ring.write(self._buf, s, m)
+            ring.readinto(self._buf, m)
 
     def feed(self, data, n=-1):
         """Copy n bytes (all if -1) of data into the buffer; returns how many were taken.

@@ -72,9 +72,12 @@ class FrameReader:
             return
         m = self._end - s
         if m:
-            self._buf[0:m] = self._mv[s : s + m]  # one small view (rare on the device)
+            self._move(s, m)
         self._start = 0
         self._end = m
+
+    def _move(self, s, m):
+        self._buf[0:m] = self._mv[s : s + m]  # one small view (rare on the device)
 
     def _wanted(self):
         # Bytes still missing for the candidate at start (header, then whole frame); >= 1.

@@ -3,7 +3,7 @@
 # instruction is known, so the requests of an idle agent never carry its code).
 #   parse_begin(payload, out, instr) -> 3 | -1   BEGIN [3, instr, sigs, image_len, sha256,
 #                                                compression, wire_len] whose instr is `instr`
-from otalink.protocol.small import _uint
+from otalink.protocol.small import _bstr, _uint
 
 try:
     from micropython import const
@@ -17,25 +17,6 @@ except ImportError:  # CPython
 _MSG_BEGIN = const(0x3)
 _COMP_PATCH_DEFLATE_SEG = const(4)
 _MAX_SIGS = const(4)
-
-
-def _bstr(mv, p, end):
-    # a shortest-form bstr head at p whose bytes all follow: (length, their position), or (-1, 0)
-    if p >= end:
-        return -1, 0
-    h = mv[p]
-    if 0x40 <= h <= 0x57:
-        n = h - 0x40
-        p += 1
-    elif h == 0x58 and p + 2 <= end and mv[p + 1] >= 24:
-        n = mv[p + 1]
-        p += 2
-    elif h == 0x59 and p + 3 <= end and mv[p + 1]:
-        n = (mv[p + 1] << 8) | mv[p + 2]
-        p += 3
-    else:
-        return -1, 0
-    return (n, p) if p + n <= end else (-1, 0)
 
 
 def parse_begin(mv, out, instr):

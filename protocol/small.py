@@ -118,6 +118,25 @@ def _uint(mv, p, end):
     return -1, 0
 
 
+def _bstr(mv, p, end):
+    # a shortest-form bstr head at p whose bytes all follow: (length, their position), or (-1, 0)
+    if p >= end:
+        return -1, 0
+    h = mv[p]
+    if 0x40 <= h <= 0x57:
+        n = h - 0x40
+        p += 1
+    elif h == 0x58 and p + 2 <= end and mv[p + 1] >= 24:
+        n = mv[p + 1]
+        p += 2
+    elif h == 0x59 and p + 3 <= end and mv[p + 1]:
+        n = (mv[p + 1] << 8) | mv[p + 2]
+        p += 3
+    else:
+        return -1, 0
+    return (n, p) if p + n <= end else (-1, 0)
+
+
 def parse_app(mv, out):
     """APP [17, chan <= 255, id, data bstr <= 256] into out[0..3] (data: a memoryview into mv);
     returns 17, or -1 for anything else, well-formed or not (messages.parse() then decodes it or
@@ -129,23 +148,10 @@ def parse_app(mv, out):
     if chan < 0 or chan > _APP_MAX_CHAN:
         return -1
     mid, p = _uint(mv, p, end)
-    if mid < 0 or p >= end:
+    if mid < 0:
         return -1
-    h = mv[p]
-    if 0x40 <= h <= 0x57:
-        n = h - 0x40
-        p += 1
-    elif h == 0x58 and p + 2 <= end and mv[p + 1] >= 24:
-        n = mv[p + 1]
-        p += 2
-    elif h == 0x59 and p + 3 <= end:
-        n = (mv[p + 1] << 8) | mv[p + 2]
-        p += 3
-        if n < 0x100 or n > _APP_MAX_DATA:
-            return -1
-    else:
-        return -1
-    if p + n != end:
+    n, p = _bstr(mv, p, end)
+    if n < 0 or n > _APP_MAX_DATA or p + n != end:
         return -1
     out[0] = _MSG_APP
     out[1] = chan

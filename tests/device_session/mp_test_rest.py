@@ -40,6 +40,20 @@ class Bench:
         assert len(out) == 1, out
         return messages.parse(out[0], True)
 
+    def half_frame(self):
+        # the first 5 bytes of a STATUS_REQ frame on the line, read by the agent; the frame
+        self.link.out = bytearray()
+        f = frame(messages.status_req(os.urandom(16)))
+        self.link.ring.write(f[:5])
+        self.agent.poll(0)
+        assert self.agent.parser is not None and self.agent.parser.buffered() == 5
+        return f
+
+    def status_answered(self):
+        # the agent's replies since the last ask: exactly one, a STATUS
+        out = self.replies.feed_all(self.link.out)
+        assert len(out) == 1 and out[0][1] == codes.MSG_STATUS, out
+
     def quiet(self):
         # the line stayed quiet past the rest time: the next tick rests the agent
         a = self.agent
@@ -113,16 +127,12 @@ def test_no_rest_with_a_partial_frame_buffered():
     b = Bench()
     try:
         a = b.agent
-        f = frame(messages.status_req(os.urandom(16)))
-        b.link.ring.write(f[:5])
-        a.poll(0)
+        f = b.half_frame()
         b.quiet()
         assert a.parser is not None and a.parser.buffered() == 5  # the half frame is kept
-        b.link.out = bytearray()
         b.link.ring.write(f[5:])
         a.poll(0)
-        out = b.replies.feed_all(b.link.out)
-        assert len(out) == 1 and out[0][1] == codes.MSG_STATUS, out
+        b.status_answered()
     finally:
         b.close()
 
@@ -135,10 +145,7 @@ def test_a_partial_frame_silent_past_the_rest_time_goes_with_the_reader():
     b = Bench()
     try:
         a = b.agent
-        f = frame(messages.status_req(os.urandom(16)))
-        b.link.ring.write(f[:5])
-        a.poll(0)
-        assert a.parser is not None and a.parser.buffered() == 5
+        b.half_frame()
         b.quiet()
         a.rx_at = time.ticks_add(time.ticks_ms(), -10000)  # and no byte since, that long
         a.tick()
@@ -172,8 +179,7 @@ def test_a_wake_without_room_leaves_the_agent_at_rest_and_answers_later():
         assert b.link.out == b"" and b.link.ring.any() > 0  # unanswered, still on the line
         framing.FrameReader = reader
         a.poll(0)
-        out = b.replies.feed_all(b.link.out)
-        assert len(out) == 1 and out[0][1] == codes.MSG_STATUS, out
+        b.status_answered()
     finally:
         framing.FrameReader = reader
         b.close()
