@@ -20,7 +20,7 @@
 #   .on_message(chan, data) -> reply bytes | None                   host requests (APP)
 #   .healthy(ok=True)   .alive()   .send(chan, data) -> bool
 # The loader's interface (stable: the loader is immutable): make(boot), .run(), .tick(), .exit
-# (None | RUN_STOP | RUN_RESET), .progress, .parked, .alive(), .alive_at, .trial, .app_state,
+# (None | _RUN_STOP | _RUN_RESET), .progress, .parked, .alive(), .alive_at, .trial, .app_state,
 # .healthy(ok), .note_fault(code), .link, .memtrace, .on_slice (set by the loader: called
 # between a request's slices in poll()); module attribute _mem (the bench's hook).
 #
@@ -57,26 +57,26 @@ except ImportError:  # CPython (tooling only)
 _T_IDLE_MS = const(60000)
 _REST_MS = const(500)  # quiet time after which an agent with nothing in flight rests
 
-IDLE = const(0)
-RECEIVING = const(1)
-RUN_STOP = const(0)
-RUN_RESET = const(1)
-TIMEOUT = const(-1)  # what a request's generator receives when its awaitable timed out
+_IDLE = const(0)
+_RECEIVING = const(1)
+_RUN_STOP = const(0)
+_RUN_RESET = const(1)
+_TIMEOUT = const(-1)  # what a request's generator receives when its awaitable timed out
 
 _NONCE_LEN = const(16)
 
 # (package, modules) imported on demand and forgotten afterwards (the idle residency above)
-CODEC = ("otalink.protocol", ("wire", "cbor"))
-CRYPTO = ("otalink.device", ("auth", "ed25519"))
-CMD = ("otalink.protocol", ("command",))
-COLD = ("otalink.device", ("commands", "report", "ops", "begin", "slotbegin"))
-SERVE = ("otalink.device", ("serve",))
+_CODEC = const(("otalink.protocol", ("wire", "cbor")))
+_CRYPTO = const(("otalink.device", ("auth", "ed25519")))
+_CMD = const(("otalink.protocol", ("command",)))
+_COLD = const(("otalink.device", ("commands", "report", "ops", "begin", "slotbegin")))
+_SERVE = const(("otalink.device", ("serve",)))
 _WAKE = const(("otalink.device", ("engine",)))
 _WAKE_P = const(("otalink.protocol", ("framing", "errors")))
-SMALL = ("otalink.protocol", ("small", "resume"))
-STORE = ("otalink.device", ("slots", "store", "flash", "flashcfg", "slotops", "decide"))
-XFER = ("otalink.device", ("session", "slotwrite", "slotend"))  # the transfer (unload)
-PATH = ("otalink.protocol", ("datapath",))
+_SMALL = const(("otalink.protocol", ("small", "resume")))
+_STORE = const(("otalink.device", ("slots", "store", "flash", "flashcfg", "slotops", "decide")))
+_XFER = const(("otalink.device", ("session", "slotwrite", "slotend")))  # the transfer (unload)
+_PATH = const(("otalink.protocol", ("datapath",)))
 
 # The bench's memory hook (config "memtrace": device/memhook.py, set by the loader): _drop calls
 # it just before a lazy group goes, with what the request built still live. None otherwise.
@@ -111,13 +111,13 @@ _drop(("otalink.device", ("version",)))
 
 
 def _drop_lazy(a=None):
-    _drop(CODEC)
-    _drop(CRYPTO)
-    _drop(CMD)
-    _drop(COLD)
+    _drop(_CODEC)
+    _drop(_CRYPTO)
+    _drop(_CMD)
+    _drop(_COLD)
     if a is not None and a.xfer is None:
-        _drop(XFER)  # (a BEGIN that failed after loading the transfer's modules)
-        _drop(PATH)
+        _drop(_XFER)  # (a BEGIN that failed after loading the transfer's modules)
+        _drop(_PATH)
 
 
 def _ops():
@@ -138,7 +138,7 @@ class Agent:
         self.parser = None  # awake: the frame reader and the reply writer (engine.py)
         self.out = None
         self.m = [0, 0, 0, 0, 0, 0, 0]  # parse_small / parse_app / parse_begin output, reused
-        self.state = IDLE
+        self.state = _IDLE
         self.instr = None  # exact BEGIN instruction bytes of the transfer session
         self.params = None  # its (image_len, sha256, compression, wire_len)
         self.ins = None  # and what its checks returned
@@ -147,7 +147,7 @@ class Agent:
         self.port = None  # the application channel (port.Port) once used
         self.busy = False  # a request is being handled (in slices)
         self.t0 = self.last_rx = time.ticks_ms()
-        self.exit = None  # RUN_STOP / RUN_RESET: the loader ends the boot
+        self.exit = None  # _RUN_STOP / _RUN_RESET: the loader ends the boot
         self.reset_requested = False
         # The nonce the next signed command must carry: random at start-up, replaced after every
         # accepted command (a command is good once), reported in INFO / STATUS / RESULT.
@@ -188,7 +188,7 @@ class Agent:
     def healthy(self, ok=True):
         # the application proved itself (or failed to): ops.py (awake or at rest)
         _ops().healthy(self, ok)
-        _drop(COLD)
+        _drop(_COLD)
 
     def alive(self):
         # the application's heartbeat: once called, the supervisor expects it within alive_ms
@@ -203,7 +203,7 @@ class Agent:
         # the loader's supervisor records a fault of the running image (persisted; awake or at
         # rest: ops.py needs no engine)
         _ops().note_fault(self, code)
-        _drop(COLD)
+        _drop(_COLD)
 
     # ---- awake and at rest ----------------------------------------------------------------
     def wake(self):
@@ -235,15 +235,15 @@ class Agent:
 
     def tick(self):
         # the timers (the supervisor calls this every step; poll() after each step): an idle
-        # transfer falls back to IDLE, keep_ms later its machinery goes; run_ms ends the boot
+        # transfer falls back to _IDLE, keep_ms later its machinery goes; run_ms ends the boot
         now = time.ticks_ms()
         quiet = time.ticks_diff(now, self.last_rx)
         idle = self.idle_ms
         if self.busy:
             pass  # a request in slices (an erase, a read-back): quiet counts from its answer
-        elif self.state == RECEIVING and quiet > idle:
-            self.state = IDLE  # the transfer stays loaded for a resume from RAM
-        elif self.xfer is not None and self.state == IDLE:
+        elif self.state == _RECEIVING and quiet > idle:
+            self.state = _IDLE  # the transfer stays loaded for a resume from RAM
+        elif self.xfer is not None and self.state == _IDLE:
             if quiet > idle + self.keep_ms:
                 self._unload()  # a resume now starts at the last durable checkpoint
         elif self.parser is not None and self.xfer is None and quiet > _REST_MS:
@@ -252,7 +252,7 @@ class Agent:
                 e.rest(self)  # (not while anything is in flight: engine.rest says what)
         rm = self.run_ms
         if rm >= 0 and time.ticks_diff(now, self.t0) >= rm and not self.busy:
-            self.exit = RUN_STOP
+            self.exit = _RUN_STOP
 
     # ---- the line task ------------------------------------------------------------------------
     def run(self):

@@ -8,6 +8,16 @@ import sys
 
 from otalink.device import agent as _a
 
+try:
+    from micropython import const
+except ImportError:  # CPython (tooling only)
+
+    def const(x):
+        return x
+
+
+_TIMEOUT = const(-1)  # agent._TIMEOUT
+
 
 async def drive(a, g):
     # a request's slices with the loop running between them; a slice may yield (awaitable,
@@ -39,7 +49,7 @@ async def drive(a, g):
             try:
                 v = await asyncio.wait_for_ms(x[0], x[1])
             except asyncio.TimeoutError:
-                v = _a.TIMEOUT
+                v = _TIMEOUT
             except Exception as e:
                 sys.print_exception(e)
                 v = False

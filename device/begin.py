@@ -30,6 +30,9 @@ _MSG_PROGRESS = const(0x7)
 _DEFER_MAX_REASON = const(48)
 _PH_ERASING = const(2)
 _RETRY_S = const(30)
+_CODEC = const(("otalink.protocol", ("wire", "cbor")))  # agent._CODEC
+_IDLE = const(0)  # agent._IDLE
+_RECEIVING = const(1)  # agent._RECEIVING
 
 
 class Offer:
@@ -78,7 +81,7 @@ def _decode(instr):
 
 def begin(a, m):
     instr = bytes(m[1])
-    if a.state == _a.RECEIVING and instr != a.instr:
+    if a.state == _RECEIVING and instr != a.instr:
         raise ProtocolError(_E_BUSY)
     image_len = m[3]
     sha = bytes(m[4])
@@ -87,7 +90,7 @@ def begin(a, m):
     sigs = m[2]
     params = (image_len, sha, comp, wire_len)
     same = instr == a.instr and a.ins is not None
-    _a._drop(_a.CODEC)
+    _a._drop(_CODEC)
     if same:
         # The live (or interrupted) transfer's instruction again (the host reconnected): these
         # exact bytes passed every check in this process and nothing they were checked against
@@ -111,7 +114,7 @@ def begin(a, m):
         s = None
         tf = a.cfg.time_floor
         fields = _decode(instr)
-        _a._drop(_a.CODEC)
+        _a._drop(_CODEC)
         yield
         try:
             ins = yield from _verify(
@@ -124,7 +127,7 @@ def begin(a, m):
         sigs = None
         if ins[0] < 0:
             # nothing was written: the active slot (and any other slot) is untouched
-            a.state = _a.IDLE
+            a.state = _IDLE
             raise ProtocolError(ins[1], ins[2])
         # The application may defer a verified update (nothing is erased; the host retries)
         h = a.on_offer
@@ -142,13 +145,13 @@ def probe(a, m):
     # PROBE [19, image_len, sha256, compression, wire_len]: a dry-run transfer through the same
     # frame / window / decompression / hash path, writing no flash (docs/protocol.md "Receive
     # probe"); refused while a transfer is live (ABORT it first).
-    if a.state == _a.RECEIVING or a.xfer is not None:
+    if a.state == _RECEIVING or a.xfer is not None:
         raise ProtocolError(_E_BUSY)
     image_len = m[1]
     sha = bytes(m[2])
     comp = m[3]
     wire_len = m[4]
-    _a._drop(_a.CODEC)
+    _a._drop(_CODEC)
     if comp == _COMP_NONE and wire_len != image_len:
         raise ProtocolError(_E_WIRE_LENGTH, wire_len)
     yield

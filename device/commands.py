@@ -37,9 +37,9 @@ _NONCE_LEN = const(16)
 _SLOT_VERIFIED = const(2)
 _APP_HEALTHY = const(2)
 _BOOT_NORMAL = const(0)
-_RECEIVING = const(1)  # agent.RECEIVING
-_IDLE = const(0)  # agent.IDLE
-_TIMEOUT = const(-1)  # agent.TIMEOUT
+_RECEIVING = const(1)  # agent._RECEIVING
+_IDLE = const(0)  # agent._IDLE
+_TIMEOUT = const(-1)  # agent._TIMEOUT
 
 
 _E_CMD_AUTH = const(70)

@@ -71,20 +71,35 @@ _MAXN = const(4)  # bytes of a size: 6 + 3 * 7 = 27 bits
 # the states that read a size (bit per state)
 _SIZES = const(1 << _S_TO | 1 << _S_DF | 1 << _S_DSIZE | 1 << _S_ESIZE | 1 << _S_ADJ)
 
-# checkpoint record: pos, out, fp, rem, state | partial size bytes << 4 | negative << 7
-CK_FMT = "<IIIIB"
-CK_LEN = const(17)
+# checkpoint record: pos, out, fp, rem, state | partial size bytes << 4 | negative << 7. Private
+# consts, a bytes format (struct takes one): none of them is an interned name on the device
+# (docs/device.md "Interned names": every name an update interns counts against its heap).
+_CK_FMT = const(b"<IIIIB")
+_CK_LEN = const(17)  # struct.calcsize(_CK_FMT)
+
+# The parser's registers, one list (Patcher.q) instead of an attribute each: indices
+_OO = const(0)  # result bytes emitted
+_FP = const(1)  # base position
+_REM = const(2)  # bytes left in the current data field
+_VV = const(3)  # the partial size's value
+_VN = const(4)  # its bytes read so far
+_NEG = const(5)  # its sign
+_WA = const(6)  # base address of the window's content (-1: none read)
+_FILL = const(7)  # result bytes waiting in the unit buffer
+_ST = const(8)  # parser state
 
 
-def _add(d, do, s, so, w, wo, n):
-    # d[do:do+n] = s[so:so+n] + w[wo:wo+n] (mod 256), bytecode: the fallback of the viper add
-    for i in range(n):
-        d[do + i] = (s[so + i] + w[wo + i]) & 0xFF
+def _add(d, i, b, k, w, m, n):
+    # d[i:i+n] = b[k:k+n] + w[m:m+n] (mod 256), bytecode: the fallback of the viper add. (Its
+    # argument and local names are one letter names the agent interns anyway: docs/device.md
+    # "Interned names"; likewise the viper source below.)
+    for c in range(n):
+        d[i + c] = (b[k + c] + w[m + c]) & 0xFF
 
 
-def _cpy(d, do, s, so, n):
-    for i in range(n):
-        d[do + i] = s[so + i]
+def _cpy(d, i, b, k, n):
+    for c in range(n):
+        d[i + c] = b[k + c]
 
 
 # The same two loops as machine code, compiled by this port at import (the source text is a
@@ -92,90 +107,92 @@ def _cpy(d, do, s, so, n):
 # fails: CPython (no viper), a port without the compiler or a native emitter, or no room for the
 # compiler's transient ~3 KB; Patcher.native says which loops a Patcher got.
 try:
-    _g = {}
+    _NAT = {}
     exec(
         """
 @micropython.viper
-def add(d, do: int, s, so: int, w, wo: int, n: int):
-    dp = ptr8(d)
-    sp = ptr8(s)
-    wp = ptr8(w)
-    e = do + n
-    so -= do
-    wo -= do
-    while do < e:
-        dp[do] = sp[do + so] + wp[do + wo]
-        do += 1
+def add(d, i: int, b, k: int, w, m: int, n: int):
+    x = ptr8(d)
+    y = ptr8(b)
+    z = ptr8(w)
+    n += i
+    k -= i
+    m -= i
+    while i < n:
+        x[i] = y[i + k] + z[i + m]
+        i += 1
 
 @micropython.viper
-def cpy(d, do: int, s, so: int, n: int):
-    dp = ptr8(d)
-    sp = ptr8(s)
-    e = do + n
-    so -= do
-    while do < e:
-        dp[do] = sp[do + so]
-        do += 1
+def cpy(d, i: int, b, k: int, n: int):
+    x = ptr8(d)
+    y = ptr8(b)
+    n += i
+    k -= i
+    while i < n:
+        x[i] = y[i + k]
+        i += 1
 """,
-        _g,
+        _NAT,
     )
-    _NAT = (_g["add"], _g["cpy"])
+    _NAT = (_NAT["add"], _NAT["cpy"])
 except Exception:
     _NAT = None
-_g = None
 
 
 class Patcher:
-    # base: a Region (read(addr, buf), size); base_len: the base image's length; to_len: the
+    # base: a Region (read(addr, buf), size, es); size: the base image's length; total: the
     # result length the signed instruction names; out: the caller's program unit buffer;
     # put(k): called with out full (k == len(out)) during feed(), and with the last k bytes in
-    # finish(); it programs and hashes them (and may checkpoint()). win: base window bytes (must
-    # divide the erase sector base.es: windows are read whole and aligned, so no read crosses a
-    # sector, which not every board's readblocks() allows); native=False forces the bytecode
-    # loops (tests, bench).
-    def __init__(self, base, base_len, to_len, out, put, win=256, native=True):
-        if base.es % win or base.size % base.es or base_len > base.size or to_len < 0 or not out:
+    # finish(); it programs and hashes them (and may checkpoint()). window: base window bytes
+    # (must divide the erase sector base.es: windows are read whole and aligned, so no read
+    # crosses a sector, which not every board's readblocks() allows); native=False forces the
+    # bytecode loops (tests, bench). State: pos (patch bytes consumed) and the registers q
+    # (_OO.._ST above).
+    def __init__(self, base, size, total, out, put, window=256, native=True):
+        es = base.es
+        if es % window or base.size % es or size > base.size or total < 0 or not out:
             raise ValueError("delta geometry")
         self.base = base
-        self.bes = base.es
-        self.blen = base_len
-        self.tlen = to_len
+        self.es = es
+        self.size = size
+        self.total = total
         self.out = out
-        self.unit = len(out)
         self.put = put
-        self.win = bytearray(win)
+        self.window = bytearray(window)
         f = _NAT if native else None
         self.add = f[0] if f else _add
         self.cpy = f[1] if f else _cpy
         self.native = f is not None
+        self.q = [0] * 9
         self.restore((0, 0, 0, 0, _S_HEAD))
 
     def feed(self, mv, start, n):
         # Consume mv[start:start+n] (all of it) or raise DeviceError(E_PATCH, patch offset).
         # Emits every completed unit through put(). No allocation.
         if start < 0 or n < 0 or start + n > len(mv):
-            raise ValueError("feed range")
-        st = self.st
+            raise ValueError("feed: bad range")
+        q = self.q
+        st = q[_ST]
         p = start
         end = start + n
         base = self.base
         pos0 = self.pos - start  # patch offset of mv[p] is pos0 + p
         out = self.out
-        unit = self.unit
-        fill = self.fill
-        oo = self.oo
-        fp = self.fp
-        rem = self.rem
-        vv = self.vv
-        vn = self.vn
-        neg = self.neg
-        blen = self.blen
-        tlen = self.tlen
-        win = self.win
+        unit = len(out)
+        fill = q[_FILL]
+        oo = q[_OO]
+        fp = q[_FP]
+        rem = q[_REM]
+        vv = q[_VV]
+        vn = q[_VN]
+        neg = q[_NEG]
+        blen = self.size
+        tlen = self.total
+        win = self.window
         wl = len(win)
-        wa = self.wa
+        wa = q[_WA]
         add = self.add
-        bes = self.bes
+        bes = self.es
         while p < end:
             if st == _S_DIFF or st == _S_EXTRA:
                 k = end - p
@@ -214,13 +231,14 @@ class Patcher:
                     st = _S_ESIZE if st == _S_DIFF else _S_ADJ
                 if fill == unit:
                     # the state after this unit, for a checkpoint taken inside put()
-                    self.st = st
+                    q[_ST] = st
                     self.pos = pos0 + p
-                    self.oo = oo
-                    self.fp = fp
-                    self.rem = rem
-                    self.vn = 0
-                    self.fill = 0
+                    q[_OO] = oo
+                    q[_FP] = fp
+                    q[_REM] = rem
+                    q[_VN] = 0
+                    q[_WA] = wa
+                    q[_FILL] = 0
                     self.put(unit)
                     fill = 0
                 continue
@@ -269,80 +287,85 @@ class Patcher:
                     st = _S_DIFF if vv else _S_ESIZE
                 else:
                     st = _S_EXTRA if vv else _S_ADJ
-        self.st = st
+        q[_ST] = st
         self.pos = pos0 + end
-        self.fill = fill
-        self.oo = oo
-        self.fp = fp
-        self.rem = rem
-        self.vv = vv
-        self.vn = vn
-        self.neg = neg
-        self.wa = wa
+        q[_FILL] = fill
+        q[_OO] = oo
+        q[_FP] = fp
+        q[_REM] = rem
+        q[_VV] = vv
+        q[_VN] = vn
+        q[_NEG] = neg
+        q[_WA] = wa
 
     def finish(self):
         # The whole patch was fed: it must have ended exactly; the last partial unit goes to
         # put(). Returns the result length.
-        if self.st != _S_END:
+        q = self.q
+        if q[_ST] != _S_END:
             self._fail(self.pos)
-        k = self.fill
+        k = q[_FILL]
         if k:
             self.put(k)  # (fill stays set meanwhile: no checkpoint inside this last put)
-            self.fill = 0
-        return self.oo
+            q[_FILL] = 0
+        return q[_OO]
 
-    def _fail(self, at):
-        self.st = _S_DEAD
-        raise DeviceError(_E_PATCH, at)
+    def _fail(self, p):
+        self.q[_ST] = _S_DEAD
+        raise DeviceError(_E_PATCH, p)
 
     # ---- checkpoints ------------------------------------------------------------------------
     def checkpoint(self):
         # (pos, out, fp, rem, state byte): valid only with no result byte waiting in the unit
         # buffer (inside put(), or between feeds at a unit boundary). rem is the partial size's
         # magnitude while one is being read (its sign is bit 7 of the state byte).
-        if self.fill or self.st == _S_DEAD:
+        q = self.q
+        if q[_FILL] or q[_ST] == _S_DEAD:
             raise ValueError("no checkpoint here")
-        return (self.pos, self.oo, self.fp, self.vv if self.vn else self.rem, self._sb())
-
-    def _sb(self):
-        return self.st | self.vn << 4 | (0x80 if self.vn and self.neg else 0)
+        vn = q[_VN]
+        b = q[_ST] | vn << 4 | (0x80 if vn and q[_NEG] else 0)
+        return (self.pos, q[_OO], q[_FP], q[_VV] if vn else q[_REM], b)
 
     def restore(self, ck):
         # Continue from a checkpoint: the next feed() gives the patch bytes from ck[0] on. A
         # checkpoint that cannot come from this patch and result raises ValueError (the caller
         # then starts over from 0).
-        pos, oo, fp, v, sb = ck
-        st = sb & 15
-        vn = sb >> 4 & 7
+        pos, oo, fp, v, b = ck
+        st = b & 15
+        vn = b >> 4 & 7
         data = st == _S_DIFF or st == _S_EXTRA
         if (
             st >= _S_DEAD
-            or oo % self.unit
-            or oo > self.tlen
-            or fp > self.blen
+            or oo % len(self.out)
+            or oo > self.total
+            or fp > self.size
             or (vn and not (_SIZES >> st & 1))
             or vn >= _MAXN
-            or (data and (v == 0 or v > self.tlen - oo))
-            or (st == _S_DIFF and fp + v > self.blen)
+            or (data and (v == 0 or v > self.total - oo))
+            or (st == _S_DIFF and fp + v > self.size)
         ):
             raise ValueError("bad checkpoint")
         self.pos = pos
-        self.oo = oo
-        self.fp = fp
-        self.st = st
-        self.vn = vn
-        self.neg = sb & 0x80 if vn else 0
-        self.vv = v if vn else 0
-        self.rem = v if data else 0
-        self.fill = 0
-        self.wa = -1  # no base window read yet
+        q = self.q
+        q[_OO] = oo
+        q[_FP] = fp
+        q[_ST] = st
+        q[_VN] = vn
+        q[_NEG] = b & 0x80 if vn else 0
+        q[_VV] = v if vn else 0
+        q[_REM] = v if data else 0
+        q[_FILL] = 0
+        q[_WA] = -1  # no base window read yet
 
     def save(self, buf, off):
-        # the checkpoint into a state record: CK_LEN bytes at off (no allocation)
-        if self.fill or self.st == _S_DEAD:
+        # the checkpoint into a state record: _CK_LEN bytes at off (no allocation)
+        q = self.q
+        if q[_FILL] or q[_ST] == _S_DEAD:
             raise ValueError("no checkpoint here")
-        v = self.vv if self.vn else self.rem
-        struct.pack_into(CK_FMT, buf, off, self.pos, self.oo, self.fp, v, self._sb())
+        vn = q[_VN]
+        v = q[_VV] if vn else q[_REM]
+        b = q[_ST] | vn << 4 | (0x80 if vn and q[_NEG] else 0)
+        struct.pack_into(_CK_FMT, buf, off, self.pos, q[_OO], q[_FP], v, b)
 
     def load(self, buf, off):
-        self.restore(struct.unpack_from(CK_FMT, buf, off))
+        self.restore(struct.unpack_from(_CK_FMT, buf, off))

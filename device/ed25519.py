@@ -1,6 +1,6 @@
 # Ed25519 (RFC 8032) for MicroPython: strict verification and signing, pure Python.
 #
-# verify(pub32, msg, sig64) -> bool
+# verify(pub32, data, sig64) -> bool
 #   Strict per RFC 8032 5.1.7, plus libsodium's extra rejections:
 #   - S must be canonical (S < L), else reject (blocks S+L malleability);
 #   - A and R must decode per 5.1.3: y < p (canonical), a square root exists, and "x = 0 with the
@@ -9,10 +9,10 @@
 #   - the cofactorless equation [S]B == R + [k]A is checked, by computing [S]B + [k](-A) and
 #     comparing its canonical encoding with the received R bytes. (Cofactorless matches
 #     libsodium / pynacl, so both sides agree on every signature an honest signer can make.)
-# SigningKey(seed32): .public (32 bytes), .sign(msg) -> 64 bytes (deterministic, RFC 8032 5.1.6).
+# SigningKey(seed32): .public (32 bytes), .sign(data) -> 64 bytes (deterministic, RFC 8032 5.1.6).
 # sha512(data=b""): SHA-512 (below; ed25519 is its only user).
 # Sliced forms for the agent beside an application (issue 11: nothing blocks the asyncio loop
-# for long): verify_g(pub, msg, sig), public_g(seed) and sign_g(seed, pub, msg) are generators
+# for long): verify_g(pub, data, sig), public_g(seed) and sign_g(seed, pub, data) are generators
 # that yield every _SLICE bits of the scalar multiplication (a few ms each at the agent's heap)
 # and return the result (bool / public key / signature) as their StopIteration value;
 # run(gen) drives one to its end. The plain functions above are run() of them.
@@ -23,7 +23,9 @@
 # [Hisil-Wong-Carter-Dawson 2008] with one doubling and one general addition. Verification is a
 # Straus / Shamir double-scalar multiplication with one shared doubling chain and the joint sum
 # B - A precomputed: ~256 doublings + ~190 additions, a few small tuples live at a time
-# (`make bench-device`: ed25519_verify_ms).
+# (`make bench-device`: ed25519_verify_ms). Names: attributes and arguments use names the port
+# has built in (state, buf, n, length, seed, data, encode) where they read as well: every name a
+# loaded module interns costs heap for good (docs/device.md "Interned names").
 import struct
 
 try:
@@ -90,10 +92,10 @@ class sha512:
     _wl = [0] * 16
 
     def __init__(self, data=None):
-        self._h = list(_IV)
-        self._buf = bytearray(128)
-        self._n = 0  # bytes waiting in _buf
-        self._len = 0  # total message bytes
+        self.state = list(_IV)
+        self.buf = bytearray(128)
+        self.n = 0  # bytes waiting in buf
+        self.length = 0  # total message bytes
         if data:
             self.update(data)
 
@@ -104,7 +106,7 @@ class sha512:
         # the halves swapped; rotr(x, 32 + n) is rotr(x, n) of the swapped halves.
         wh = self._wh
         wl = self._wl
-        h = self._h
+        h = self.state
         ah, al, bh, bl, ch, cl, dh, dl, eh, el, fh, fl, gh, gl, hh, hl = h
         K = _K
         M = _M32
@@ -112,7 +114,7 @@ class sha512:
         for i in range(80):
             j = i & 15
             if i < 16:
-                xh, xl = unpack(">II", b, i << 3)
+                xh, xl = unpack(b">II", b, i << 3)
             else:
                 # w[i] = w[i-16] + s0(w[i-15]) + w[i-7] + s1(w[i-2])
                 k = (i + 1) & 15
@@ -134,7 +136,7 @@ class sha512:
                 xl &= M
             wh[j] = xh
             wl[j] = xl
-            kh, kl = unpack(">II", K, i << 3)
+            kh, kl = unpack(b">II", K, i << 3)
             # t1 = h + S1(e) + Ch(e, f, g) + K[i] + w[i]; S1 = rotr 14 ^ rotr 18 ^ rotr 41
             s1h = (eh >> 14 | (el & 0x3FFF) << 18) ^ (eh >> 18 | (el & 0x3FFFF) << 14)
             s1h ^= el >> 9 | (eh & 0x1FF) << 23
@@ -177,35 +179,35 @@ class sha512:
     def update(self, data):
         mv = memoryview(data)
         n = len(mv)
-        self._len += n
-        buf = self._buf
+        self.length += n
+        buf = self.buf
         pos = 0
-        if self._n:
-            take = min(128 - self._n, n)
-            buf[self._n : self._n + take] = mv[:take]
-            self._n += take
+        if self.n:
+            take = min(128 - self.n, n)
+            buf[self.n : self.n + take] = mv[:take]
+            self.n += take
             pos = take
-            if self._n < 128:
+            if self.n < 128:
                 return self
             self._block(buf)
-            self._n = 0
+            self.n = 0
         while n - pos >= 128:
             self._block(mv[pos : pos + 128])
             pos += 128
         if pos < n:
             buf[0 : n - pos] = mv[pos:]
-            self._n = n - pos
+            self.n = n - pos
         return self
 
     def digest(self):
         # Finalise a copy so the object can keep absorbing (hashlib semantics).
         c = sha512()
-        c._h = list(self._h)
-        c._buf[:] = self._buf
-        c._n = self._n
-        bits = self._len * 8
-        n = c._n
-        buf = c._buf
+        c.state = list(self.state)
+        c.buf[:] = self.buf
+        c.n = self.n
+        bits = self.length * 8
+        n = c.n
+        buf = c.buf
         buf[n] = 0x80
         n += 1
         if n > 112:
@@ -215,9 +217,9 @@ class sha512:
             n = 0
         for i in range(n, 120):
             buf[i] = 0
-        struct.pack_into(">II", buf, 120, (bits >> 32) & _M32, bits & _M32)
+        struct.pack_into(b">II", buf, 120, (bits >> 32) & _M32, bits & _M32)
         c._block(buf)
-        return struct.pack(">16I", *c._h)
+        return struct.pack(b">16I", *c.state)
 
 
 # ---- Ed25519 --------------------------------------------------------------------------
@@ -232,7 +234,9 @@ _BY = const(46316835694926478169428394003475163141307993866256225615783033603165
 _BX = const(15112221349535400772501151409588531511454012693041857206046113283949847762202)
 
 _IDENT = const((0, 1, 1, 0))
-_B = (_BX, _BY, 1, _BX * _BY % _P)
+# the base point in extended coordinates: (x, y, 1, x*y mod p)
+_BT = const(46827403850823179245072216630277197565144205554125654976674165829533817101731)
+_B = const((_BX, _BY, 1, _BT))
 
 
 def _dbl(p):
@@ -263,7 +267,7 @@ def _add(p, q):
     return (e * f % _P, g * h % _P, f * g % _P, e * h % _P)
 
 
-def _encode(p):
+def encode(p):
     X, Y, Z, _ = p
     zi = pow(Z, _P - 2, _P)
     x = X * zi % _P
@@ -317,15 +321,15 @@ def run(g):
         return e.value
 
 
-def _mul2(a, ka, b, kb):
-    # [ka]a + [kb]b, scalars < 2^256: one doubling chain, joint bits (a + b made once); a
+def _mul2(a, s, b, t):
+    # [s]a + [t]b, scalars < 2^256: one doubling chain, joint bits (a + b made once); a
     # generator: it yields every _SLICE bits and returns the point
     ab = _add(a, b)
     q = _IDENT
     for i in range(255, -1, -1):
         q = _dbl(q)
-        x = ka >> i & 1
-        y = kb >> i & 1
+        x = s >> i & 1
+        y = t >> i & 1
         if x and y:
             q = _add(q, ab)
         elif x:
@@ -344,7 +348,7 @@ def _h_scalar(*parts):
     return int.from_bytes(h.digest(), "little") % _L
 
 
-def verify_g(pub, msg, sig):
+def verify_g(pub, data, sig):
     # verify() as a generator (it yields between slices; returns the bool)
     if len(pub) != 32 or len(sig) != 64:
         return False
@@ -358,16 +362,16 @@ def verify_g(pub, msg, sig):
     r = _decode(rb)
     if r is None or _small_order(r):
         return False
-    k = _h_scalar(rb, pub, msg)
+    k = _h_scalar(rb, pub, data)
     yield
     # Q = [s]B + [k](-A); -(X, Y, Z, T) = (-X, Y, Z, -T)
     q = yield from _mul2(_B, s, (_P - a[0], a[1], 1, _P - a[3]), k)
-    return _encode(q) == rb
+    return encode(q) == rb
 
 
-def verify(pub, msg, sig):
-    """True iff sig (64 bytes) is a valid strict ed25519 signature of msg by pub (32 bytes)."""
-    return run(verify_g(pub, msg, sig))
+def verify(pub, data, sig):
+    """True iff sig (64 bytes) is a valid strict ed25519 signature of data by pub (32 bytes)."""
+    return run(verify_g(pub, data, sig))
 
 
 def _secret(seed):
@@ -386,17 +390,17 @@ def public_g(seed):
     # the public key of a seed, sliced (a generator returning 32 bytes)
     a, _ = _secret(seed)
     q = yield from _mul2(_B, a, _IDENT, 0)
-    return _encode(q)
+    return encode(q)
 
 
-def sign_g(seed, pub, msg):
-    # RFC 8032 5.1.6 signature of msg, sliced (a generator returning 64 bytes); pub: the seed's
+def sign_g(seed, pub, data):
+    # RFC 8032 5.1.6 signature of data, sliced (a generator returning 64 bytes); pub: the seed's
     # public key (public_g), kept by the caller so each signature costs one multiplication
     a, prefix = _secret(seed)
-    r = _h_scalar(prefix, msg)
+    r = _h_scalar(prefix, data)
     q = yield from _mul2(_B, r, _IDENT, 0)
-    rb = _encode(q)
-    k = _h_scalar(rb, pub, msg)
+    rb = encode(q)
+    k = _h_scalar(rb, pub, data)
     return rb + ((r + k * a) % _L).to_bytes(32, "little")
 
 
@@ -404,8 +408,8 @@ class SigningKey:
     """An ed25519 private key from its 32-byte seed (RFC 8032 5.1.5 / 5.1.6)."""
 
     def __init__(self, seed):
-        self._seed = bytes(seed)
-        self.public = run(public_g(self._seed))
+        self.seed = bytes(seed)
+        self.public = run(public_g(self.seed))
 
-    def sign(self, msg):
-        return run(sign_g(self._seed, self.public, msg))
+    def sign(self, data):
+        return run(sign_g(self.seed, self.public, data))

@@ -46,6 +46,14 @@ _ENGINE = const(("otalink.device", ("engine",)))
 _FRAMING = const(("otalink.protocol", ("framing",)))
 _START = const(("otalink.device", ("start", "config")))
 _ERRORS = const(("otalink.protocol", ("errors",)))
+# agent._COLD
+_COLD = const(("otalink.device", ("commands", "report", "ops", "begin", "slotbegin")))
+_SERVE = const(("otalink.device", ("serve",)))  # agent._SERVE
+_SMALL = const(("otalink.protocol", ("small", "resume")))  # agent._SMALL
+# agent._STORE
+_STORE = const(("otalink.device", ("slots", "store", "flash", "flashcfg", "slotops", "decide")))
+_IDLE = const(0)  # agent._IDLE
+_RUN_RESET = const(1)  # agent._RUN_RESET
 
 
 # ---- storage, per request -----------------------------------------------------------------
@@ -61,7 +69,7 @@ def _slots(a):
 def _done(a, s):
     x = a.xfer
     if x is None or s is not x.slots:
-        _a._drop(_a.STORE)
+        _a._drop(_STORE)
 
 
 def _op(a, name, *args):
@@ -88,7 +96,7 @@ def _unload(a):
 
 def _reset(a):
     a.reset_requested = True
-    a.exit = _a.RUN_RESET
+    a.exit = _RUN_RESET
 
 
 # ---- output -----------------------------------------------------------------------------------
@@ -99,16 +107,16 @@ def _send_view(a, view):
         pass  # dead line: the host re-asks; nothing here may block on it
 
 
-def _small(a, t, x, y, z, nonce=None):
-    # ERROR / PROGRESS: [t, x, y, z]; RESULT: [t, x, y, z, nonce], into the reply writer
+def _small(a, t, x, s, v, nonce=None):
+    # ERROR / PROGRESS: [t, x, s, v]; RESULT: [t, x, s, v, nonce], into the reply writer
     w = a.out
     buf = w.buf
     p = w.PAYLOAD
     buf[p] = 0x84 if nonce is None else 0x85
     buf[p + 1] = t
     p = put_head(0, x, buf, p + 2)
-    p = put_head(0, y, buf, p)
-    p = put_head(0, z, buf, p)
+    p = put_head(0, s, buf, p)
+    p = put_head(0, v, buf, p)
     if nonce is not None:
         buf[p] = 0x40 | _NONCE_LEN
         p += 1
@@ -138,12 +146,12 @@ def _internal(a, e):
     try:
         _a._ops().internal(a, e)
     except MemoryError:
-        a.state = _a.IDLE
+        a.state = _IDLE
         try:
             a._error(_E_INTERNAL)
         except MemoryError:
             pass  # the host times out and asks again
-    _a._drop(_a.COLD)
+    _a._drop(_COLD)
 
 
 # ---- input ------------------------------------------------------------------------------------
@@ -194,8 +202,8 @@ def _handle(a, p):
     except Exception as e:  # a bug (or MemoryError) must not take the line down
         a._internal(e)
     finally:
-        _a._drop(_a.SERVE)
-        _a._drop(_a.SMALL)
+        _a._drop(_SERVE)
+        _a._drop(_SMALL)
     return None
 
 
@@ -244,7 +252,7 @@ def wake(a):
         for name in _METHODS:
             setattr(cls, name, g[name])
     except MemoryError:
-        _strip(a)
+        strip(a)
         raise
 
 
@@ -257,11 +265,11 @@ def rest(a):
         return False  # a frame still arriving
     # (a partial frame whose line stayed silent that long is line noise or a host that died
     # mid-frame: it goes with the reader, as a UART's inter-byte timeout would drop it)
-    _strip(a)
+    strip(a)
     return True
 
 
-def _strip(a):
+def strip(a):
     # The engine leaves (rest, or a wake without room): its methods, reader, writer, modules.
     cls = type(a)
     for name in _METHODS:

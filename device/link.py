@@ -37,20 +37,20 @@ class PtyLink:
     def __init__(self, path):
         import termios
 
-        self._f = open(path, "r+b", buffering=0)
-        fd = self._f.fileno()
+        self.file = open(path, "r+b", buffering=0)
+        fd = self.file.fileno()
         termios.setraw(fd)
         attr = termios.tcgetattr(fd)
         attr[6][_VMIN] = 0
         attr[6][_VTIME] = 0
         termios.tcsetattr(fd, termios.TCSANOW, attr)
-        self._rp = select.poll()
-        self._rp.register(fd, select.POLLIN)
-        self._wp = select.poll()
-        self._wp.register(fd, select.POLLOUT)
+        self.rx = select.poll()
+        self.rx.register(fd, select.POLLIN)
+        self.tx = select.poll()
+        self.tx.register(fd, select.POLLOUT)
 
     def wait(self, timeout_ms):
-        for _fd, ev in self._rp.ipoll(timeout_ms):
+        for _fd, ev in self.rx.ipoll(timeout_ms):
             if ev & select.POLLIN and not ev & select.POLLHUP:
                 return True
             # POLLHUP/POLLERR (Linux may set POLLIN with it; the read then fails with EIO): no
@@ -61,7 +61,7 @@ class PtyLink:
 
     def readinto(self, buf, n):
         try:
-            return self._f.readinto(buf, n) or 0
+            return self.file.readinto(buf, n) or 0
         except OSError:
             return 0  # EIO while the master side is closed: same as "nothing yet"
 
@@ -72,27 +72,27 @@ class PtyLink:
             left = time.ticks_diff(deadline, time.ticks_ms())
             ready = False
             if left > 0:
-                for _ in self._wp.ipoll(left):
+                for _ in self.tx.ipoll(left):
                     ready = True
             if not ready:
                 raise OSError(_ETIMEDOUT)
             step = n - pos
             if step > _WCHUNK:
                 step = _WCHUNK
-            w = self._f.write(buf, pos, step)
+            w = self.file.write(buf, pos, step)
             pos += w or 0
 
     def stream(self):
-        return self._f
+        return self.file
 
     def writable(self):
-        for _ in self._wp.ipoll(0):
+        for _ in self.tx.ipoll(0):
             return True
         return False
 
     def close(self):
         try:
-            self._f.close()
+            self.file.close()
         except OSError:
             pass
 

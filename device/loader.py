@@ -47,7 +47,7 @@ except ImportError:  # CPython (tooling only)
 EXIT_STOP = const(0)
 EXIT_RESET = const(64)
 EXIT_CONFIG = const(65)
-_RUN_RESET = const(1)  # agent.RUN_RESET
+_RUN_RESET = const(1)  # agent._RUN_RESET
 _E_NOT_CONFIRMED = const(52)
 _GC_EVERY = const(1024)
 

@@ -24,8 +24,10 @@ _E_INTERNAL = const(63)
 _E_SELFTEST = const(50)
 _APP_HEALTHY = const(2)
 _APP_FAILED = const(3)
-_IDLE = const(0)  # agent.IDLE
-_RUN_RESET = const(1)  # agent.RUN_RESET
+_IDLE = const(0)  # agent._IDLE
+_RUN_RESET = const(1)  # agent._RUN_RESET
+# agent._STORE
+_STORE = const(("otalink.device", ("slots", "store", "flash", "flashcfg", "slotops", "decide")))
 
 
 def _op(a, name, *args):
@@ -38,7 +40,7 @@ def _op(a, name, *args):
         return getattr(s, name)(*args)
     finally:
         s = None
-        _a._drop(_a.STORE)
+        _a._drop(_STORE)
 
 
 def healthy(a, ok):

@@ -33,7 +33,7 @@ _OUTBOX = const(4)  # application events waiting for the line
 _T_REPLY_MS = const(2000)  # engine.py's bound on one write
 
 
-def _frame(chan, mid, data):
+def pack(chan, mid, data):
     # an APP frame [17, chan, id, data]
     n = len(data)
     b = bytearray(16 + n)
@@ -53,7 +53,7 @@ class Port:
         self.a = a
         self.inbox = []
         self.outbox = []
-        self.ev = asyncio.Event()
+        self.event = asyncio.Event()
         asyncio.create_task(self._run())
 
     def request(self, m):
@@ -65,7 +65,7 @@ class Port:
             a._error(_E_APP_BUSY, chan)
         else:
             self.inbox.append((chan, m[2], bytes(m[3])))
-            self.ev.set()
+            self.event.set()
 
     def send(self, chan, data):
         if (
@@ -74,11 +74,11 @@ class Port:
             or not 0 <= chan <= _APP_MAX_CHAN
         ):
             return False
-        self.outbox.append(_frame(chan, 0, data))
-        self.ev.set()
+        self.outbox.append(pack(chan, 0, data))
+        self.event.set()
         return True
 
-    def _step(self):
+    def step(self):
         # one host request to on_message, its reply (or ERROR) on the line; then one waiting
         # event when the line takes it now. True while work is left.
         a = self.a
@@ -98,7 +98,7 @@ class Port:
                 if r is None or len(r) > _APP_MAX_DATA:
                     a._small(_MSG_ERROR, code, chan, _MSG_APP)
                 else:
-                    a._send_view(memoryview(_frame(chan, mid, r)))
+                    a._send_view(memoryview(pack(chan, mid, r)))
         if self.outbox and a.link.writable():
             # an event is written here, not by the engine: an agent at rest still publishes
             f = self.outbox.pop(0)
@@ -111,10 +111,10 @@ class Port:
     async def _run(self):
         import asyncio
 
-        ev = self.ev
+        ev = self.event
         while True:
             await ev.wait()
             ev.clear()
-            while self._step():
+            while self.step():
                 # an event the line does not take yet waits; everything else between two frames
                 await asyncio.sleep_ms(10 if self.outbox and not self.inbox else 0)

@@ -38,6 +38,11 @@ _MSG_PROBE = const(0x13)
 _MSG_STATUS = const(0x6)
 _MSG_STATUS_REQ = const(0x10)
 _PROTOCOL_VERSION = const(2)
+_CODEC = const(("otalink.protocol", ("wire", "cbor")))  # agent._CODEC
+# agent._COLD
+_COLD = const(("otalink.device", ("commands", "report", "ops", "begin", "slotbegin")))
+_IDLE = const(0)  # agent._IDLE
+_RECEIVING = const(1)  # agent._RECEIVING
 
 
 def handle(a, p):
@@ -52,7 +57,7 @@ def handle(a, p):
         g = _a._lazy("otalink.device.commands").check(a, p)
         if g is not None:
             return g
-        _a._drop(_a.COLD)
+        _a._drop(_COLD)
     elif t == _MSG_APP and parse_app(p, m) >= 0:
         _app(a, m)
         return None
@@ -65,7 +70,7 @@ def handle(a, p):
     try:
         m = _a._lazy("otalink.protocol.wire").parse(p)
     finally:
-        _a._drop(_a.CODEC)  # before the request's own modules load: never both in the heap
+        _a._drop(_CODEC)  # before the request's own modules load: never both in the heap
     return _message(a, m)
 
 
@@ -81,7 +86,7 @@ def _message(a, m):
     if t == _MSG_STATUS_REQ:
         return _a._lazy("otalink.device.report").run(a, _MSG_STATUS, m[1])
     if t == _MSG_END:
-        if a.state != _a.RECEIVING or a.xfer is None:
+        if a.state != _RECEIVING or a.xfer is None:
             a._error(_E_BAD_STATE, _MSG_END)
             return None
         return a.xfer.end(m)
@@ -95,7 +100,7 @@ def _message(a, m):
         # tests/protocol/test_command.py shows it cannot happen)
         a._error(_E_CMD_AUTH, 0)
     elif t == _MSG_ERROR:
-        a.state = _a.IDLE  # the host gave up on this exchange; durable state (and RAM) kept
+        a.state = _IDLE  # the host gave up on this exchange; durable state (and RAM) kept
     else:
         a._error(_E_BAD_STATE, t)  # device->host types are not requests
     return None

@@ -35,6 +35,12 @@ _MSG_END = const(0x8)
 _PH_RECEIVING = const(1)
 _ACCEPT = const(0)  # transfer.ACCEPT / OUT_OF_WINDOW (tests/protocol/test_wire.py checks)
 _OUT_OF_WINDOW = const(3)
+# agent._STORE
+_STORE = const(("otalink.device", ("slots", "store", "flash", "flashcfg", "slotops", "decide")))
+_XFER = const(("otalink.device", ("session", "slotwrite", "slotend")))  # agent._XFER
+_PATH = const(("otalink.protocol", ("datapath",)))  # agent._PATH
+_IDLE = const(0)  # agent._IDLE
+_RECEIVING = const(1)  # agent._RECEIVING
 
 
 class Transfer:
@@ -61,9 +67,9 @@ class Transfer:
         self.slots.rest()
         self.slots = None
         self.ack = None
-        _a._drop(_a.XFER)
-        _a._drop(_a.PATH)
-        _a._drop(_a.STORE)
+        _a._drop(_XFER)
+        _a._drop(_PATH)
+        _a._drop(_STORE)
         import gc
 
         gc.collect()
@@ -76,7 +82,7 @@ class Transfer:
     # ---- DATA: the hot path -------------------------------------------------------------------
     def data(self):
         a = self.a
-        if a.state != _a.RECEIVING:
+        if a.state != _RECEIVING:
             a._error(_E_BAD_STATE, _MSG_DATA)
             return
         dv = self.dv
@@ -92,7 +98,7 @@ class Transfer:
                 # E_INTERNAL instead of leaving the hot path and ending the agent): it ends here
                 # (docs/protocol.md section 5); the host starts over with BEGIN. The active slot
                 # is untouched.
-                a.state = _a.IDLE
+                a.state = _IDLE
                 pe = isinstance(e, ProtocolError)
                 if not pe:
                     a._unload()  # its buffers first: the abort below needs room
@@ -132,7 +138,7 @@ class Transfer:
                 return None
         else:
             return None
-        if self.a.state != _a.RECEIVING:
+        if self.a.state != _RECEIVING:
             return None
         return self.end((_MSG_END, v))
 

@@ -34,6 +34,8 @@ _SLOT_RECEIVING = const(1)
 _SLOT_VERIFIED = const(2)
 _SLOT_PENDING = const(3)
 _SLOT_TRIAL = const(4)
+_IDLE = const(0)  # agent._IDLE
+_RECEIVING = const(1)  # agent._RECEIVING
 
 
 def _err(e):
@@ -224,7 +226,7 @@ def start(a, instr, params, ins, same):
         a._unload()
         a._code("abort")
         a.instr = None
-        a.state = _a.IDLE
+        a.state = _IDLE
     x = a.xfer
     if x is None:
         x = a.xfer = _a._lazy("otalink.device.session").Transfer(a)
@@ -274,12 +276,11 @@ def probe_start(a, params):
 
 def _receive(a, x, wire_len, resume):
     # BEGIN's and PROBE's end: the window opens at the resume offset, the first ACK says so
-    from otalink.device import agent as _a
 
     a.wire_len = wire_len
     rx = x.rx
     rx.window = a.window
     rx.wire_len = wire_len
     rx.resume(resume)
-    a.state = _a.RECEIVING
+    a.state = _RECEIVING
     x._ack()

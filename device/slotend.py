@@ -27,6 +27,7 @@ _E_PROBE_FAILED = const(64)
 _SLOT_EMPTY = const(0)
 _SLOT_VERIFIED = const(2)
 _NO_SLOT = const(255)
+_IDLE = const(0)  # agent._IDLE
 
 
 def finish_g(s):
@@ -121,7 +122,6 @@ def _hash_g(s, slot):
 def end(x, m):
     # END [8, wire_len] of the agent's transfer x (session.Transfer loads this module for it;
     # it goes with the transfer's modules)
-    from otalink.device import agent as _a
     from otalink.protocol.hotpath import frame, put_head
 
     a = x.a
@@ -129,7 +129,7 @@ def end(x, m):
     if m[1] != a.wire_len or rx.expected != a.wire_len:
         a._result(_MSG_END, _E_WIRE_LENGTH, rx.expected)
         return
-    a.state = _a.IDLE
+    a.state = _IDLE
     a.instr = None
     s = x.slots
     if x.dry:

@@ -41,7 +41,7 @@ _E_FLASH = const(40)
 _E_DECOMPRESS = const(41)
 _E_BASE_MISMATCH = const(44)
 _SLOT_CONFIRMED = const(5)
-_CK_LEN = const(17)  # delta.CK_LEN: the Patcher's save()
+_CK_LEN = const(17)  # delta._CK_LEN: the Patcher's save()
 _STEP = const(256)  # deflate output per pull (store.init's step: the same margin argument)
 _MAX_P0 = const(0xFFFFFF)
 
@@ -65,7 +65,7 @@ def start(s, image_len, d, w):
     if d or w:
         try:
             p.pat.load(s.ck, 0)
-            if p.pat.oo != d or (s.comp == _COMP_PATCH and p.pat.pos != w):
+            if p.pat.checkpoint()[1] != d or (s.comp == _COMP_PATCH and p.pat.pos != w):
                 raise ValueError
             p0 = s.ck[17] | s.ck[18] << 8 | s.ck[19] << 16
             if p0 > p.pat.pos:

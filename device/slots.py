@@ -156,6 +156,6 @@ class Slots:
             self.comp, self.fault, self.wdt_trips, self.wire_len, self.wire_off,
             self.image_off, self.instr_hash, self.ck,
         )  # fmt: skip
-        struct.pack_into("<I", buf, _BODY, crc32(self.rbody))
+        struct.pack_into(b"<I", buf, _BODY, crc32(self.rbody))
         reg.program(addr, buf)
         self.pos = p

@@ -203,7 +203,7 @@ def reset(s):
 def _valid(buf, body):
     # a record of `body` bytes followed by its CRC-32 at the start of buf
     mv = memoryview(buf)[:body]
-    return crc32(mv) == struct.unpack_from("<I", buf, body)[0]
+    return crc32(mv) == struct.unpack_from(b"<I", buf, body)[0]
 
 
 def _scan(s, pitch, only1):
@@ -219,7 +219,7 @@ def _scan(s, pitch, only1):
             continue
         f = buf[2]
         if (f == 2 and not only1 and _valid(buf, _BODY)) or (f == 1 and _valid(buf, _BODY1)):
-            q = struct.unpack_from("<I", buf, 4)[0]
+            q = struct.unpack_from(b"<I", buf, 4)[0]
             if q > best[0]:
                 best = (q, p, f)
     return best

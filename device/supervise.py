@@ -1,6 +1,6 @@
 # The supervisor of an ECU with an application (part of the immutable loader: device/loader.py
 # imports this base copy after the boot, before the slot's code runs in the event loop):
-#   await run(b) -> agent.RUN_STOP | RUN_RESET     the agent's and the application's tasks and
+#   await run(b) -> agent._RUN_STOP | _RUN_RESET    the agent's and the application's tasks and
 #                                                  the watchdog's feeding (loader.py says how)
 import sys
 
@@ -12,7 +12,7 @@ except ImportError:  # CPython (tooling only)
         return x
 
 
-_RUN_RESET = const(1)  # agent.RUN_RESET
+_RUN_RESET = const(1)  # agent._RUN_RESET
 _E_NOT_CONFIRMED = const(52)
 _E_APP_CRASH = const(54)
 _E_APP_MEMORY = const(55)
@@ -34,10 +34,9 @@ def _feed(dog):
         pass
 
 
-class _State:
-    # the supervisor's view of the application task
-    err = 0  # the fault it ended with (E_APP_CRASH / E_APP_MEMORY), 0 while it runs
-    agent_err = None
+# st, the supervisor's view of its two tasks: a list, not a class (no names to intern):
+_ERR = const(0)  # st[0]: the fault the application ended with (E_APP_CRASH / E_APP_MEMORY), 0
+_AGENT_ERR = const(1)  # st[1]: the exception the agent's task ended with, None while it runs
 
 
 async def _app(b, st):
@@ -57,12 +56,12 @@ async def _app(b, st):
                 a.alive()  # a returning poll() is the poll form's heartbeat
                 await asyncio.sleep_ms(ms)
         print("otalink: the application's main() returned")
-        st.err = _E_APP_CRASH
+        st[_ERR] = _E_APP_CRASH
     except MemoryError:
-        st.err = _E_APP_MEMORY
+        st[_ERR] = _E_APP_MEMORY
     except Exception as e:
         sys.print_exception(e)
-        st.err = _E_APP_CRASH
+        st[_ERR] = _E_APP_CRASH
 
 
 async def _agent(b, st):
@@ -70,7 +69,7 @@ async def _agent(b, st):
         await b.agent.run()
     except Exception as e:  # a bug in the agent: reset (a trial records it)
         sys.print_exception(e)
-        st.agent_err = e
+        st[_AGENT_ERR] = e
 
 
 async def run(b):
@@ -79,7 +78,7 @@ async def run(b):
 
     a = b.agent
     dog = b.dog
-    st = _State()
+    st = [0, None]
     asyncio.create_task(_agent(b, st))
     app = asyncio.create_task(_app(b, st))
     every = b.wdt_ms // 4
@@ -93,21 +92,21 @@ async def run(b):
         if a.exit is not None:
             return a.exit
         now = time.ticks_ms()
-        if st.agent_err is not None:
+        if st[_AGENT_ERR] is not None:
             if b.trial:
                 a.note_fault(_E_AGENT_FAILED)
             return _RUN_RESET
-        if st.err:
-            code = st.err
-            st.err = 0
+        if st[_ERR]:
+            code = st[_ERR]
+            st[_ERR] = 0
             app = None
             repeat = b.fault == _E_APP_CRASH or b.fault == _E_APP_MEMORY
             a.note_fault(code)
             a.app_state = _APP_FAILED
             if b.trial or not repeat:
-                print("otalink: application fault", code, "- reset")
+                print("otalink: application fault %d - reset" % code)
                 return _RUN_RESET
-            print("otalink: application fault", code, "again: the agent runs alone")
+            print("otalink: application fault %d again: the agent runs alone" % code)
         if time.ticks_diff(now, last_feed) >= every:
             agent_ok = a.progress != seen or a.parked
             seen = a.progress

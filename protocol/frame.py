@@ -45,13 +45,13 @@ class FrameParser(_FrameReader):
     # ---- input (buffered(): FrameReader's) ---------------------------------------------------
     def space(self):
         """Bytes that feed()/readinto_from() can take now (after compaction)."""
-        return self._cap - (self._end - self._start)
+        return self.length - (self.fill - self.head)
 
-    def _move(self, s, m):
-        # FrameReader._compact's copy, through the RingIO once feed() made one (no view)
+    def copy(self, s, m):
+        # FrameReader.pack's copy, through the RingIO once feed() made one (no view)
         ring = self._ring
         if ring is None:
-            _FrameReader._move(self, s, m)
+            _FrameReader.copy(self, s, m)
         else:
             ring.write(self._buf, s, m)
             ring.readinto(self._buf, m)
@@ -67,11 +67,11 @@ class FrameParser(_FrameReader):
         if n < 0 or n > dn:
             n = dn
         if self._ring is None and RingIO is not None:
-            self._ring = RingIO(self._cap + 1)  # once: feed() compacts through it from now on
-        if self._end + n > self._cap or (n < dn and self._end + dn > self._size):
-            self._compact()
-        e = self._end
-        room = self._cap - e
+            self._ring = RingIO(self.length + 1)  # once: feed() compacts through it from now on
+        if self.fill + n > self.length or (n < dn and self.fill + dn > self._size):
+            self.pack()
+        e = self.fill
+        room = self.length - e
         if n > room:
             n = room
         if n <= 0:
@@ -81,7 +81,7 @@ class FrameParser(_FrameReader):
             self._buf[e : e + dn] = data
         else:
             self._buf[e : e + n] = memoryview(data)[:n]
-        self._end = e + n
+        self.fill = e + n
         return n
 
     def feed_all(self, data):

@@ -41,21 +41,20 @@ class FrameReader:
         if max_payload < 1 or max_payload > _MAX_PAYLOAD_ABS:
             raise ValueError("max_payload")
         self.max_payload = max_payload
+        # Private state under names the device interns anyway (built-in names: head, fill, length,
+        # n, data, pack, copy; or the agent's own: mv, crc, payload): docs/device.md "Interned
+        # names"
         cap = max_payload + _OVH
-        self._cap = cap
+        self.length = cap  # the longest frame
         self._size = cap + slack
         self._buf = bytearray(self._size)
-        self._mv = memoryview(self._buf)
-        self._start = 0  # first unconsumed byte
-        self._end = 0  # one past the last byte fed
-        # Cached views keyed by payload length (see module comment).
-        self._crc_len = -1
-        self._crc_view = None
-        self._pay_len = -1
-        self._pay_view = None
-        # Cached write views for stream reads at the two usual positions (frame start, payload).
-        self._w0 = self._mv
-        self._w6 = self._mv[_HDR:]
+        self.mv = memoryview(self._buf)
+        self.head = 0  # first unconsumed byte
+        self.fill = 0  # one past the last byte fed
+        self.n = -1  # the payload length the cached views below are for
+        self.crc = None  # view of the CRC'd bytes (header length fields + payload)
+        self.data = None  # view of the payload
+        self.payload = self.mv[_HDR:]  # where a read landing on the payload start goes
         self.frames = 0
         self.crc_errors = 0
         self.frame_errors = 0
@@ -63,36 +62,21 @@ class FrameReader:
 
     def buffered(self):
         # bytes read that no frame consumed yet (a partial frame, or garbage before one)
-        return self._end - self._start
+        return self.fill - self.head
 
-    def _compact(self):
-        # Move the unconsumed bytes [start, end) to index 0.
-        s = self._start
+    def pack(self):
+        # Move the unconsumed bytes [head, fill) to index 0.
+        s = self.head
         if s == 0:
             return
-        m = self._end - s
+        m = self.fill - s
         if m:
-            self._move(s, m)
-        self._start = 0
-        self._end = m
+            self.copy(s, m)
+        self.head = 0
+        self.fill = m
 
-    def _move(self, s, m):
-        self._buf[0:m] = self._mv[s : s + m]  # one small view (rare on the device)
-
-    def _wanted(self):
-        # Bytes still missing for the candidate at start (header, then whole frame); >= 1.
-        s = self._start
-        avail = self._end - s
-        if avail < _HDR:
-            return _HDR - avail
-        b = self._buf
-        ln = b[s + 2] | (b[s + 3] << 8)
-        if b[s] != _SOF0 or b[s + 1] != _SOF1 or ln == 0 or ln > self.max_payload:
-            # Garbage at the start: next() resynchronises; read in bulk meanwhile rather than
-            # byte by byte (frames after it get moved to index 0 by next()).
-            return self._cap - self._end
-        need = ln + _OVH - avail
-        return need if need > 0 else 0
+    def copy(self, s, m):
+        self._buf[0:m] = self.mv[s : s + m]  # one small view (rare on the device)
 
     def readinto_from(self, stream, n=-1):
         """Read from stream straight into the buffer (MicroPython: readinto(buf, n); CPython:
@@ -103,29 +87,38 @@ class FrameReader:
         stream had nothing). Reads that land on the frame start or the payload start use cached
         views and allocate nothing; a partial read elsewhere allocates one small view.
         """
-        if self._start == self._end:
-            self._start = 0
-            self._end = 0
-        elif self._start:
-            self._compact()
-        want = self._wanted()
+        if self.head == self.fill:
+            self.head = 0
+            self.fill = 0
+        elif self.head:
+            self.pack()
+        # the bytes still missing for the current frame (the header first)
+        e = self.fill
+        b = self._buf
+        if e < _HDR:
+            want = _HDR - e
+        else:
+            ln = b[2] | (b[3] << 8)
+            if b[0] != _SOF0 or b[1] != _SOF1 or ln == 0 or ln > self.max_payload:
+                want = self.length - e
+            else:
+                want = ln + _OVH - e
         if want <= 0:
             return 0  # a whole frame is already buffered: call next()
         if 0 <= n < want:
             want = n
-        e = self._end
         if e == 0:
-            view = self._w0
+            view = self.mv
         elif e == _HDR:
-            view = self._w6
+            view = self.payload
         else:
-            view = self._mv[e:]
+            view = self.mv[e:]
         if _MPY:
             got = stream.readinto(view, want)
         else:
             got = stream.readinto(view[:want])
         if got:
-            self._end = e + got
+            self.fill = e + got
         return got
 
     # ---- output -----------------------------------------------------------------------------
@@ -136,11 +129,11 @@ class FrameReader:
         """
         b = self._buf
         while True:
-            s = self._start
-            e = self._end
+            s = self.head
+            e = self.fill
             if s >= e:
-                self._start = 0
-                self._end = 0
+                self.head = 0
+                self.fill = 0
                 return None
             if b[s] != _SOF0:
                 i = b.find(_SOF0_B, s, e)
@@ -148,44 +141,42 @@ class FrameReader:
                     i = e
                 self.dropped_bytes += i - s
                 self.frame_errors += 1
-                self._start = i
+                self.head = i
                 continue
             avail = e - s
             if avail < _HDR:
-                if s + _HDR > self._cap:
-                    self._compact()
+                if s + _HDR > self.length:
+                    self.pack()
                 return None
             ln = b[s + 2] | (b[s + 3] << 8)
             nln = b[s + 4] | (b[s + 5] << 8)
             if b[s + 1] != _SOF1 or (ln ^ nln) != 0xFFFF or ln == 0 or ln > self.max_payload:
                 self.frame_errors += 1
                 self.dropped_bytes += 1
-                self._start = s + 1
+                self.head = s + 1
                 continue
             total = ln + _OVH
             if avail < total:
-                if s + total > self._cap:
-                    self._compact()
+                if s + total > self.length:
+                    self.pack()
                 return None
             if s:
-                self._compact()  # candidate to index 0: cached views stay valid
-            if ln != self._crc_len:
-                self._crc_view = self._mv[2 : _HDR + ln]
-                self._crc_len = ln
-            crc = binascii.crc32(self._crc_view) & 0xFFFFFFFF
+                self.pack()  # candidate to index 0: cached views stay valid
+            if ln != self.n:
+                self.crc = self.mv[2 : _HDR + ln]
+                self.data = self.mv[_HDR : _HDR + ln]
+                self.n = ln
+            crc = binascii.crc32(self.crc) & 0xFFFFFFFF
             p = _HDR + ln
             got = b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24)
             if crc != got:
                 self.crc_errors += 1
                 self.dropped_bytes += 1
-                self._start = 1
+                self.head = 1
                 continue
-            if ln != self._pay_len:
-                self._pay_view = self._mv[_HDR : _HDR + ln]
-                self._pay_len = ln
             self.frames += 1
-            self._start = total
-            return self._pay_view
+            self.head = total
+            return self.data
 
 
 class FrameWriter:
@@ -200,11 +191,11 @@ class FrameWriter:
 
     def __init__(self, max_payload=_MIN_PAYLOAD):
         self.buf = bytearray(max_payload + _OVH)
-        self._mv = memoryview(self.buf)
+        self.mv = memoryview(self.buf)
         self.max_payload = max_payload
-        self._len = -1
-        self._crc_view = None
-        self._frame_view = None
+        self.n = -1  # the payload length the cached views are for (names: FrameReader's)
+        self.crc = None
+        self.frame = None
 
     def seal(self, end):
         """Payload occupies buf[PAYLOAD:end]; writes header + CRC, returns the frame's view."""
@@ -212,10 +203,10 @@ class FrameWriter:
         if ln <= 0 or ln > self.max_payload:
             raise ValueError("payload length")
         _put_header(self.buf, 0, ln)
-        if ln != self._len:
-            self._crc_view = self._mv[2:end]
-            self._frame_view = self._mv[: end + 4]
-            self._len = ln
-        crc = binascii.crc32(self._crc_view) & 0xFFFFFFFF
+        if ln != self.n:
+            self.crc = self.mv[2:end]
+            self.frame = self.mv[: end + 4]
+            self.n = ln
+        crc = binascii.crc32(self.crc) & 0xFFFFFFFF
         _put_crc(self.buf, end, crc)
-        return self._frame_view
+        return self.frame

@@ -26,6 +26,9 @@ import gc
 import struct
 import time
 
+# (struct formats as bytes literals: a short str literal is an interned name, kept in RAM for
+# good on ports that load code into RAM; a bytes literal is a constant of this module)
+
 VERSION = "1.0.0"
 PERIOD_MS = 10
 PUBLISH_MS = 1000
@@ -58,27 +61,27 @@ async def go_safe():
 
 def on_message(chan, data):
     if chan == 1:
-        return struct.pack("<H", _soc[0])
+        return struct.pack(b"<H", _soc[0])
     if chan == 2:
         if data == b"\x00":
             _stats[0] = _stats[1] = _stats[2] = 0
-        return struct.pack("<III", _stats[0], _stats[1], _stats[2])
+        return struct.pack(b"<III", _stats[0], _stats[1], _stats[2])
     if chan == 3:
         _contactor[0] = data == b"\x01"
         return b"ok"
     if chan == 4:
-        n = struct.unpack("<I", data)[0]
+        n = struct.unpack(b"<I", data)[0]
         _live.append(bytearray(n))
         return b"ok"
     if chan == 5:
         if data:
-            _probe[0] = time.ticks_add(time.ticks_ms(), struct.unpack("<I", data)[0]) | 1
+            _probe[0] = time.ticks_add(time.ticks_ms(), struct.unpack(b"<I", data)[0]) | 1
             _probe[1] = 0
             return b"ok"
         gc.collect()
-        return struct.pack("<I", gc.mem_alloc())
+        return struct.pack(b"<I", gc.mem_alloc())
     if chan == 6:
-        return struct.pack("<I", _probe[1])
+        return struct.pack(b"<I", _probe[1])
     return None  # not ours: the agent answers E_APP_CHANNEL
 
 
@@ -117,6 +120,6 @@ async def main(agent):
                 pass
         if time.ticks_diff(now, publish) >= 0:
             publish = time.ticks_add(publish, PUBLISH_MS)
-            agent.send(1, struct.pack("<H", _soc[0]))  # False when the outbox is full: dropped
+            agent.send(1, struct.pack(b"<H", _soc[0]))  # False when the outbox is full: dropped
         wait = time.ticks_diff(due, time.ticks_ms())
         await asyncio.sleep_ms(wait if wait > 0 else 0)

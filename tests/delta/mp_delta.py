@@ -199,7 +199,11 @@ def ck_case(reg, base_len, patch, tlen, seed, unit, native):
     # every put()), each saved into a record and loaded into a fresh Patcher that is fed the
     # rest of the patch in pieces: the result must equal the uninterrupted run's.
     # -> (result, {"checkpoints", "states" (bit per state seen), "partial", "bad"})
-    from otalink.device.delta import CK_LEN, Patcher
+    import struct
+
+    from otalink.device.delta import Patcher
+
+    CK_LEN = struct.calcsize("<IIIIB")  # delta._CK_LEN: a private const, not in the module
 
     out = bytearray(unit)
     sink = Sink(out, tlen)

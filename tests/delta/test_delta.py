@@ -249,7 +249,7 @@ def test_no_checkpoint_while_result_bytes_wait() -> None:
     with pytest.raises(ValueError):
         p.checkpoint()
     with pytest.raises(ValueError):
-        p.save(bytearray(delta.CK_LEN), 0)
+        p.save(bytearray(delta._CK_LEN), 0)
     p.feed(b"defgh", 0, 5)  # the unit is full: emitted, a checkpoint again
     assert got == [b"abcdefgh"]
     assert p.checkpoint() == (13, 8, 0, 8, delta._S_EXTRA)

@@ -10,10 +10,14 @@ from binascii import hexlify
 
 from mp_session_cfg import GEOM, Cfg, RingLink
 from otalink.device import ed25519
-from otalink.device.agent import IDLE, RECEIVING, Agent
+from otalink.device.agent import Agent
 from otalink.device.flash import NorFlash, geometry
 from otalink.protocol import cbor, codes, messages
 from otalink.protocol.frame import FrameParser, frame
+
+# agent._IDLE / _RECEIVING (private const()s there: no module attribute under MicroPython)
+IDLE = 0
+RECEIVING = 1
 
 ECU = "bms-1"
 CMD_SEED = bytes(range(32, 64))

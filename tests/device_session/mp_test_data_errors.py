@@ -10,11 +10,15 @@ from binascii import hexlify
 
 from mp_session_cfg import GEOM, Cfg, RingLink
 from otalink.device import ed25519
-from otalink.device.agent import IDLE, RECEIVING, Agent
+from otalink.device.agent import Agent
 from otalink.device.flash import NorFlash, geometry
 from otalink.device.slots import Slots
 from otalink.protocol import codes, messages
 from otalink.protocol.frame import FrameParser, frame
+
+# agent._IDLE / _RECEIVING (private const()s there: no module attribute under MicroPython)
+IDLE = 0
+RECEIVING = 1
 
 
 def _failing_write(offset, mv):

@@ -9,11 +9,15 @@ import sys
 
 from mp_session_cfg import GEOM, Cfg, RingLink
 from otalink.device import ed25519
-from otalink.device.agent import IDLE, RECEIVING, Agent
+from otalink.device.agent import Agent
 from otalink.device.flash import NorFlash, geometry
 from otalink.device.slots import Slots
 from otalink.protocol import codes, messages
 from otalink.protocol.frame import FrameParser, frame
+
+# agent._IDLE / _RECEIVING (private const()s there: no module attribute under MicroPython)
+IDLE = 0
+RECEIVING = 1
 
 LAZY = (
     "otalink.protocol.wire",

@@ -9,11 +9,14 @@
 import micropython
 from mp_session_cfg import GEOM, Cfg, RingIn
 from otalink.device import ed25519
-from otalink.device.agent import RECEIVING, Agent
+from otalink.device.agent import Agent
 from otalink.device.flash import NorFlash, geometry
 from otalink.device.slots import Slots
 from otalink.protocol import codes, messages
 from otalink.protocol.frame import frame
+
+# agent._IDLE / _RECEIVING (private const()s there: no module attribute under MicroPython)
+RECEIVING = 1
 
 
 class RingLink(RingIn):

@@ -302,7 +302,7 @@ def run_reader(mv, max_payload, seed):
         before = acc[1]
         _take(p, acc)
         idle = idle + 1 if not got and acc[1] == before else 0
-    return _frames_token(p, acc, p._end - p._start, s.pos)
+    return _frames_token(p, acc, p.buffered(), s.pos)
 
 
 def tok_frames(fn, mv, a, b):

@@ -8,6 +8,7 @@ messages.py / messages.parse() give.
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,44 @@ def test_parse_small_never_disagrees_with_parse(fields: list[Any], t: int) -> No
     elif t in messages.SPECS and all(isinstance(f, int) for f in fields):
         # declined although made of ints only: the full parser must reject it too
         assert isinstance(_full(payload), int), (t, fields)
+
+
+def _private_consts(path: Path) -> dict[str, Any]:
+    """Top-level ``_NAME = const(<literal>)`` of a module, evaluated."""
+    out: dict[str, Any] = {}
+    for node in ast.parse(path.read_text()).body:
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id.startswith("_")
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name)
+            and node.value.func.id == "const"
+        ):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value.args[0])
+            except ValueError:
+                pass  # an expression of other consts
+    return out
+
+
+_AGENT_CONSTS = ("_IDLE", "_RECEIVING", "_RUN_STOP", "_RUN_RESET", "_TIMEOUT", "_CODEC", "_CRYPTO",
+                 "_CMD", "_COLD", "_SERVE", "_SMALL", "_STORE", "_XFER", "_PATH")  # fmt: skip
+
+
+def test_private_copies_of_the_agents_consts_equal_the_agents() -> None:
+    # The agent's states, run results and lazy module groups are private const()s (no global
+    # name interned, docs/device.md "Interned names"); a module that needs one keeps a copy of
+    # the same name, which must hold the same value.
+    agent = _private_consts(ROOT / "device" / "agent.py")
+    assert set(_AGENT_CONSTS) <= set(agent), set(_AGENT_CONSTS) - set(agent)
+    copies = 0
+    for path in sorted((ROOT / "device").glob("*.py")):
+        if path.name == "agent.py":
+            continue
+        for name, value in _private_consts(path).items():
+            if name in _AGENT_CONSTS:
+                copies += 1
+                assert value == agent[name], f"{path.name}: {name}"
+    assert copies >= 20, copies  # the check really looked at the copies
