@@ -22,6 +22,10 @@ runner (its emulated watchdog), on real ptys:
   host/sim/line's LineSim (paced pty pair; 8N1), image sent raw-deflated;
 * ``app_update_heap_limit_bytes``  the smallest ``-X heapsize`` (16 KiB ladder) at which a whole
   update completes while the application runs and holds 16 KiB of live data of its own;
+  ``app_update_peak_heap_bytes`` / ``app_update_peak_where`` the same update's live peak at
+  256k (the agent's memory trace, config "memtrace") and ``app_update_qstr_count`` /
+  ``app_update_qstr_pools`` the names that boot interned by then (name 621 allocates a sixth
+  pool, ~7 KB at once: docs/device.md "Interned names");
 * ``agent_idle_cpu_percent``  CPU of the ECU process over 10 s of idling beside the application,
   minus the application alone's over the same time, in % of one core;
   ``agent_idle_cpu_percent_no_app``: an ECU without an application (the agent's own loop);
@@ -304,6 +308,33 @@ def heap_limit(d: Path) -> dict[str, Any]:
     return {"app_update_heap_limit_bytes": None, **fails}
 
 
+def update_trace(d: Path) -> dict[str, Any]:
+    """The heap-limit figure's update (application holding 16 KiB) at HEAP with the agent's
+    memory trace: its live peak, where, and the names its boot interned."""
+    from bench import memtrace
+
+    e = _ecu(d / "trace", HEAP)
+    try:
+        e.start({"OTALINK_MEMTRACE": "1"})
+        e.hello()
+        e.install(image(BMS_16K), "1.0.0", 1)
+        mark = len(e.output())
+        whole_update(e, image(BMS_16K + b"# 2\n"), "2.0.0", 2)
+        e.reboot()  # the update's boot reports its names at REBOOT
+        seg = e.output()[mark:]
+    finally:
+        e.close()
+    boot = seg.split("otalink-mem start=")[0]  # up to the trial boot
+    t = memtrace.parse(boot)
+    q = re.findall(r"qstr pool: n_pool=(\d+), n_qstr=(\d+)", boot)
+    return {
+        "app_update_peak_heap_bytes": t.peak,
+        "app_update_peak_where": t.where,
+        "app_update_qstr_pools": int(q[-1][0]) if q else None,
+        "app_update_qstr_count": int(q[-1][1]) if q else None,
+    }
+
+
 def _why(e: Component, step: str, err: BaseException) -> str:
     """Where a heap-ladder run stopped: the step, the reason the flash records (a fault of the
     application or agent, the last revert reason) and the ECU's last MemoryError line."""
@@ -336,6 +367,7 @@ def main() -> int:
         out.update(idle(d))
         out.update(stall(d))
         out.update(heap_limit(d))
+        out.update(update_trace(d))
     out["bench_seconds"] = round(time.monotonic() - t0, 1)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     merged: dict[str, Any] = json.loads(OUT.read_text()) if OUT.exists() else {}

@@ -65,18 +65,33 @@ _TIMEOUT = const(-1)  # what a request's generator receives when its awaitable t
 
 _NONCE_LEN = const(16)
 
-# (package, modules) imported on demand and forgotten afterwards (the idle residency above)
-_CODEC = const(("otalink.protocol", ("wire", "cbor")))
-_CRYPTO = const(("otalink.device", ("auth", "ed25519")))
-_CMD = const(("otalink.protocol", ("command",)))
-_COLD = const(("otalink.device", ("commands", "report", "ops", "begin", "slotbegin")))
-_SERVE = const(("otalink.device", ("serve",)))
+# (package, modules) imported on demand and forgotten afterwards (the idle residency above): the
+# shared groups in one table, passed to _drop() by index (a private const each, copied into the
+# modules that drop them: no tuple of their own in the heap, no global name interned)
+_GROUPS = const(
+    (
+        ("otalink.protocol", ("wire", "cbor")),
+        ("otalink.device", ("auth", "ed25519")),
+        ("otalink.protocol", ("command",)),
+        ("otalink.device", ("commands", "report", "ops", "begin", "slotbegin")),
+        ("otalink.device", ("serve",)),
+        ("otalink.protocol", ("small", "resume")),
+        ("otalink.device", ("slots", "store", "flash", "flashcfg", "slotops", "decide")),
+        ("otalink.device", ("session", "slotwrite", "slotend")),  # the transfer (unload)
+        ("otalink.protocol", ("datapath",)),
+    )
+)
+_CODEC = const(0)
+_CRYPTO = const(1)
+_CMD = const(2)
+_COLD = const(3)
+_SERVE = const(4)
+_SMALL = const(5)
+_STORE = const(6)
+_XFER = const(7)
+_PATH = const(8)
 _WAKE = const(("otalink.device", ("engine",)))
 _WAKE_P = const(("otalink.protocol", ("framing", "errors")))
-_SMALL = const(("otalink.protocol", ("small", "resume")))
-_STORE = const(("otalink.device", ("slots", "store", "flash", "flashcfg", "slotops", "decide")))
-_XFER = const(("otalink.device", ("session", "slotwrite", "slotend")))  # the transfer (unload)
-_PATH = const(("otalink.protocol", ("datapath",)))
 
 # The bench's memory hook (config "memtrace": device/memhook.py, set by the loader): _drop calls
 # it just before a lazy group goes, with what the request built still live. None otherwise.
@@ -97,7 +112,8 @@ def _lazy(name):
 
 def _drop(group):
     # Forget the modules so the GC can free their code; the next use imports them again.
-    pkg_name, names = group
+    # group: (package, modules), or the index of a shared group in _GROUPS
+    pkg_name, names = _GROUPS[group] if type(group) is int else group
     if _mem is not None:
         _mem("drop " + names[0])  # before they go: what the request built is still live
     pkg = sys.modules.get(pkg_name)

@@ -30,7 +30,7 @@ _MSG_PROGRESS = const(0x7)
 _DEFER_MAX_REASON = const(48)
 _PH_ERASING = const(2)
 _RETRY_S = const(30)
-_CODEC = const(("otalink.protocol", ("wire", "cbor")))  # agent._CODEC
+_CODEC = const(0)  # agent._CODEC
 _IDLE = const(0)  # agent._IDLE
 _RECEIVING = const(1)  # agent._RECEIVING
 

@@ -43,8 +43,8 @@ _TIMEOUT = const(-1)  # agent._TIMEOUT
 
 
 _E_CMD_AUTH = const(70)
-_CRYPTO = const(("otalink.device", ("auth", "ed25519")))  # agent.CRYPTO
-_CMD = const(("otalink.protocol", ("command",)))  # agent.CMD
+_CRYPTO = const(1)  # agent._CRYPTO
+_CMD = const(2)  # agent._CMD
 
 
 def check(a, p):

@@ -46,12 +46,10 @@ _ENGINE = const(("otalink.device", ("engine",)))
 _FRAMING = const(("otalink.protocol", ("framing",)))
 _START = const(("otalink.device", ("start", "config")))
 _ERRORS = const(("otalink.protocol", ("errors",)))
-# agent._COLD
-_COLD = const(("otalink.device", ("commands", "report", "ops", "begin", "slotbegin")))
-_SERVE = const(("otalink.device", ("serve",)))  # agent._SERVE
-_SMALL = const(("otalink.protocol", ("small", "resume")))  # agent._SMALL
-# agent._STORE
-_STORE = const(("otalink.device", ("slots", "store", "flash", "flashcfg", "slotops", "decide")))
+_COLD = const(3)  # agent._COLD
+_SERVE = const(4)  # agent._SERVE
+_SMALL = const(5)  # agent._SMALL
+_STORE = const(6)  # agent._STORE
 _IDLE = const(0)  # agent._IDLE
 _RUN_RESET = const(1)  # agent._RUN_RESET
 

@@ -26,8 +26,7 @@ _APP_HEALTHY = const(2)
 _APP_FAILED = const(3)
 _IDLE = const(0)  # agent._IDLE
 _RUN_RESET = const(1)  # agent._RUN_RESET
-# agent._STORE
-_STORE = const(("otalink.device", ("slots", "store", "flash", "flashcfg", "slotops", "decide")))
+_STORE = const(6)  # agent._STORE
 
 
 def _op(a, name, *args):

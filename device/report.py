@@ -22,7 +22,7 @@ _PROTOCOL_VERSION = const(2)
 _PH_RECEIVING = const(1)
 _RECEIVING = const(1)  # session.RECEIVING
 _MAX_BODY = const(1024)  # wire._MAX_BODY: the longest report body
-_CRYPTO = const(("otalink.device", ("auth", "ed25519")))  # agent.CRYPTO
+_CRYPTO = const(1)  # agent._CRYPTO
 
 
 def _put(v, b, p):

@@ -38,9 +38,8 @@ _MSG_PROBE = const(0x13)
 _MSG_STATUS = const(0x6)
 _MSG_STATUS_REQ = const(0x10)
 _PROTOCOL_VERSION = const(2)
-_CODEC = const(("otalink.protocol", ("wire", "cbor")))  # agent._CODEC
-# agent._COLD
-_COLD = const(("otalink.device", ("commands", "report", "ops", "begin", "slotbegin")))
+_CODEC = const(0)  # agent._CODEC
+_COLD = const(3)  # agent._COLD
 _IDLE = const(0)  # agent._IDLE
 _RECEIVING = const(1)  # agent._RECEIVING
 

@@ -35,10 +35,9 @@ _MSG_END = const(0x8)
 _PH_RECEIVING = const(1)
 _ACCEPT = const(0)  # transfer.ACCEPT / OUT_OF_WINDOW (tests/protocol/test_wire.py checks)
 _OUT_OF_WINDOW = const(3)
-# agent._STORE
-_STORE = const(("otalink.device", ("slots", "store", "flash", "flashcfg", "slotops", "decide")))
-_XFER = const(("otalink.device", ("session", "slotwrite", "slotend")))  # agent._XFER
-_PATH = const(("otalink.protocol", ("datapath",)))  # agent._PATH
+_STORE = const(6)  # agent._STORE
+_XFER = const(7)  # agent._XFER
+_PATH = const(8)  # agent._PATH
 _IDLE = const(0)  # agent._IDLE
 _RECEIVING = const(1)  # agent._RECEIVING
 

@@ -190,3 +190,10 @@ def test_private_copies_of_the_agents_consts_equal_the_agents() -> None:
                 copies += 1
                 assert value == agent[name], f"{path.name}: {name}"
     assert copies >= 20, copies  # the check really looked at the copies
+    # the group indices name the groups they say (the modules each one drops)
+    groups = agent["_GROUPS"]
+    want = {"_CODEC": "wire", "_CRYPTO": "auth", "_CMD": "command", "_COLD": "commands",
+            "_SERVE": "serve", "_SMALL": "small", "_STORE": "slots", "_XFER": "session",
+            "_PATH": "datapath"}  # fmt: skip
+    for name, first in want.items():
+        assert groups[agent[name]][1][0] == first, name
