@@ -19,17 +19,17 @@
 # Checks (each a DeviceError(E_PATCH, patch offset), after which the applier is dead): another
 # type/compression/data format, to_size not the expected length, a size with more than 4 bytes
 # (27 bits; no slot is that large), a negative size, a diff or extra longer than the result left,
-# a diff reading outside [0, base_len), an adjustment moving fp outside [0, base_len], bytes
-# after the end, and (finish) a patch that ends early. detools' own apply is laxer in two corners
-# no patch it makes can reach (a negative size counts as 0 there; fp may leave the base while no
-# diff reads it): the device refuses those.
+# a diff reading outside [0, size), an adjustment moving fp outside [0, size] (size: the base's
+# length), bytes after the end, and (finish) a patch that ends early. detools' own apply is laxer
+# in two corners no patch it makes can reach (a negative size counts as 0 there; fp may leave the
+# base while no diff reads it): the device refuses those.
 #
 # Resume: checkpoint() is the parser's whole state in five integers (patch bytes consumed, result
 # bytes emitted, base position, bytes left in the current data field or the partial size's value,
 # state byte); it is valid whenever no result byte is waiting in the unit buffer, in particular
 # inside the put() callback (every unit boundary: the caller checkpoints at erase-sector
 # boundaries). restore() of such a checkpoint followed by the patch bytes from its offset on gives
-# the same result as never stopping. save()/load() pack it into 17 bytes (CK_FMT) of the caller's
+# the same result as never stopping. save()/load() pack it into 17 bytes (_CK_FMT) of the caller's
 # state record.
 #
 # Speed: the per-byte work (diff add, extra copy) runs in two @micropython.viper functions
@@ -358,7 +358,9 @@ class Patcher:
         q[_WA] = -1  # no base window read yet
 
     def save(self, buf, off):
-        # the checkpoint into a state record: _CK_LEN bytes at off (no allocation)
+        # the checkpoint into a state record: _CK_LEN bytes at off. checkpoint()'s fields
+        # computed again rather than taken from its tuple: save() runs inside put() on the DATA
+        # path, which allocates nothing
         q = self.q
         if q[_FILL] or q[_ST] == _S_DEAD:
             raise ValueError("no checkpoint here")

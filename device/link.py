@@ -44,6 +44,7 @@ class PtyLink:
         attr[6][_VMIN] = 0
         attr[6][_VTIME] = 0
         termios.tcsetattr(fd, termios.TCSANOW, attr)
+        # rx / tx: the pollers for "readable" and "writable"
         self.rx = select.poll()
         self.rx.register(fd, select.POLLIN)
         self.tx = select.poll()

@@ -100,6 +100,8 @@ class FrameReader:
         else:
             ln = b[2] | (b[3] << 8)
             if b[0] != _SOF0 or b[1] != _SOF1 or ln == 0 or ln > self.max_payload:
+                # garbage at the start: next() resynchronises; read in bulk meanwhile, not
+                # byte by byte (frames after it get moved to index 0 by next())
                 want = self.length - e
             else:
                 want = ln + _OVH - e
