@@ -38,6 +38,9 @@ _OUT_OF_WINDOW = const(3)
 _STORE = const(6)  # agent._STORE
 _XFER = const(7)  # agent._XFER
 _PATH = const(8)  # agent._PATH
+# DeflateIO's decoder beside its window, bytes, on the unix port (x86-64; less on 32-bit boards):
+# tests/device_session/mp_test_decoder_room.py checks it against the decoder the port makes
+_DEC_STATE = const(1376)
 _IDLE = const(0)  # agent._IDLE
 _RECEIVING = const(1)  # agent._RECEIVING
 
@@ -48,7 +51,13 @@ class Transfer:
         # loaded for the Slots anyway), then datapath.py.
         self.a = a
         self.dry = dry  # a receive probe: nothing is written
-        self.slots = _a._lazy("otalink.device.slots").Slots(a.bdev, a.geom, None, None, True)
+        s = self.slots = _a._lazy("otalink.device.slots").Slots(a.bdev, a.geom, None, None, True)
+        if s.wbits:
+            # The decoder's room, claimed beside the ring: DeflateIO makes its state and window
+            # at its first read (the first DATA), when BEGIN's code has left holes all over the
+            # heap; this block, freed by the first drain just before that read, keeps one hole
+            # that holds both (`buffer`: a name the port has built in, none interned).
+            s.buffer = bytearray(_DEC_STATE + (1 << s.wbits))
         from otalink.protocol import datapath as d
 
         self.dv = d.DataView()

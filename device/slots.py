@@ -112,7 +112,7 @@ class Slots:
         self.live = 0
         self.dio = None
         self.sha = None
-        self.ring = self.cbuf = self.steps = None
+        self.ring = self.cbuf = self.steps = self.buffer = None
         drop_write()
 
     # ---- the DATA path ------------------------------------------------------------------

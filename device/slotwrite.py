@@ -67,6 +67,7 @@ def drain(s, final):
     # segment; the decoder stops at the stream's final block, so what it consumed is exact
     # (ring.any() before - after). A segment ending on an erase-sector boundary is a durable
     # checkpoint: (wire offset, image offset).
+    s.buffer = None  # the decoder's room (session.Transfer): its state and window take it now
     ring = s.ring
     chunk = s.chunk
     comp = s.comp

@@ -106,6 +106,7 @@ def init(s, bdev, geom, regions, hooks, buffers=True):
     s.chunk = chunk
     s.wbits = wb  # DeflateIO(ring, RAW, wbits) decodes with exactly this window
     s.ring = s.cbuf = s.steps = None
+    s.buffer = None  # the decoder's room, from BEGIN to the first DATA (session.Transfer)
     if buffers:
         bufs(s)
     s.es = es

@@ -1,7 +1,8 @@
 """pytest plugin: run ``tests/**/mp_test_*.py`` under the MicroPython unix port.
 
 Each top-level ``def test_*`` in such a file becomes its own pytest item. Running an item starts
-``.venv/bin/micropython`` with ``MICROPYPATH=build/mpy:<the test's folder>`` and cwd at the repo
+``.venv/bin/micropython`` with ``MICROPYPATH=build/mpy:<the test's folder>:tests/mp_common`` (the
+helpers shared by every folder's MicroPython tests) and cwd at the repo
 root, imports the file as a module and calls the function; a MicroPython exception fails the item
 with MicroPython's own traceback. Collection only reads the file with a regex (no MicroPython).
 
@@ -28,6 +29,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MPY_TREE = ROOT / "build" / "mpy"
+MP_COMMON = ROOT / "tests" / "mp_common"  # helpers every mp_test_*.py can import
 _TEST_DEF = re.compile(r"^(?:#\s*mpy-mark:\s*([\w, ]+)\n)?def (test_\w*)\s*\(", re.MULTILINE)
 _HEAPSIZE = re.compile(r"^#\s*mpy-heapsize:\s*(\w+)\s*$", re.MULTILINE)
 _TIMEOUT = re.compile(r"^#\s*mpy-timeout:\s*(\d+)\s*$", re.MULTILINE)
@@ -135,7 +137,7 @@ class MpyItem(pytest.Item):
             cmd += ["-X", "heapsize=" + self.heapsize]
         cmd += ["-c", script]
         env = dict(os.environ)
-        env["MICROPYPATH"] = os.pathsep.join([str(MPY_TREE), str(self.path.parent)])
+        env["MICROPYPATH"] = os.pathsep.join([str(MPY_TREE), str(self.path.parent), str(MP_COMMON)])
         env.setdefault("OTALINK_ROOT", str(ROOT))
         try:
             proc = subprocess.run(

@@ -8,6 +8,7 @@ from otalink.device.errors import DeviceError
 from otalink.device.flash import NorFlash
 from otalink.device.slots import Slots
 from otalink.protocol import codes as C
+from stored_deflate import stored_deflate
 
 # boot() actions: decide.py's private _A_RUN / _A_START_TRIAL (tests/device_storage/test_consts.py
 # checks these copies)
@@ -242,17 +243,6 @@ def test_trusted_time_only_moves_forward():
         assert s.trusted_time == 1000
     finally:
         dev.done()
-
-
-def stored_deflate(data):
-    # a raw deflate stream of stored blocks (no compressor needed on the device port)
-    out = bytearray()
-    for i in range(0, len(data), 65535):
-        part = data[i : i + 65535]
-        n = len(part)
-        last = 1 if i + n >= len(data) else 0
-        out += bytes([last, n & 0xFF, n >> 8, (n & 0xFF) ^ 0xFF, (n >> 8) ^ 0xFF]) + part
-    return bytes(out)
 
 
 def test_same_instruction_other_stream_starts_over():

@@ -8,6 +8,7 @@ from otalink.device.errors import DeviceError
 from otalink.device.flash import FlashViolation, NorFlash, Region
 from otalink.device.slots import Slots
 from otalink.protocol import codes as C
+from stored_deflate import stored_deflate
 
 GEOM = {
     "size": 131072,
@@ -105,18 +106,7 @@ def test_torn_program_writes_a_prefix_then_dies():
 
 
 def _stored_deflate(data):
-    # raw deflate made of stored blocks (MicroPython's deflate cannot compress)
-    out = bytearray()
-    n = len(data)
-    i = 0
-    while i < n:
-        k = min(4000, n - i)
-        final = 1 if i + k == n else 0
-        out.append(final)
-        out += k.to_bytes(2, "little") + (k ^ 0xFFFF).to_bytes(2, "little")
-        out += data[i : i + k]
-        i += k
-    return bytes(out)
+    return stored_deflate(data, 4000)  # several blocks per piece
 
 
 def _steady_state_no_alloc(comp, g=GEOM):

@@ -1,0 +1,108 @@
+# The decoder's room (device/session.py, Transfer): a transfer on a port with deflate claims a
+# block the size of DeflateIO's decoder and window beside its ring at BEGIN; the first DATA frees
+# it just before the decoder makes them, so they never need a new hole in the heap BEGIN's code
+# left fragmented. Checked here: the room holds the decoder this port really makes, and its
+# lifetime (BEGIN -> first DATA; gone with the transfer).
+# mpy-heapsize: 512k
+import gc
+import hashlib
+import os
+from binascii import hexlify
+
+from mp_session_cfg import GEOM, Cfg, RingLink
+from otalink.device import ed25519
+from otalink.device.agent import Agent
+from otalink.device.flash import NorFlash, geometry
+from otalink.device.slots import Slots
+from otalink.protocol import codes, messages
+from otalink.protocol.frame import frame
+from stored_deflate import stored_deflate
+
+WBITS = 10
+RECEIVING = 1  # agent._RECEIVING (a private const() there)
+
+
+def _decoder_bytes():
+    # the heap DeflateIO makes at its first read, as the agent's drain reads (one 256-byte step)
+    import deflate
+    from micropython import RingIO
+
+    data = bytes(range(256)) * 4
+    ring = RingIO(2048)
+    ring.write(stored_deflate(data))
+    d = deflate.DeflateIO(ring, deflate.RAW, WBITS)
+    out = bytearray(256)
+    gc.collect()
+    before = gc.mem_alloc()
+    assert d.readinto(out) == 256 and out == data[:256]
+    gc.collect()
+    return gc.mem_alloc() - before
+
+
+def _begun(path, image, comp, wire):
+    # an agent on a port with deflate, after an accepted BEGIN of `image` sent as `wire`
+    director = ed25519.SigningKey(bytes(range(32)))
+    g = geometry(dict(GEOM, deflate_wbits=WBITS))
+    bdev = NorFlash(path, g["size"], g["erase_size"], g["write_size"])
+    Slots(bdev, g).boot()
+    link = RingLink(16384)
+    a = Agent(Cfg(director.public, bytes(32)), link, bdev, g)
+    sha = hashlib.sha256(image).digest()
+    instr = messages.encode_instruction(
+        "bms-1", "hw-1", "2.0.0", 2, len(image), sha, 1000, 2000, "app", 0
+    )
+    kid = hashlib.sha256(director.public).digest()[:8]
+    sigs = [[kid, director.sign(instr)]]
+    link.ring.write(frame(messages.begin(instr, sigs, len(image), sha, comp, len(wire))))
+    a.poll(0)
+    assert a.state == RECEIVING and a.errors_out == 0, (a.state, a.errors_out)
+    return link, a
+
+
+def test_a_deflate_transfer_holds_the_room_from_begin_to_its_first_data():
+    path = "/tmp/otalink-room-" + hexlify(os.urandom(6)).decode() + ".bin"
+    try:
+        image = bytes((i * 7) & 0xFF for i in range(12 * 1024))
+        wire = stored_deflate(image)
+        link, a = _begun(path, image, codes.COMP_DEFLATE, wire)
+        s = a.xfer.slots
+        room = s.buffer
+        assert type(room) is bytearray, room
+        # big enough for the decoder this port makes (the constant follows the port)
+        assert len(room) >= _decoder_bytes(), (len(room), _decoder_bytes())
+        room = None
+        chunk = 1024
+        link.ring.write(frame(messages.data(0, wire[:chunk])))
+        a.poll(0)
+        assert a.errors_out == 0 and a.xfer.rx.expected == chunk
+        assert s.buffer is None  # the decoder took its place
+        for o in range(chunk, len(wire), chunk):
+            link.ring.write(frame(messages.data(o, wire[o : o + chunk])))
+            a.poll(0)
+        assert a.errors_out == 0 and a.xfer.rx.expected == len(wire)
+        link.ring.write(frame(messages.end(len(wire))))
+        a.poll(0)
+        assert a.errors_out == 0, a.errors_out
+        assert a.xfer is None  # END unloaded the transfer: nothing of it, the room included
+    finally:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
+def test_an_uncompressed_transfer_frees_the_room_at_its_first_data_too():
+    path = "/tmp/otalink-room-" + hexlify(os.urandom(6)).decode() + ".bin"
+    try:
+        image = bytes((i * 5) & 0xFF for i in range(4096))
+        link, a = _begun(path, image, codes.COMP_NONE, image)
+        s = a.xfer.slots
+        assert type(s.buffer) is bytearray
+        link.ring.write(frame(messages.data(0, image[:1024])))
+        a.poll(0)
+        assert a.errors_out == 0 and s.buffer is None
+    finally:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
