@@ -35,6 +35,7 @@ except ImportError:  # CPython (tooling only)
 
 # protocol/codes.py values this module uses, as private consts (tests/protocol/test_wire.py)
 _E_INTERNAL = const(63)
+_INTERNAL_NO_MEMORY = const(1)
 _MSG_ERROR = const(0xF)
 _MSG_RESULT = const(0x9)
 _T_REPLY_MS = const(2000)
@@ -146,7 +147,7 @@ def _internal(a, e):
     except MemoryError:
         a.state = _IDLE
         try:
-            a._error(_E_INTERNAL)
+            a._error(_E_INTERNAL, _INTERNAL_NO_MEMORY if isinstance(e, MemoryError) else 0)
         except MemoryError:
             pass  # the host times out and asks again
     _a._drop(_COLD)

@@ -21,6 +21,7 @@ except ImportError:  # CPython (tooling only)
 
 # protocol/codes.py values (private copies, tests/protocol/test_wire.py checks them)
 _E_INTERNAL = const(63)
+_INTERNAL_NO_MEMORY = const(1)
 _E_SELFTEST = const(50)
 _APP_HEALTHY = const(2)
 _APP_FAILED = const(3)
@@ -71,6 +72,6 @@ def internal(a, e):
     gc.collect()
     a.state = _IDLE
     try:
-        a._error(_E_INTERNAL)
+        a._error(_E_INTERNAL, _INTERNAL_NO_MEMORY if isinstance(e, MemoryError) else 0)
     except MemoryError:
         pass  # the host times out and asks again

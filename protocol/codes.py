@@ -126,6 +126,10 @@ E_NOT_SAFE = const(59)  # ACTIVATE / REBOOT refused: outputs not safe within saf
 E_TIMEOUT = const(60)
 E_ABORTED = const(61)
 E_INTERNAL = const(63)
+# E_INTERNAL's detail when it answers a request (not the application channel, whose detail is
+# the channel): the peer ran out of heap (a MemoryError), not a bug; the same request may succeed
+# later (e.g. once an application beside the agent holds less)
+INTERNAL_NO_MEMORY = const(1)
 E_PROBE_FAILED = const(64)  # a receive probe on a trial boot failed (the REVERT's reason)
 # command authentication (7x): a refused command changes nothing
 E_CMD_AUTH = const(70)  # unsigned, unknown command key or bad signature

@@ -90,6 +90,7 @@ E_NOT_SAFE: Final = 59
 E_TIMEOUT: Final = 60
 E_ABORTED: Final = 61
 E_INTERNAL: Final = 63
+INTERNAL_NO_MEMORY: Final = 1
 E_PROBE_FAILED: Final = 64
 E_CMD_AUTH: Final = 70
 E_CMD_REPLAY: Final = 71

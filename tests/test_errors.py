@@ -89,6 +89,15 @@ def test_every_family_is_an_otalink_error_with_one_code_spelling(exc: OtalinkErr
     assert exc.to_dict()["code"] == exc.code
 
 
+def test_an_ecu_out_of_memory_reads_as_such() -> None:
+    # E_INTERNAL's detail 1 is a heap shortage on the ECU, not a bug: the text says so
+    oom = EcuRejected(codes.E_INTERNAL, codes.INTERNAL_NO_MEMORY)
+    assert "ran out of memory" in str(oom) and oom.detail == codes.INTERNAL_NO_MEMORY
+    assert oom.code == "ecu_rejected.e_internal"
+    bug = EcuRejected(codes.E_INTERNAL, 0)
+    assert "memory" not in str(bug) and str(bug).startswith("E_INTERNAL (code 63")
+
+
 def test_the_families_by_layer() -> None:
     # a slow link is a transport failure (the partial download is kept), never a trust one
     slow = uerr.SlowRetrievalError("x")

@@ -70,7 +70,8 @@ def test_data_write_failure_is_answered_and_the_agent_serves_on():
         assert agent.state == RECEIVING
         agent.xfer.slots.write = _failing_write  # the next DATA's write fails
         r = ask(messages.data(1024, image[1024:2048]))
-        assert r[:2] == [codes.MSG_ERROR, codes.E_INTERNAL], r
+        # a heap shortage, not a bug: the detail says so (the host may try again later)
+        assert r[:3] == [codes.MSG_ERROR, codes.E_INTERNAL, codes.INTERNAL_NO_MEMORY], r
         assert r[-1] == codes.MSG_DATA, r  # the ERROR names the request it answers
         assert agent.state == IDLE and agent.xfer is None
         # the agent serves on: the same update again, from its start, to a verified slot
@@ -79,6 +80,22 @@ def test_data_write_failure_is_answered_and_the_agent_serves_on():
             assert ask(messages.data(o, image[o : o + 1024]))[0] == codes.MSG_ACK
         r = ask(messages.end(len(image)))
         assert r[:3] == [codes.MSG_RESULT, codes.MSG_END, codes.OK], r
+    finally:
+        b.close()
+
+
+def test_a_bug_in_the_write_is_answered_e_internal_with_detail_0():
+    # anything but a MemoryError is a fault of the agent: detail 0, not INTERNAL_NO_MEMORY
+    def bug(offset, mv):
+        raise ValueError("a bug")
+
+    b = Bench(bytes((i * 11) & 0xFF for i in range(4096)))
+    try:
+        assert b.ask(b.begin)[:2] == [codes.MSG_ACK, 0]
+        b.agent.xfer.slots.write = bug
+        r = b.ask(messages.data(0, bytes(1024)))
+        assert r[:3] == [codes.MSG_ERROR, codes.E_INTERNAL, 0], r
+        assert b.agent.state == IDLE and b.agent.xfer is None
     finally:
         b.close()
 
@@ -99,7 +116,7 @@ def test_an_internal_error_is_answered_even_without_room_for_its_handler():
         b.agent.xfer.slots.write = _failing_write
         agent_mod._ops = no_room  # ops.py cannot load either
         r = b.ask(messages.data(0, bytes(1024)))
-        assert r[:2] == [codes.MSG_ERROR, codes.E_INTERNAL], r
+        assert r[:3] == [codes.MSG_ERROR, codes.E_INTERNAL, codes.INTERNAL_NO_MEMORY], r
         assert b.agent.state == IDLE
         agent_mod._ops = ops
         assert b.ask(b.begin)[:2] == [codes.MSG_ACK, 0]  # it serves on

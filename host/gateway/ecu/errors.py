@@ -24,6 +24,10 @@ _NAMES: dict[int, str] = {
     if name.startswith("E_") and isinstance(value, int)
 }
 _NAMES[codes.OK] = "OK"
+# what a (code, detail) pair says when the detail names a cause (other details show as numbers)
+_DETAILS: dict[tuple[int, int], str] = {
+    (codes.E_INTERNAL, codes.INTERNAL_NO_MEMORY): "E_INTERNAL: the ECU ran out of memory",
+}
 
 
 def error_name(wire_code: int) -> str:
@@ -41,7 +45,8 @@ class EcuError(root.OtalinkError):
         self.wire_code = int(wire_code)
         self.detail = detail
         self.code = f"{self.family}.{error_name(self.wire_code).lower()}"
-        text = message or error_name(self.wire_code)
+        named = _DETAILS.get((self.wire_code, detail)) if isinstance(detail, int) else None
+        text = message or named or error_name(self.wire_code)
         super().__init__(f"{text} (code {self.wire_code}, detail {detail})")
         self.detail = detail  # the wire's detail, not the text
 
