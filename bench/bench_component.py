@@ -20,8 +20,9 @@ runner (its emulated watchdog), on real ptys:
 * ``app_max_stall_ms``  the worst lateness of the application's 10 ms periodic task over a whole
   update, HELLO to CONFIRM (both boots: the transfer's and the trial's), at 921600 baud over
   host/sim/line's LineSim (paced pty pair; 8N1), image sent raw-deflated;
-* ``app_update_heap_limit_bytes``  the smallest ``-X heapsize`` (16 KiB ladder) at which a whole
-  update completes while the application runs and holds 16 KiB of live data of its own;
+* ``app_update_heap_limit_bytes``  the smallest ``-X heapsize`` (a ladder, refined in 4 KiB
+  steps above the step below the first that passes) at which a whole update completes while
+  the application runs and holds 16 KiB of live data of its own;
   ``app_update_peak_heap_bytes`` / ``app_update_peak_where`` the same update's live peak at
   256k (the agent's memory trace, config "memtrace") and ``app_update_qstr_count`` /
   ``app_update_qstr_pools`` the names that boot interned by then (name 621 allocates a sixth
@@ -61,6 +62,7 @@ ALONE = Path(__file__).resolve().parent / "component_alone.py"
 NULL = Path(__file__).resolve().parent / "null_agent.py"
 HEAP = "256k"  # the figures other than the heap limit: enough room not to measure the GC
 LADDER = ["64k", "72k", "80k", "88k", "96k", "112k", "128k", "144k", "160k", "192k", "256k"]
+REFINE_KIB = 4  # the limit's resolution below the first ladder step that passes
 LOADER = ("loader", "boot", "supervise", "wdt", "start", "config", "bundle", "flash",
           "flashcfg", "nor", "slots", "store", "decide", "main")  # fmt: skip
 # The application holding 16 KiB of live data from its start (the heap-limit figure)
@@ -281,30 +283,47 @@ def stall(d: Path) -> dict[str, Any]:
             e.close()
 
 
+def _completes(d: Path, h: str, fails: dict[str, str]) -> bool:
+    """A whole update beside the application holding 16 KiB of live data (install, then the
+    update under test; both under heap ``h``); False with where it stopped in ``fails``."""
+    e = _ecu(d / f"limit-{h}", h)
+    step = "start"
+    try:
+        e.start()
+        e.hello()
+        step = "install"
+        e.install(image(BMS_16K), "1.0.0", 1)
+        step = "update"
+        whole_update(e, image(BMS_16K + b"# 2\n"), "2.0.0", 2)
+        step = "trial"
+        e.reboot()
+        r = e.cmd(codes.MSG_CONFIRM)
+        assert r[:3] == [codes.MSG_RESULT, codes.MSG_CONFIRM, codes.OK], r
+    except (AssertionError, OSError, subprocess.TimeoutExpired) as err:
+        fails[f"app_update_fail_{h}"] = _why(e, step, err)
+        return False
+    finally:
+        e.close()
+    return True
+
+
 def heap_limit(d: Path) -> dict[str, Any]:
     """The smallest heap at which a whole update completes beside the application holding
-    16 KiB of live data (install, then the update under test; both under that heap)."""
+    16 KiB of live data: the first LADDER step that does, refined in REFINE_KIB steps above the
+    step below it."""
     fails: dict[str, str] = {}
+    below = None
     for h in LADDER:
-        e = _ecu(d / f"limit-{h}", h)
-        step = "start"
-        try:
-            e.start()
-            e.hello()
-            step = "install"
-            e.install(image(BMS_16K), "1.0.0", 1)
-            step = "update"
-            whole_update(e, image(BMS_16K + b"# 2\n"), "2.0.0", 2)
-            step = "trial"
-            e.reboot()
-            r = e.cmd(codes.MSG_CONFIRM)
-            assert r[:3] == [codes.MSG_RESULT, codes.MSG_CONFIRM, codes.OK], r
-        except (AssertionError, OSError, subprocess.TimeoutExpired) as err:
-            fails[f"app_update_fail_{h}"] = _why(e, step, err)
+        if not _completes(d, h, fails):
+            below = int(h[:-1])
             continue
-        finally:
-            e.close()
-        return {"app_update_heap_limit_bytes": int(h[:-1]) * 1024, **fails}
+        limit = int(h[:-1])
+        if below is not None:
+            for k in range(below + REFINE_KIB, limit, REFINE_KIB):
+                if _completes(d, f"{k}k", fails):
+                    limit = k
+                    break
+        return {"app_update_heap_limit_bytes": limit * 1024, **fails}
     return {"app_update_heap_limit_bytes": None, **fails}
 
 

@@ -11,10 +11,12 @@
 * ``peak_heap_bytes``    highest live heap (after a collection, sampled after every message and
   inside requests: bench/memtrace.py) of a whole update run by the real agent over a pty: verify,
   receive (deflate), write, read back, activate, reboot, trial boot, confirm; ``peak_heap_where``
-  names the sample;
-* ``heap_limit_bytes``   the ``-X heapsize`` that whole update ran under (the smallest of a ladder
-  of sizes starting at 64k that completes it); ``fail_64k``, ``fail_80k``...: the step and the
-  agent's error where the update stops under each smaller size (absent once 64k fits);
+  names the sample (that run at TRACE_HEAP, with the agent's memory hook);
+* ``heap_limit_bytes``   the smallest ``-X heapsize`` at which the shipped agent (no memory hook:
+  config "memtrace" off) completes that whole update: the first step of a ladder from 32k that
+  does, refined in 2 KiB steps above the step below it; ``fail_64k``, ``fail_70k``...: the step
+  and the agent's error where the update stops under each smaller size tried (absent once 64k
+  fits);
 * ``mpy_bytes``          total size of the compiled device + protocol modules (build/mpy);
 * ``code_heap_bytes``    live heap taken by the serving agent's loaded modules alone (the unix
   port loads .mpy code and qstrs into the GC heap), and ``peak_data_heap_bytes`` = peak minus
@@ -57,6 +59,8 @@ OUT = ROOT / "build" / "bench" / "device.json"
 MP_SCRIPT = Path(__file__).resolve().parent / "bench_device_mp.py"
 HEAP_LADDER = ["32k", "40k", "48k", "56k", "64k", "72k", "80k", "96k", "112k", "128k", "160k",
                "192k", "256k"]  # fmt: skip
+REFINE_KIB = 2  # the limit's resolution below the first ladder step that passes
+TRACE_HEAP = "256k"  # the traced run (peak, where, names): room enough not to measure the GC
 
 
 def micropython() -> str:
@@ -187,17 +191,23 @@ def send_data(ecu: Ecu, wire: bytes, ack: list[Any], chunk: int, window: int) ->
 
 
 def whole_update(
-    tmp: Path, heap: str, max_payload: int | None = None, why: list[str] | None = None
+    tmp: Path,
+    heap: str,
+    max_payload: int | None = None,
+    why: list[str] | None = None,
+    traced: bool = True,
 ) -> dict[str, Any] | None:
     """One complete update under ``-X heapsize=heap``; None if the agent did not make it (then
     ``why`` gets the step and the agent's error). ``max_payload`` overrides the board's (smaller
-    frames: smaller parser and slot buffers)."""
+    frames: smaller parser and slot buffers). ``traced``: with the agent's memory hook (config
+    "memtrace": a module and its samples' collections beside the agent) and the figures it
+    gives; without it (the shipped agent) an update that completes returns ``{}``."""
     why = why if why is not None else []
     tmp.mkdir(parents=True, exist_ok=True)
     extra = {"max_payload": max_payload, "window": 2 * max_payload} if max_payload else None
     chunk = (max_payload or 2048) - 16  # the unix board's max_payload, or the override
     ecu = Ecu(tmp, micropython(), MPY, heap=heap, extra=extra)
-    env = {"OTALINK_MEMTRACE": "1"}
+    env = {"OTALINK_MEMTRACE": "1"} if traced else {}
     peaks: list[int] = []
     trace = b""  # the agent's memory trace, both boots (bench/memtrace.py)
     step = "start"
@@ -249,6 +259,8 @@ def whole_update(
         return None
     finally:
         ecu.close()
+    if not traced:
+        return {}
     if len(peaks) < 2:
         return None
     out: dict[str, Any] = {
@@ -268,6 +280,31 @@ def whole_update(
         out["qstr_heap_bytes"] = int(top[2])
         out["qstr_count_trial_boot"] = int(qstr[-1][1])
     return out
+
+
+def heap_limit(tmp: Path, max_payload: int | None = None) -> tuple[str | None, dict[str, str]]:
+    """The smallest ``-X heapsize`` at which the shipped agent (no memory hook) completes a
+    whole update: the first step of HEAP_LADDER that does, refined in REFINE_KIB steps above
+    the step below it. Also ``fail_<heap>``: where the update stopped under each smaller size
+    that was tried."""
+    fails: dict[str, str] = {}
+    below: str | None = None
+    for heap in HEAP_LADDER:
+        why: list[str] = []
+        if whole_update(tmp / heap, heap, max_payload, why, traced=False) is None:
+            fails[f"fail_{heap}"] = why[-1] if why else "no answer"
+            below = heap
+            continue
+        if below is None:
+            return heap, fails
+        for k in range(_heap_bytes(below) // 1024 + REFINE_KIB, _heap_bytes(heap) // 1024,
+                       REFINE_KIB):  # fmt: skip
+            why = []
+            if whole_update(tmp / f"{k}k", f"{k}k", max_payload, why, traced=False) is not None:
+                return f"{k}k", fails
+            fails[f"fail_{k}k"] = why[-1] if why else "no answer"
+        return heap, fails
+    return None, fails
 
 
 def _heap_bytes(h: str) -> int:
@@ -294,32 +331,27 @@ def main() -> int:
         out["end_readback_ms"] = round(raw["end_ms"], 1)
         out["begin_ms"] = round(raw["begin_ms"], 1)
         out["datapath_image_bytes"] = raw["image_bytes"]
+        # the heap limit of the shipped agent (no memory hook), then the traced run's figures
+        limit, fails = heap_limit(Path(d) / "whole")
+        out.update(fails)
+        out["heap_limit_bytes"] = _heap_bytes(limit) if limit else None
+        out["fits_64k"] = limit is not None and _heap_bytes(limit) <= 65536
         why: list[str] = []
-        for heap in HEAP_LADDER:
-            r = whole_update(Path(d) / f"whole-{heap}", heap, why=why)
-            if r is None and why:
-                out[f"fail_{heap}"] = why[-1]  # where the whole update stops under this heap
-            if r is not None:
-                out["peak_heap_bytes"] = r["peak_heap_bytes"]
-                out["peak_heap_where"] = r["peak_where"]
-                crypto_live = r.get("crypto_live_bytes", 0)
-                out["heap_limit_bytes"] = _heap_bytes(heap)
-                out["fits_64k"] = _heap_bytes(heap) <= 65536
-                for k in ("qstr_count", "qstr_pools", "qstr_heap_bytes", "qstr_count_trial_boot"):
-                    if k in r:
-                        out[k] = r[k]
-                break
+        r = whole_update(Path(d) / "whole-traced", TRACE_HEAP, why=why)
+        out["peak_heap_bytes"] = r["peak_heap_bytes"] if r else None
+        if r:
+            out["peak_heap_where"] = r["peak_where"]
+            crypto_live = r.get("crypto_live_bytes", 0)
+            for k in ("qstr_count", "qstr_pools", "qstr_heap_bytes", "qstr_count_trial_boot"):
+                if k in r:
+                    out[k] = r[k]
         else:
-            out["peak_heap_bytes"] = None
-            out["heap_limit_bytes"] = None
-            out["fits_64k"] = False
+            out["peak_heap_where"] = why[-1] if why else None
         # the same with 1 KiB frames (ECU config "max_payload": 1024)
-        for heap in HEAP_LADDER:
-            r = whole_update(Path(d) / f"whole1k-{heap}", heap, max_payload=1024)
-            if r is not None:
-                out["peak_heap_bytes_payload_1k"] = r["peak_heap_bytes"]
-                out["heap_limit_bytes_payload_1k"] = _heap_bytes(heap)
-                break
+        limit, _ = heap_limit(Path(d) / "whole1k", max_payload=1024)
+        out["heap_limit_bytes_payload_1k"] = _heap_bytes(limit) if limit else None
+        r = whole_update(Path(d) / "whole1k-traced", TRACE_HEAP, max_payload=1024)
+        out["peak_heap_bytes_payload_1k"] = r["peak_heap_bytes"] if r else None
     out.update(bench_verify(crypto_live))
     ch = run_mp("codeheap", heap="512k")
     out["code_heap_bytes"] = ch["code_heap_bytes"]
