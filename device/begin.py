@@ -61,6 +61,7 @@ def _verify(a, instr, sigs, image_len, sha, slot_size, floor, now, fields):
     # -> (0, issued, version, release_counter, kind) | (-1, code, detail), sliced (a generator)
     cfg = a.cfg
     auth = _a._lazy("otalink.device.auth")
+    yield  # (the crypto's import, then its first step: one slice each)
     try:
         r = yield from auth.check_g(
             cfg.director_keys, cfg.threshold, instr, sigs, cfg.ecu_id, cfg.hw_id, image_len,
@@ -113,6 +114,7 @@ def begin(a, m):
         a._done(s)
         s = None
         tf = a.cfg.time_floor
+        yield  # (the storage's modules, then the codec's: one slice each)
         fields = _decode(instr)
         _a._drop(_CODEC)
         yield

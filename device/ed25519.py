@@ -13,9 +13,11 @@
 # sha512(data=b""): SHA-512 (below; ed25519 is its only user).
 # Sliced forms for the agent beside an application (issue 11: nothing blocks the asyncio loop
 # for long): verify_g(pub, data, sig), public_g(seed) and sign_g(seed, pub, data) are generators
-# that yield every _SLICE bits of the scalar multiplication (a few ms each at the agent's heap)
-# and return the result (bool / public key / signature) as their StopIteration value;
-# run(gen) drives one to its end. The plain functions above are run() of them.
+# that yield every _SLICE bits of the scalar multiplication and between the other steps of a
+# few ms (a point decode or encode: one modular power each; the message's SHA-512), so no slice
+# holds the loop for more than ~3-5 ms at a 256k heap (bench: app_max_stall_ms); they return
+# the result (bool / public key / signature) as their StopIteration value; run(gen) drives one
+# to its end. The plain functions above are run() of them.
 #
 # Size over speed (the whole module is loaded per HELLO / STATUS_REQ / BEGIN and dropped again, and
 # on the unix port its code sits in the GC heap): field elements are ints reduced mod p after
@@ -309,7 +311,7 @@ def _small_order(p):
     return q[0] % _P == 0 and (q[1] - q[2]) % _P == 0
 
 
-_SLICE = const(16)  # bits of a scalar multiplication between two yields
+_SLICE = const(8)  # bits of a scalar multiplication between two yields (~3 ms at a 256k heap)
 
 
 def run(g):
@@ -356,16 +358,21 @@ def verify_g(pub, data, sig):
     s = int.from_bytes(sig[32:], "little")
     if s >= _L:
         return False
+    # a slice between the steps that take milliseconds each (a decode and an encode: one modular
+    # power each; the SHA-512 of the message), as between the multiplication's bits
     a = _decode(pub)
     if a is None or _small_order(a):
         return False
+    yield
     r = _decode(rb)
     if r is None or _small_order(r):
         return False
+    yield
     k = _h_scalar(rb, pub, data)
     yield
     # Q = [s]B + [k](-A); -(X, Y, Z, T) = (-X, Y, Z, -T)
     q = yield from _mul2(_B, s, (_P - a[0], a[1], 1, _P - a[3]), k)
+    yield
     return encode(q) == rb
 
 
@@ -390,6 +397,7 @@ def public_g(seed):
     # the public key of a seed, sliced (a generator returning 32 bytes)
     a, _ = _secret(seed)
     q = yield from _mul2(_B, a, _IDENT, 0)
+    yield
     return encode(q)
 
 
@@ -398,8 +406,11 @@ def sign_g(seed, pub, data):
     # public key (public_g), kept by the caller so each signature costs one multiplication
     a, prefix = _secret(seed)
     r = _h_scalar(prefix, data)
+    yield
     q = yield from _mul2(_B, r, _IDENT, 0)
+    yield
     rb = encode(q)
+    yield
     k = _h_scalar(rb, pub, data)
     return rb + ((r + k * a) % _L).to_bytes(32, "little")
 
