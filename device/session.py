@@ -3,7 +3,8 @@
 # path, the receive window, the ACK writer, a Slots with its ring and program unit buffer, the
 # max_payload frame reader, the deflate decoder.
 #
-#   Transfer(agent, dry=False)     .dv (DataView) .rx (RxWindow) .data() .end(m) -> generator
+#   Transfer(agent, dry=False, comp=0)   .dv (DataView) .rx (RxWindow) .data() .end(m) -> generator
+#                                  comp: the stream's compression (a decoder's room or none)
 #
 # Only what a running transfer needs stays in the heap with it: BEGIN's and PROBE's second stage
 # (start, probe_start: slotbegin.py, dropped after BEGIN) and END (slotend.end, loaded at END)
@@ -41,22 +42,25 @@ _PATH = const(8)  # agent._PATH
 # DeflateIO's decoder beside its window, bytes, on the unix port (x86-64; less on 32-bit boards):
 # tests/device_session/mp_test_decoder_room.py checks it against the decoder the port makes
 _DEC_STATE = const(1376)
+_COMP_NONE = const(0)
+_COMP_PATCH = const(3)  # (a raw patch: no decoder; the other compressions make one)
 _IDLE = const(0)  # agent._IDLE
 _RECEIVING = const(1)  # agent._RECEIVING
 
 
 class Transfer:
-    def __init__(self, a, dry=False):
+    def __init__(self, a, dry=False, comp=_COMP_NONE):
         # The Slots with its ring and program unit first (the big blocks, made while store.py is
         # loaded for the Slots anyway), then datapath.py.
         self.a = a
         self.dry = dry  # a receive probe: nothing is written
         s = self.slots = _a._lazy("otalink.device.slots").Slots(a.bdev, a.geom, None, None, True)
-        if s.wbits:
-            # The decoder's room, claimed beside the ring: DeflateIO makes its state and window
-            # at its first read (the first DATA), when BEGIN's code has left holes all over the
-            # heap; this block, freed by the first drain just before that read, keeps one hole
-            # that holds both (`buffer`: a name the port has built in, none interned).
+        if s.wbits and comp != _COMP_NONE and comp != _COMP_PATCH:
+            # A deflate stream's decoder room, claimed beside the ring: DeflateIO makes its state
+            # and window at its first read (the first DATA), when BEGIN's code has left holes all
+            # over the heap; this block, freed by the first drain just before that read, keeps
+            # one hole that holds both (`buffer`: a name the port has built in, none interned).
+            # An uncompressed stream or a raw patch makes no decoder: no room.
             s.buffer = bytearray(_DEC_STATE + (1 << s.wbits))
         from otalink.protocol import datapath as d
 

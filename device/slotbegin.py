@@ -229,7 +229,7 @@ def start(a, instr, params, ins, same):
         a.state = _IDLE
     x = a.xfer
     if x is None:
-        x = a.xfer = _a._lazy("otalink.device.session").Transfer(a)
+        x = a.xfer = _a._lazy("otalink.device.session").Transfer(a, False, comp)
     s = x.slots
     if comp != _COMP_NONE and comp != _COMP_PATCH and not s.wbits:
         a._unload()
@@ -261,7 +261,7 @@ def probe_start(a, params):
     from otalink.device import agent as _a
 
     image_len, _sha, comp, wire_len = params
-    x = a.xfer = _a._lazy("otalink.device.session").Transfer(a, True)
+    x = a.xfer = _a._lazy("otalink.device.session").Transfer(a, True, comp)
     try:
         probe(x.slots, image_len, wire_len, comp)
     except DeviceError:
