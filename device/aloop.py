@@ -19,13 +19,15 @@ except ImportError:  # CPython (tooling only)
 _TIMEOUT = const(-1)  # agent._TIMEOUT
 
 
-async def drive(a, g):
+async def drive(a, box):
+    # box: [the request's generator], emptied here (drive.finish says why)
     # a request's slices with the loop running between them; a slice may yield (awaitable,
     # timeout_ms): the application's on_activate, awaited with its bound
     import asyncio
 
     from otalink.protocol.errors import ProtocolError
 
+    g = box.pop()
     a.busy = True
     try:
         v = None
@@ -97,6 +99,7 @@ async def run(a):
         woke = False
         g = a._handle(p)
         if g is not None:
+            g = [g]  # (a box: see drive)
             await drive(a, g)
         a._trace(p)
         a.cur = None

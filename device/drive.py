@@ -24,6 +24,7 @@ def poll(a, timeout_ms):
         n += 1
         g = a._handle(p)
         if g is not None:
+            g = [g]  # (a box: see finish)
             finish(a, g)
         a._trace(p)
         a.cur = None
@@ -33,11 +34,17 @@ def poll(a, timeout_ms):
     return n
 
 
-def finish(a, g):
+def finish(a, box):
+    # box: [the request's generator], emptied here, so no frame below holds the generator while
+    # its slices run. A generator that has finished keeps its frame (its locals, its module's
+    # code) until its last reference goes: held by the caller, BEGIN's first stage (begin.py,
+    # the verification's leftovers, ~6 KB) stayed live under the second stage's allocations
+    # (the Slots, the ring, the decoder's room) and until the next frame.
     # a request's slices, back to back; an awaitable it yields (the application's on_activate)
     # cannot run without a loop: closed and taken as done
     from otalink.protocol.errors import ProtocolError  # (the engine's: it leaves at rest)
 
+    g = box.pop()
     a.busy = True
     try:
         v = None
