@@ -127,7 +127,8 @@ def begin_g(s, instr_hash, image_len, sha256, wire_len, compression, version, re
             s.wire_off = 0
             s.image_off = 0
             s.instr_hash = instr_hash
-            s.confirmed_now = False
+            if s.confirmed_now:
+                s.confirmed_now = False  # (the class default otherwise: no table entry)
             s.commit()
         if pm is not None:
             d, w = pm.start(s, image_len, d, w)  # the applier, from the durable checkpoint

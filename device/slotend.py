@@ -61,6 +61,9 @@ def finish_g(s):
                     code = _E_DECOMPRESS  # bytes after the last segment, or a cut one
             if code == _OK and s.sha.digest() != s.slot[s.t_slot][5]:
                 code = _E_HASH_MISMATCH
+        # the stream is over: the decoder's state and window (~2.4 KiB) leave before the
+        # read-back's hash allocates
+        s.dio = None
         if code == _OK and not (yield from _hash_g(s, s.t_slot)):
             code = _E_HASH_MISMATCH
         s.slot[s.t_slot][0] = _SLOT_VERIFIED if code == _OK else _SLOT_EMPTY

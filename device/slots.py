@@ -91,6 +91,15 @@ def drop_write():
 
 
 class Slots:
+    # Defaults an instance overrides only when they change (a receive probe, test hooks, a
+    # confirm, the decoder's room): no entry each in the instance's attribute table. A
+    # transfer's Slots then keeps <= 47 attributes: the table is never grown (copied) to 59
+    # entries in the middle of BEGIN, when the heap is at its most crowded.
+    dry = False
+    hooks = None
+    confirmed_now = False
+    buffer = None
+
     def __init__(self, bdev, geom, regions=None, hooks=None, buffers=True):
         # buffers=False: the state only (the agent while idle); the transfer's buffers come at
         # begin() / probe() and go with rest()

@@ -102,11 +102,9 @@ def init(s, bdev, geom, regions, hooks, buffers=True):
     # crafted to need more (runs of empty blocks) only fails with E_DECOMPRESS (its output is
     # hashed and never activated). Small steps keep the margin, and with it the ring, small.
     # (slotwrite.drain derives step and margin from steps[0].)
-    s.step = _STEP if chunk % _STEP == 0 else chunk
     s.chunk = chunk
     s.wbits = wb  # DeflateIO(ring, RAW, wbits) decodes with exactly this window
     s.ring = s.cbuf = s.steps = None
-    s.buffer = None  # the decoder's room, from BEGIN to the first DATA (session.Transfer)
     if buffers:
         bufs(s)
     s.es = es
@@ -116,7 +114,8 @@ def init(s, bdev, geom, regions, hooks, buffers=True):
     # caps(): (window, slot_size, erase_size, write_size, deflate_wbits)
     s.capv = (g.get("window", 16384), ss, es, ws, wb)
     s.trial_limit = g.get("trial_boots", 3)
-    s.hooks = hooks
+    if hooks is not None:
+        s.hooks = hooks  # (None: the class's default, no entry in the instance's table)
     if regions is None:
         # one device holding the state area and both slots (unix, rp2, stm32); offsets are
         # relative to the board's otalink region of that device ("region": {"offset"})
@@ -143,11 +142,9 @@ def init(s, bdev, geom, regions, hooks, buffers=True):
     s.pitch1 = (_BODY1 + 4 + ws - 1) // ws * ws  # where fmt-1 records sit (load)
     s.ck = bytearray(_CK)  # the transfer codec's checkpoint (reserved: zeros)
     # the transfer (none yet)
-    s.dry = False  # a receive probe (slotops.probe): nothing is written
     s.live = 0  # 1: a transfer is running in this process, 2: it is received (finish() only)
     s.dio = None
     s.sha = None
-    s.confirmed_now = False
     s.fill = 0  # deflate output bytes waiting in cbuf
     s.seg_left = -1  # segments: compressed bytes left in the current one, -1 = prefix next
     s.w_cons = 0  # segments: wire bytes taken out of the ring
@@ -169,7 +166,7 @@ def bufs(s):
     from micropython import RingIO
 
     chunk = s.chunk
-    step = s.step
+    step = _STEP if chunk % _STEP == 0 else chunk
     margin = 2 * step + 512
     s.ring = RingIO((chunk if chunk > margin else margin) + step if s.wbits else chunk)
     cbuf = bytearray(chunk)

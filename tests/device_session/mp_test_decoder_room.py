@@ -108,3 +108,32 @@ def test_an_uncompressed_transfer_claims_no_room():
             os.remove(path)
         except OSError:
             pass
+
+
+def test_the_decoder_leaves_before_the_read_back_and_the_slots_table_stays_small():
+    # END's read-back hash (slotend._hash_g, a slice per 16 KiB) runs without the decoder's
+    # state and window, and a deflate transfer's Slots keeps <= 47 attributes: its table is not
+    # grown (a copy beside the old one) to 59 entries in the middle of BEGIN
+    path = "/tmp/otalink-room-" + hexlify(os.urandom(6)).decode() + ".bin"
+    try:
+        image = bytes((i * 11) & 0xFF for i in range(40 * 1024))
+        wire = stored_deflate(image)
+        link, a = _begun(path, image, codes.COMP_DEFLATE, wire)
+        s = a.xfer.slots
+        assert len(s.__dict__) <= 47, len(s.__dict__)
+        for o in range(0, len(wire), 1024):
+            link.ring.write(frame(messages.data(o, wire[o : o + 1024])))
+            a.poll(0)
+        assert a.errors_out == 0 and s.dio is not None
+        assert len(s.__dict__) <= 47, len(s.__dict__)
+        seen = []
+        a.on_slice = lambda: seen.append(s.dio)  # (drive.finish: between END's slices)
+        link.ring.write(frame(messages.end(len(wire))))
+        a.poll(0)
+        assert a.errors_out == 0 and a.xfer is None
+        assert len(seen) >= 2 and seen == [None] * len(seen), seen
+    finally:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
