@@ -60,6 +60,7 @@ MP_SCRIPT = Path(__file__).resolve().parent / "bench_device_mp.py"
 HEAP_LADDER = ["32k", "40k", "48k", "56k", "64k", "72k", "80k", "96k", "112k", "128k", "160k",
                "192k", "256k"]  # fmt: skip
 REFINE_KIB = 2  # the limit's resolution below the first ladder step that passes
+RUNS = 3  # a heap size counts when this many whole updates in a row complete under it
 TRACE_HEAP = "256k"  # the traced run (peak, where, names): room enough not to measure the GC
 
 
@@ -284,27 +285,36 @@ def whole_update(
 
 def heap_limit(tmp: Path, max_payload: int | None = None) -> tuple[str | None, dict[str, str]]:
     """The smallest ``-X heapsize`` at which the shipped agent (no memory hook) completes a
-    whole update: the first step of HEAP_LADDER that does, refined in REFINE_KIB steps above
-    the step below it. Also ``fail_<heap>``: where the update stopped under each smaller size
-    that was tried."""
+    whole update RUNS times out of RUNS: the first step of HEAP_LADDER that does, refined in
+    REFINE_KIB steps above the step below it. Also ``fail_<heap>``: where the update stopped
+    under each smaller size that was tried (and in which run)."""
     fails: dict[str, str] = {}
     below: str | None = None
     for heap in HEAP_LADDER:
-        why: list[str] = []
-        if whole_update(tmp / heap, heap, max_payload, why, traced=False) is None:
-            fails[f"fail_{heap}"] = why[-1] if why else "no answer"
+        if not _completes(tmp, heap, max_payload, fails):
             below = heap
             continue
         if below is None:
             return heap, fails
         for k in range(_heap_bytes(below) // 1024 + REFINE_KIB, _heap_bytes(heap) // 1024,
                        REFINE_KIB):  # fmt: skip
-            why = []
-            if whole_update(tmp / f"{k}k", f"{k}k", max_payload, why, traced=False) is not None:
+            if _completes(tmp, f"{k}k", max_payload, fails):
                 return f"{k}k", fails
-            fails[f"fail_{k}k"] = why[-1] if why else "no answer"
         return heap, fails
     return None, fails
+
+
+def _completes(tmp: Path, heap: str, max_payload: int | None, fails: dict[str, str]) -> bool:
+    """RUNS whole updates under ``heap`` (each with its own nonces and keys: the heap's layout
+    differs a little from run to run), all complete; else where the first that failed stopped."""
+    for run in range(RUNS):
+        why: list[str] = []
+        if whole_update(tmp / f"{heap}-{run}", heap, max_payload, why, traced=False) is None:
+            fails[f"fail_{heap}"] = (f"run {run + 1} of {RUNS}: " if run else "") + (
+                why[-1] if why else "no answer"
+            )
+            return False
+    return True
 
 
 def _heap_bytes(h: str) -> int:
