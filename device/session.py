@@ -49,19 +49,24 @@ _RECEIVING = const(1)  # agent._RECEIVING
 
 
 class Transfer:
-    def __init__(self, a, dry=False, comp=_COMP_NONE):
-        # The Slots with its ring and program unit first (the big blocks, made while store.py is
-        # loaded for the Slots anyway), then datapath.py.
+    def __init__(self, a, dry=False, comp=_COMP_NONE, s=None):
+        # s: the Slots with its ring and program unit (slotbegin._transfer makes it before this
+        # module loads, so session.py and the room take the hole store.py left), or made here.
         self.a = a
         self.dry = dry  # a receive probe: nothing is written
-        s = self.slots = _a._lazy("otalink.device.slots").Slots(a.bdev, a.geom, None, None, True)
+        if s is None:
+            s = _a._lazy("otalink.device.slots").Slots(a.bdev, a.geom, None, None, True)
+        self.slots = s
         if s.wbits and comp != _COMP_NONE and comp != _COMP_PATCH:
-            # A deflate stream's decoder room, claimed beside the ring: DeflateIO makes its state
-            # and window at its first read (the first DATA), when BEGIN's code has left holes all
-            # over the heap; this block, freed by the first drain just before that read, keeps
-            # one hole that holds both (`buffer`: a name the port has built in, none interned).
-            # An uncompressed stream or a raw patch makes no decoder: no room.
-            s.buffer = bytearray(_DEC_STATE + (1 << s.wbits))
+            # A deflate stream's decoder room, claimed at BEGIN: DeflateIO makes its state and
+            # then its window at its first read (the first DATA), when BEGIN's code has left
+            # holes all over the heap; these two blocks, freed by the first drain just before
+            # that read, keep a hole for each (first fit: the state takes the first hole that
+            # holds it, at worst the state's block; the window then still finds one). Two
+            # blocks, not one of their sum: no single 2.4 KiB hole is needed at BEGIN either.
+            # (`buffer`: a name the port has built in, none interned.) An uncompressed stream
+            # or a raw patch makes no decoder: no room.
+            s.buffer = (bytearray(_DEC_STATE), bytearray(1 << s.wbits))
         from otalink.protocol import datapath as d
 
         self.dv = d.DataView()

@@ -199,6 +199,15 @@ def probe(s, image_len, wire_len, compression):
     return _OK
 
 
+def _transfer(a, dry, comp):
+    # The Slots with its ring and program unit first (store.py loaded for it, then dropped),
+    # then session.py: its code and the decoder's room take the hole store.py left
+    from otalink.device import agent as _a
+
+    s = _a._lazy("otalink.device.slots").Slots(a.bdev, a.geom, None, None, True)
+    return _a._lazy("otalink.device.session").Transfer(a, dry, comp, s)
+
+
 def _erase_progress(a):
     # begin_g calls this per erased sector; every 8th (and the last) goes on the wire
     # so the host sees the device alive during a long erase without a frame per sector
@@ -212,8 +221,6 @@ def _erase_progress(a):
 def start(a, instr, params, ins, same):
     # BEGIN's second stage for the agent: begin.py (checks, verification, the application's
     # offer) returned this generator and left the heap before the transfer's buffers are made
-    from otalink.device import agent as _a
-
     image_len, sha, comp, wire_len = params
     issued = ins[1]
     # BEGIN's stream fields, before anything is replaced (a refused BEGIN leaves a live
@@ -230,7 +237,7 @@ def start(a, instr, params, ins, same):
         a.state = _IDLE
     x = a.xfer
     if x is None:
-        x = a.xfer = _a._lazy("otalink.device.session").Transfer(a, False, comp)
+        x = a.xfer = _transfer(a, False, comp)
     s = x.slots
     if comp != _COMP_NONE and comp != _COMP_PATCH and not s.wbits:
         a._unload()
@@ -259,10 +266,8 @@ def start(a, instr, params, ins, same):
 
 def probe_start(a, params):
     # PROBE's second stage for the agent: the transfer machinery over a Slots that writes nothing
-    from otalink.device import agent as _a
-
     image_len, _sha, comp, wire_len = params
-    x = a.xfer = _a._lazy("otalink.device.session").Transfer(a, True, comp)
+    x = a.xfer = _transfer(a, True, comp)
     try:
         probe(x.slots, image_len, wire_len, comp)
     except DeviceError:

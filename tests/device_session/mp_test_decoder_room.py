@@ -1,6 +1,6 @@
 # The decoder's room (device/session.py, Transfer): a deflate transfer on a port with deflate
-# claims a block the size of DeflateIO's decoder and window beside its ring at BEGIN; the first
-# DATA frees it just before the decoder makes them, so they never need a new hole in the heap
+# claims two blocks at BEGIN, the sizes of DeflateIO's decoder state and window; the first DATA
+# frees them just before the decoder makes those, so they never need a new hole in the heap
 # BEGIN's code left fragmented. Checked here: the room holds the decoder this port really makes,
 # its lifetime (BEGIN -> first DATA; gone with the transfer), and that a stream without a
 # decoder claims none.
@@ -68,9 +68,11 @@ def test_a_deflate_transfer_holds_the_room_from_begin_to_its_first_data():
         link, a = _begun(path, image, codes.COMP_DEFLATE, wire)
         s = a.xfer.slots
         room = s.buffer
-        assert type(room) is bytearray, room
-        # big enough for the decoder this port makes (the constant follows the port)
-        assert len(room) >= _decoder_bytes(), (len(room), _decoder_bytes())
+        assert type(room) is tuple and len(room) == 2, room
+        # a block for the decoder's state and one for its window, together big enough for the
+        # decoder this port makes (the constant follows the port)
+        assert len(room[1]) == 1 << WBITS, len(room[1])
+        assert len(room[0]) + len(room[1]) >= _decoder_bytes(), (len(room[0]), _decoder_bytes())
         room = None
         chunk = 1024
         link.ring.write(frame(messages.data(0, wire[:chunk])))
