@@ -101,6 +101,33 @@ def _serve(b):
             return _RUN_RESET
 
 
+def _boot(argv):
+    # The boot sequence (boot.py). When the slot supplies the agent, boot.py forgets every
+    # otalink module and imports the slot's: the base packages' objects then leave sys.modules
+    # with their attributes still naming the boot sequence's modules (boot, bundle, wdt, ...),
+    # and while anything refers to a base package those stay live for the ECU's life.
+    from otalink.device import boot
+
+    top = sys.modules.get("otalink")
+    b = boot.main(argv)
+    if top is not None:
+        _strip(top)
+    return b
+
+
+def _strip(pkg):
+    # a base package's module attributes that sys.modules no longer holds under their name,
+    # sub-packages first
+    for k in list(pkg.__dict__):
+        v = pkg.__dict__[k]
+        if type(v) is type(sys) and k != "__class__":
+            name = pkg.__name__ + "." + k
+            if sys.modules.get(name) is not v:
+                if hasattr(v, "__path__"):
+                    _strip(v)
+                delattr(pkg, k)
+
+
 def main(argv):
     import gc
 
@@ -109,10 +136,7 @@ def main(argv):
     gc.threshold(_GC_EVERY)
     if ".frozen" not in sys.path:
         sys.path.append(".frozen")  # asyncio is frozen into the port (MICROPYPATH replaces it)
-    from otalink.device import boot
-
-    b = boot.main(argv)
-    boot = None
+    b = _boot(argv)
     # the boot sequence leaves the heap (on the unix port loaded .mpy code lives in it)
     pkg = sys.modules.get("otalink.device")
     for name in ("boot", "bundle", "wdt"):
