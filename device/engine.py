@@ -191,10 +191,13 @@ def _handle(a, p):
                 # answered, never the end of the agent; a try allocates nothing
                 a._internal(e)
             return None
-        g = x.end_p(p)
-        if g is not None:
-            return g
     try:
+        if x is not None:
+            # END of the live transfer: its own parse, no serve.py (slotend.py loads for it,
+            # inside this handler: a MemoryError there is answered like any other request's)
+            g = x.end_p(p)
+            if g is not None:
+                return g
         return _a._lazy("otalink.device.serve").handle(a, p)
     except ProtocolError as e:  # (device/errors.DeviceError is this class too)
         a._error(e.code, e.detail)

@@ -49,6 +49,7 @@ EXIT_RESET = const(64)
 EXIT_CONFIG = const(65)
 _RUN_RESET = const(1)  # agent._RUN_RESET
 _E_NOT_CONFIRMED = const(52)
+_E_AGENT_FAILED = const(57)
 _GC_EVERY = const(1024)
 
 
@@ -91,7 +92,19 @@ def _serve(b):
 
     a.on_slice = fed
     while True:
-        a.poll(step)  # up to step ms on the line, then every frame handled, then tick()
+        try:
+            a.poll(step)  # up to step ms on the line, then every frame handled, then tick()
+        except Exception as e:
+            # escaped the agent (a bug, or a heap too full even for its error handler): reset,
+            # as the supervisor does when the agent's task ends (a trial records it), instead
+            # of ending the program with no agent on the line
+            sys.print_exception(e)
+            if b.trial:
+                try:
+                    a.note_fault(_E_AGENT_FAILED)
+                except Exception:
+                    pass  # (the next boot counts the trial's boots all the same)
+            return _RUN_RESET
         if a.exit is not None:
             return a.exit
         now = fed()

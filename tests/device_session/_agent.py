@@ -120,8 +120,10 @@ class Ecu:
         return self.proc.returncode
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+        if self.proc is not None and self.proc.returncode is None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            # (also when it had exited by itself: what it wrote before it died is the diagnosis)
             out, err = self.proc.communicate(timeout=10)
             self.stderr = out + err
         # the agent's own output, for diagnosis after a failure

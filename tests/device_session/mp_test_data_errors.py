@@ -188,3 +188,37 @@ def test_a_resume_mid_transfer_loads_no_codec():
             if isinstance(sys.modules.get(name), _NoCodec):
                 sys.modules.pop(name)
         b.close()
+
+
+def test_an_end_whose_module_cannot_load_is_answered_and_the_agent_serves_on():
+    # Found at the update's heap edge (65k): END loads slotend.py beside the transfer, and the
+    # MemoryError of that import escaped the request's handler (engine._handle called the
+    # transfer's END shortcut outside it): the agent's process died without an answer.
+    from otalink.device import agent as agent_mod
+
+    image = bytes((i * 3) & 0xFF for i in range(4096))
+    b = Bench(image)
+    lazy = agent_mod._lazy
+
+    def no_room_for_slotend(name):
+        if name.endswith(".slotend"):
+            raise MemoryError("memory allocation failed, allocating 253 bytes")
+        return lazy(name)
+
+    try:
+        assert b.ask(b.begin)[:2] == [codes.MSG_ACK, 0]
+        for o in range(0, len(image), 1024):
+            assert b.ask(messages.data(o, image[o : o + 1024]))[0] == codes.MSG_ACK
+        agent_mod._lazy = no_room_for_slotend
+        r = b.ask(messages.end(len(image)))
+        assert r[:3] == [codes.MSG_ERROR, codes.E_INTERNAL, codes.INTERNAL_NO_MEMORY], r
+        assert r[-1] == codes.MSG_END, r
+        agent_mod._lazy = lazy
+        # it serves on: the host's BEGIN again resumes the transfer it kept (every byte is in),
+        # and END verifies the slot
+        assert b.ask(b.begin)[:2] == [codes.MSG_ACK, len(image)]
+        r = b.ask(messages.end(len(image)))
+        assert r[:3] == [codes.MSG_RESULT, codes.MSG_END, codes.OK], r
+    finally:
+        agent_mod._lazy = lazy
+        b.close()
