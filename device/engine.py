@@ -47,6 +47,9 @@ _ENGINE = const(("otalink.device", ("engine",)))
 _FRAMING = const(("otalink.protocol", ("framing",)))
 _START = const(("otalink.device", ("start", "config")))
 _ERRORS = const(("otalink.protocol", ("errors",)))
+# the config keys the awake agent's requests read (begin.py, commands.py, report.py)
+_AWAKE = const(("ecu_id", "hw_id", "ecu_seed", "director_keys", "command_keys", "threshold",
+                "time_floor"))  # fmt: skip
 _COLD = const(3)  # agent._COLD
 _SERVE = const(4)  # agent._SERVE
 _SMALL = const(5)  # agent._SMALL
@@ -230,9 +233,9 @@ _METHODS = const(("_slots", "_done", "_op", "_code", "_unload", "_reset", "_send
 
 def _reread(a):
     # What an agent made by the loader dropped at rest: its config (keys, the ECU's seed), read
-    # again (start.py) as make() read it.
+    # again (start.py): only the keys its requests read (_AWAKE).
     st = _a._lazy("otalink.device.start")
-    got = st.settings(a.path)
+    got = st.settings(a.path, _AWAKE)
     _a._drop(_START)
     if got is None:
         raise ValueError("config")  # (the loader's next boot reports it and stops)

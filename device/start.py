@@ -3,6 +3,7 @@
 # small Settings and dropping this module and config.py again (on the unix port loaded code
 # lives in the GC heap):
 #   settings(path) -> (Settings, line, geom) | None (bad config: already printed)
+#   settings(path, keys) -> (Settings of those keys only, None, None) | None
 #   mem_report(live)   the bench's memory hook (one stderr line + the qstr pools)
 import gc
 import sys
@@ -27,8 +28,9 @@ class Settings:
     pass
 
 
-def settings(path):
-    # config.py and the JSON are referenced only in this frame
+def settings(path, keep=None):
+    # config.py and the JSON are referenced only in this frame. keep: only these keys (the
+    # awake agent's read again, engine.py: a smaller object for as long as it is awake)
     from otalink.device import config
 
     try:
@@ -37,8 +39,10 @@ def settings(path):
         print("otalink: config:", e)
         return None
     s = Settings()
-    for k in _KEEP:
+    for k in keep or _KEEP:
         setattr(s, k, getattr(cfg, k))
+    if keep:
+        return s, None, None
     s.memtrace = cfg.raw.get("memtrace")
     if not s.memtrace:
         try:
