@@ -11,7 +11,7 @@ from micropython import const
 # of every Slots an agent makes, and an agent running from a slot would otherwise load its own
 # copy of the emulator beside the loader's, whose device it uses)
 
-_PIECE = const(64)  # emulator erase / blank-check piece (its two buffers count in the heap)
+_PIECE = const(256)  # emulator erase / blank-check piece
 
 # Default geometry of the unix board (boards/unix/board.json "flash" overrides each key).
 DEFAULTS = {
@@ -90,7 +90,7 @@ def nor_init(self, path, size, erase_size, write_size, cut_after, tear, cut_mode
     self.erase_ms = 0
     self.programs = 0
     self.trace = None  # set to a list to record (op, address) of every operation
-    # One 64-byte piece of 0xFF and one of scratch, looped per piece: the emulator's RAM counts
+    # One 256-byte piece of 0xFF and one of scratch, looped per piece: the emulator's RAM counts
     # in the heap figures, so no sector- or program-sized buffers.
     p = _PIECE if erase_size % _PIECE == 0 else erase_size
     self._ff = b"\xff" * p

@@ -62,11 +62,14 @@ def test_body_controller(ecu: Component) -> None:
     assert _until(lambda: _body_state(ecu)[0] == 5)
     ecu.app_request(1, b"")  # (reading collects the events that came meanwhile)
     assert any(ev[1] == 1 and ev[3][0] == 5 for ev in ecu.events), ecu.events
-    # the lock command starts the motor; an update offered meanwhile is deferred
+    # the lock command starts the motor; an update offered meanwhile is deferred (the image and
+    # its signed instruction made first: the motor runs 300 ms, and on a loaded machine making
+    # them once took longer, so the offer came after the end stop and was accepted)
+    img = image(BODY + b"\n# 3.0.0\n")
+    instr = ecu.instruction(img, version="3.0.0", release_counter=3)
     doors, locked, motor = struct.unpack("<BBH", ecu.app_request(2, b"\x01")[3])
     assert (doors, locked) == (5, 1) and motor > 0
-    img = image(BODY + b"\n# 3.0.0\n")
-    r = ecu.begin(img, instr=ecu.instruction(img, version="3.0.0", release_counter=3))
+    r = ecu.begin(img, instr=instr)
     assert r == [C.MSG_DEFER, C.MSG_BEGIN, 1, "lock motor moving"], r
     # the motor reaches its end stop (~300 ms of 10 ms periods): published, and the same
     # update goes through
