@@ -3,7 +3,8 @@
 # path, the receive window, the ACK writer, a Slots with its ring and program unit buffer, the
 # max_payload frame reader, the deflate decoder.
 #
-#   Transfer(agent, dry=False, comp=0)   .dv (DataView) .rx (RxWindow) .data() .end(m) -> generator
+#   Transfer(agent, slots, dry=False, comp=0)   .dv (DataView) .rx (RxWindow) .data() .end(m)
+#                                  -> generator; slots: made by slotbegin._transfer (with buffers);
 #                                  comp: the stream's compression (a decoder's room or none)
 #
 # Only what a running transfer needs stays in the heap with it: BEGIN's and PROBE's second stage
@@ -49,13 +50,11 @@ _RECEIVING = const(1)  # agent._RECEIVING
 
 
 class Transfer:
-    def __init__(self, a, dry=False, comp=_COMP_NONE, s=None):
+    def __init__(self, a, s, dry=False, comp=_COMP_NONE):
         # s: the Slots with its ring and program unit (slotbegin._transfer makes it before this
-        # module loads, so session.py and the room take the hole store.py left), or made here.
+        # module loads, so session.py and the room take the hole store.py left)
         self.a = a
         self.dry = dry  # a receive probe: nothing is written
-        if s is None:
-            s = _a._lazy("otalink.device.slots").Slots(a.bdev, a.geom, None, None, True)
         self.slots = s
         if s.wbits and comp != _COMP_NONE and comp != _COMP_PATCH:
             # A deflate stream's decoder room, claimed at BEGIN: DeflateIO makes its state and

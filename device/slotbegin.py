@@ -205,7 +205,7 @@ def _transfer(a, dry, comp):
     from otalink.device import agent as _a
 
     s = _a._lazy("otalink.device.slots").Slots(a.bdev, a.geom, None, None, True)
-    return _a._lazy("otalink.device.session").Transfer(a, dry, comp, s)
+    return _a._lazy("otalink.device.session").Transfer(a, s, dry, comp)
 
 
 def _erase_progress(a):

@@ -40,6 +40,17 @@ def _decoder_bytes():
     return gc.mem_alloc() - before
 
 
+def _flash_path():
+    return "/tmp/otalink-room-" + hexlify(os.urandom(6)).decode() + ".bin"
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
 def _begun(path, image, comp, wire):
     # an agent on a port with deflate, after an accepted BEGIN of `image` sent as `wire`
     director = ed25519.SigningKey(bytes(range(32)))
@@ -61,7 +72,7 @@ def _begun(path, image, comp, wire):
 
 
 def test_a_deflate_transfer_holds_the_room_from_begin_to_its_first_data():
-    path = "/tmp/otalink-room-" + hexlify(os.urandom(6)).decode() + ".bin"
+    path = _flash_path()
     try:
         image = bytes((i * 7) & 0xFF for i in range(12 * 1024))
         wire = stored_deflate(image)
@@ -88,15 +99,12 @@ def test_a_deflate_transfer_holds_the_room_from_begin_to_its_first_data():
         assert a.errors_out == 0, a.errors_out
         assert a.xfer is None  # END unloaded the transfer: nothing of it, the room included
     finally:
-        try:
-            os.remove(path)
-        except OSError:
-            pass
+        _remove(path)
 
 
 def test_an_uncompressed_transfer_claims_no_room():
     # no decoder will be made: the room would only cost BEGIN 2.4 KB
-    path = "/tmp/otalink-room-" + hexlify(os.urandom(6)).decode() + ".bin"
+    path = _flash_path()
     try:
         image = bytes((i * 5) & 0xFF for i in range(4096))
         link, a = _begun(path, image, codes.COMP_NONE, image)
@@ -106,17 +114,14 @@ def test_an_uncompressed_transfer_claims_no_room():
         a.poll(0)
         assert a.errors_out == 0 and a.xfer.rx.expected == 1024
     finally:
-        try:
-            os.remove(path)
-        except OSError:
-            pass
+        _remove(path)
 
 
 def test_the_decoder_leaves_before_the_read_back_and_the_slots_table_stays_small():
     # END's read-back hash (slotend._hash_g, a slice per 16 KiB) runs without the decoder's
     # state and window, and a deflate transfer's Slots keeps <= 47 attributes: its table is not
     # grown (a copy beside the old one) to 59 entries in the middle of BEGIN
-    path = "/tmp/otalink-room-" + hexlify(os.urandom(6)).decode() + ".bin"
+    path = _flash_path()
     try:
         image = bytes((i * 11) & 0xFF for i in range(40 * 1024))
         wire = stored_deflate(image)
@@ -135,7 +140,4 @@ def test_the_decoder_leaves_before_the_read_back_and_the_slots_table_stays_small
         assert a.errors_out == 0 and a.xfer is None
         assert len(seen) >= 2 and seen == [None] * len(seen), seen
     finally:
-        try:
-            os.remove(path)
-        except OSError:
-            pass
+        _remove(path)
