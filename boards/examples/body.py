@@ -80,8 +80,9 @@ def on_message(chan, data):
     return None  # not ours: the agent answers E_APP_CHANNEL
 
 
-def _step():
-    # one control period: debounce, the motor, auto-lock is the driver's business (not here)
+def _step(dt):
+    # one control period, dt ms after the last: debounce, the motor, auto-lock is the driver's
+    # business (not here)
     raw = _inputs[0]
     if raw != _doors[0]:
         _count[0] += 1
@@ -92,7 +93,8 @@ def _step():
     else:
         _count[0] = 0
     if _motor[0]:
-        _motor[0] = _motor[0] - PERIOD_MS if _motor[0] > PERIOD_MS else 0
+        # the motor travels in real time: a late period does not slow it down
+        _motor[0] = _motor[0] - dt if _motor[0] > dt else 0
         if not _motor[0]:
             _dirty[0] = True  # end stop reached
 
@@ -102,6 +104,7 @@ async def main(agent):
     agent.on_activate = go_safe
     agent.on_message = on_message
     due = time.ticks_add(time.ticks_ms(), PERIOD_MS)
+    last = time.ticks_ms()
     while True:
         now = time.ticks_ms()
         late = time.ticks_diff(now, due)
@@ -113,7 +116,8 @@ async def main(agent):
         due = time.ticks_add(due, PERIOD_MS)
         if time.ticks_diff(now, due) > PERIOD_MS:
             due = time.ticks_add(now, PERIOD_MS)  # fell behind: no burst of catch-up periods
-        _step()
+        _step(time.ticks_diff(now, last))
+        last = now
         agent.alive()
         if _dirty[0] and agent.send(1, _state()):
             _dirty[0] = False  # (outbox full: published at the next period instead)

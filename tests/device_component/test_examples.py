@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from otalink.protocol import codes as C
 from otalink.protocol import messages as M
 
 from tests.device_component._ecu import ROOT, Component, image
+from tests.device_component.conftest import Base, make
 
 EXAMPLES = ROOT / "boards" / "examples"
 BODY = (EXAMPLES / "body.py").read_bytes()
@@ -54,8 +58,24 @@ def _body_state(ecu: Component) -> tuple[int, int, int]:
     return doors, locked, motor
 
 
-def test_body_controller(ecu: Component) -> None:
-    _onto(ecu, BODY)
+@pytest.fixture
+def slow_motor_ecu(base: Base, tmp_path: Path) -> Iterator[Component]:
+    """The ECU with the agent's default safe_ms (2 s; the component tests run 500 ms)."""
+    e = make(base, tmp_path, extra={"safe_ms": 2000})
+    e.start()
+    e.hello()
+    yield e
+    e.close()
+
+
+def test_body_controller(slow_motor_ecu: Component) -> None:
+    # The example with a 1 s lock motor (300 ms in the demo): BEGIN's signature check and the
+    # host's frames on a loaded machine took longer than 300 ms, so the offer came after the end
+    # stop and was accepted. 1 s stays well inside the agent's default safe_ms at ACTIVATE.
+    ecu = slow_motor_ecu
+    body = BODY.replace(b"MOTOR_MS = 300 ", b"MOTOR_MS = 1000 ")
+    assert body != BODY
+    _onto(ecu, body)
     assert _body_state(ecu) == (0, 0, 0)
     # a door opens: debounced over 3 periods, then published as an event on channel 1
     assert ecu.app_request(3, b"\x05")[3] == b"ok"
@@ -63,15 +83,14 @@ def test_body_controller(ecu: Component) -> None:
     ecu.app_request(1, b"")  # (reading collects the events that came meanwhile)
     assert any(ev[1] == 1 and ev[3][0] == 5 for ev in ecu.events), ecu.events
     # the lock command starts the motor; an update offered meanwhile is deferred (the image and
-    # its signed instruction made first: the motor runs 300 ms, and on a loaded machine making
-    # them once took longer, so the offer came after the end stop and was accepted)
-    img = image(BODY + b"\n# 3.0.0\n")
+    # its signed instruction made first, so the offer comes while the motor runs)
+    img = image(body + b"\n# 3.0.0\n")
     instr = ecu.instruction(img, version="3.0.0", release_counter=3)
     doors, locked, motor = struct.unpack("<BBH", ecu.app_request(2, b"\x01")[3])
     assert (doors, locked) == (5, 1) and motor > 0
     r = ecu.begin(img, instr=instr)
     assert r == [C.MSG_DEFER, C.MSG_BEGIN, 1, "lock motor moving"], r
-    # the motor reaches its end stop (~300 ms of 10 ms periods): published, and the same
+    # the motor reaches its end stop (~1 s): published, and the same
     # update goes through
     assert _until(lambda: _body_state(ecu) == (5, 1, 0))
     ecu.events.clear()
