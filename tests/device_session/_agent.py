@@ -22,6 +22,7 @@ from typing import Any
 import cbor2
 from otalink.host.gateway.ecu.commands import dev_command_key
 from otalink.host.keys import KeyPair
+from otalink.host.sim.ecusim.boardfs import board_lib
 from otalink.host.sim.ecusim.bundle import build_bundle
 from otalink.host.sim.ecusim.config import make_ecu_config, write_ecu_config
 from otalink.protocol import codes, messages
@@ -96,7 +97,8 @@ class Ecu:
 
     # ---- process ----------------------------------------------------------------------------
     def start(self, env: dict[str, str] | None = None) -> None:
-        e = dict(os.environ, MICROPYPATH=str(self.mpy_tree))
+        # the code at lib/ and the config at the root, as a board's filesystem (board_lib)
+        e = dict(os.environ, MICROPYPATH=board_lib(self.tmp, self.mpy_tree))
         e.update(env or {})
         self.proc = subprocess.Popen(
             [
@@ -105,7 +107,7 @@ class Ecu:
                 f"heapsize={self.heap}",
                 "-m",
                 "otalink.device.main",
-                str(self.cfg_path),
+                self.cfg_path.name,
             ],
             cwd=self.tmp,
             env=e,

@@ -15,6 +15,7 @@ from otalink.host.sim.ecusim import (
     make_ecu_config,
     parse_bundle,
 )
+from otalink.host.sim.ecusim.boardfs import board_lib
 from otalink.protocol import codes as C
 
 from tests.device_storage.agent import app_bundle, ecu, stage
@@ -180,3 +181,41 @@ def test_power_off_at_next_reset(tmp_path: Path) -> None:
         proc.supervise()
         assert proc.wait_stopped(30) == EXIT_RESET
         assert proc.boots == 1 and proc.stop_reason == "powered off"
+
+
+def test_the_ecu_folder_holds_its_code_at_lib(tmp_path: Path) -> None:
+    # board_lib: a link the ECUs of one folder share, made again when the tree moves, and the
+    # absolute path when the folder's lib/ is something else
+    tree_a = tmp_path / "tree-a"
+    tree_b = tmp_path / "tree-b"
+    tree_a.mkdir()
+    tree_b.mkdir()
+    root = tmp_path / "ecu"
+    root.mkdir()
+    assert board_lib(root, tree_a) == "lib" and (root / "lib").resolve() == tree_a
+    assert board_lib(root, tree_a) == "lib"
+    assert board_lib(root, tree_b) == "lib" and (root / "lib").resolve() == tree_b
+    other = tmp_path / "board"
+    (other / "lib").mkdir(parents=True)
+    assert board_lib(other, tree_a) == str(tree_a)
+
+
+def test_the_agent_runs_from_lib_with_its_config_by_name(tmp_path: Path) -> None:
+    # the process an ECU runs: its modules' paths (__file__, interned for good) are relative
+    script = tmp_path / "where.py"
+    script.write_text(
+        "import sys\n"
+        "from otalink.protocol import codes\n"
+        "print('FILE', codes.__file__, sys.argv[-1])\n"
+        "sys.exit(0)\n"
+    )
+    cfg = tmp_path / "ecu.json"
+    cfg.write_text("{}")
+    proc = EcuProcess(cfg, script=script)
+    try:
+        proc.start()
+        assert proc.wait_output("FILE")
+        proc.wait()
+        assert "FILE lib/otalink/protocol/codes.mpy ecu.json" in proc.output(), proc.output()
+    finally:
+        proc.stop()

@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from otalink.host.sim.ecusim.boardfs import board_lib
 from otalink.host.sim.ecusim.config import ROOT, write_ecu_config
 
 EXIT_STOP = 0
@@ -145,7 +146,7 @@ class EcuProcess:
             args.append(os.fspath(self.script))
         else:
             args += ["-m", self.module]
-        return [*args, str(self.config_path)]
+        return [*args, self.config_path.name]  # (run in its folder: a shorter interned name)
 
     def arm_cut(self, after_ops: int, tear: bool = False) -> None:
         """The next start loses power after ``after_ops`` flash operations (then disarmed)."""
@@ -157,7 +158,7 @@ class EcuProcess:
             if self._proc is not None and self._proc.poll() is None:
                 raise RuntimeError("already running")
             env = dict(os.environ)
-            env["MICROPYPATH"] = str(mpy_path())
+            env["MICROPYPATH"] = board_lib(self.config_path.parent, mpy_path())
             env.update(self.env)
             for k in ("OTALINK_FLASH_CUT", "OTALINK_FLASH_TEAR"):
                 env.pop(k, None)
