@@ -131,9 +131,14 @@ def _drop_lazy(a=None):
     _drop(_CRYPTO)
     _drop(_CMD)
     _drop(_COLD)
-    if a is not None and a.xfer is None:
-        _drop(_XFER)  # (a BEGIN that failed after loading the transfer's modules)
-        _drop(_PATH)
+    if a is not None:
+        x = a.xfer
+        if x is None:
+            _drop(_XFER)  # (a BEGIN that failed after loading the transfer's modules)
+            _drop(_PATH)
+        elif x.room:
+            gc.collect()  # (BEGIN's code, just dropped, frees its blocks for the room)
+            x.claim()
 
 
 def _ops():

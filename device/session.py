@@ -44,33 +44,47 @@ _PATH = const(8)  # agent._PATH
 # tests/device_session/mp_test_decoder_room.py checks it against the decoder the port makes
 _DEC_STATE = const(1376)
 _COMP_NONE = const(0)
+_COMP_DEFLATE_SEG = const(2)
 _COMP_PATCH = const(3)  # (a raw patch: no decoder; the other compressions make one)
 _IDLE = const(0)  # agent._IDLE
 _RECEIVING = const(1)  # agent._RECEIVING
 
 
 class Transfer:
+    room = False  # the decoder's room is still to claim (claim())
+
     def __init__(self, a, s, dry=False, comp=_COMP_NONE):
         # s: the Slots with its ring and program unit (slotbegin._transfer makes it before this
-        # module loads, so session.py and the room take the hole store.py left)
+        # module loads, so session.py takes the hole store.py left)
         self.a = a
         self.dry = dry  # a receive probe: nothing is written
         self.slots = s
         if s.wbits and comp != _COMP_NONE and comp != _COMP_PATCH:
-            # A deflate stream's decoder room, claimed at BEGIN: DeflateIO makes its state and
-            # then its window at its first read (the first DATA), when BEGIN's code has left
-            # holes all over the heap; these two blocks, freed by the first drain just before
-            # that read, keep a hole for each (first fit: the state takes the first hole that
-            # holds it, at worst the state's block; the window then still finds one). Two
-            # blocks, not one of their sum: no single 2.4 KiB hole is needed at BEGIN either.
-            # (`buffer`: a name the port has built in, none interned.) An uncompressed stream
-            # or a raw patch makes no decoder: no room.
-            s.buffer = (bytearray(_DEC_STATE), bytearray(1 << s.wbits))
+            self.room = True  # a decoder will be made: its room, once BEGIN's code left
         from otalink.protocol import datapath as d
 
         self.dv = d.DataView()
         self.rx = d.RxWindow(a.window)
         self.ack = d.ack_into
+
+    def claim(self):
+        # A deflate stream's decoder room, claimed at the end of BEGIN / PROBE once the
+        # request's code (slotbegin.py) has left the heap (agent._drop_lazy, after a
+        # collection): never live beside it (at 64k BEGIN ran out claiming it there).
+        # DeflateIO makes its state and then its window at its first read (the first DATA),
+        # after slotwrite.py has loaded into the holes BEGIN left; these two blocks, freed by
+        # the first drain just before that read, keep a hole for each (first fit: the state
+        # takes the first hole that holds it, at worst the state's block; the window then
+        # still finds one). Two blocks, not one of their sum: no single 2.4 KiB hole is needed.
+        # (`buffer`: a name the port has built in, none interned.) No room for it now: the
+        # first DATA makes the decoder without one.
+        self.room = False
+        s = self.slots
+        if s.buffer is None:
+            try:
+                s.buffer = (bytearray(_DEC_STATE), bytearray(1 << s.wbits))
+            except MemoryError:
+                pass
 
     def unload(self):
         # the transfer machinery goes: its RAM state, buffers and write path (Slots.rest()),
@@ -159,5 +173,21 @@ class Transfer:
         return self.end((_MSG_END, v))
 
     def end(self, m):
-        # END: slotend.py (the read-back and the probe's answer), loaded for it
-        return _a._lazy("otalink.device.slotend").end(self, m)
+        # END: slotend.py (the read-back and the probe's answer), loaded for it. A complete
+        # stream takes its last drain first (slotwrite.final): the decoder's state and window
+        # (~2.4 KiB) have left before slotend.py loads, END's peak (a wrong END leaves the
+        # transfer as it was: slotend answers it)
+        a = self.a
+        s = self.slots
+        pre = -1
+        if (
+            m[1] == a.wire_len
+            and self.rx.expected == a.wire_len
+            and s.live == 1
+            and s.t_wire == s.wire_len
+            and s.comp <= _COMP_DEFLATE_SEG
+        ):
+            from otalink.device.slotwrite import final
+
+            pre = final(s)
+        return _a._lazy("otalink.device.slotend").end(self, m, pre)

@@ -30,8 +30,9 @@ _NO_SLOT = const(255)
 _IDLE = const(0)  # agent._IDLE
 
 
-def finish_g(s):
-    # finish() as a generator (the read-back hash yields every 16 KiB)
+def finish_g(s, pre=-1):
+    # finish() as a generator (the read-back hash yields every 16 KiB). pre: the code of END's
+    # last drain when it ran already (slotwrite.final, before this module loaded), else -1
     if not s.live:
         return _E_BAD_STATE
     code = _OK
@@ -39,21 +40,19 @@ def finish_g(s):
         if s.live == 1:
             if s.t_wire != s.wire_len:
                 return _E_WIRE_LENGTH
-            try:
-                if s.comp > _COMP_DEFLATE_SEG:
+            if s.comp > _COMP_DEFLATE_SEG:
+                try:
                     s.pio.finish()  # a patch (slotpatch.py): the rest, it must end exactly
-                else:
-                    from otalink.device.slotwrite import drain  # (a patch never loads it)
+                except DeviceError as e:
+                    code = e.code
+                except (OSError, EOFError, ValueError):
+                    code = _E_DECOMPRESS
+            elif pre >= 0:
+                code = pre
+            else:
+                from otalink.device.slotwrite import final  # (a patch never loads it)
 
-                    drain(s, True)
-                if s.dio is not None and s.t_img == s.t_len:
-                    # the stream must end here: no trailing output
-                    if s.dio.readinto(s.cbuf, 1):
-                        code = _E_LENGTH_MISMATCH
-            except DeviceError as e:
-                code = e.code
-            except (OSError, EOFError, ValueError):
-                code = _E_DECOMPRESS
+                code = final(s)
             if code == _OK and s.t_img != s.t_len:
                 code = _E_LENGTH_MISMATCH
             if code == _OK and s.comp == _COMP_DEFLATE_SEG:
@@ -61,9 +60,7 @@ def finish_g(s):
                     code = _E_DECOMPRESS  # bytes after the last segment, or a cut one
             if code == _OK and s.sha.digest() != s.slot[s.t_slot][5]:
                 code = _E_HASH_MISMATCH
-        # the stream is over: the decoder's state and window (~2.4 KiB) leave before the
-        # read-back's hash allocates
-        s.dio = None
+        s.dio = None  # (the stream is over: no decoder beside the read-back)
         if code == _OK and not (yield from _hash_g(s, s.t_slot)):
             code = _E_HASH_MISMATCH
         s.slot[s.t_slot][0] = _SLOT_VERIFIED if code == _OK else _SLOT_EMPTY
@@ -79,19 +76,13 @@ def finish_g(s):
     return code
 
 
-def probe_end(s):
-    # -> (code, image bytes decoded, sha256 of them): END of a probe
-    from otalink.device.slotwrite import drain
+def probe_end(s, pre=-1):
+    # -> (code, image bytes decoded, sha256 of them): END of a probe (pre: as finish_g's)
+    if pre < 0:
+        from otalink.device.slotwrite import final
 
-    code = _OK
-    try:
-        drain(s, True)
-        if s.dio is not None and s.t_img == s.t_len and s.dio.readinto(s.cbuf, 1):
-            code = _E_LENGTH_MISMATCH
-    except DeviceError as e:
-        code = e.code
-    except (OSError, EOFError, ValueError):
-        code = _E_DECOMPRESS
+        pre = final(s)
+    code = pre
     if code == _OK and s.comp == _COMP_DEFLATE_SEG and (s.w_cons != s.wire_len or s.seg_left >= 0):
         code = _E_DECOMPRESS
     s.live = 0
@@ -122,9 +113,9 @@ def _hash_g(s, slot):
     return h.digest() == v[5]
 
 
-def end(x, m):
+def end(x, m, pre=-1):
     # END [8, wire_len] of the agent's transfer x (session.Transfer loads this module for it;
-    # it goes with the transfer's modules)
+    # it goes with the transfer's modules); pre: as finish_g's
     from otalink.protocol.hotpath import frame, put_head
 
     a = x.a
@@ -138,7 +129,7 @@ def end(x, m):
     if x.dry:
         # a receive probe: what was decoded, for the host to compare (and on a trial boot
         # the reason a REVERT will record when it is not what the host sent)
-        code, n, sha = probe_end(s)
+        code, n, sha = probe_end(s, pre)
         want = a.params
         if a.trial and (code or n != want[0] or sha != want[1]):
             a.note_fault(_E_PROBE_FAILED)
@@ -154,6 +145,6 @@ def end(x, m):
         a._send_view(memoryview(frame(memoryview(out)[:p])))
         return
     a._small(_MSG_PROGRESS, _PH_VERIFYING, 0, 1)
-    code = yield from finish_g(s)
+    code = yield from finish_g(s, pre)
     a._unload()
     a._result(_MSG_END, code)

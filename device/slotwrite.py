@@ -4,6 +4,7 @@
 #   write(s, offset, mv) -> next expected wire offset   (Slots.write; zero heap allocation in
 #                                                         steady state)
 #   drain(s, final)     take what the ring holds (decompress, program)    put(s, k)  program a unit
+#   final(s) -> code    END's last drain; the decoder must end there, and leaves after it
 # `s` is the Slots object; its buffers (ring, program unit, steps) are made by store.bufs().
 
 from micropython import const
@@ -16,6 +17,7 @@ except ImportError:  # a port built without it: announce deflate_wbits 0 (no com
     deflate = None
 
 # protocol/codes.py values used here, as private consts (tests/protocol/test_wire.py checks them)
+_OK = const(0)
 _COMP_NONE = const(0)
 _COMP_DEFLATE_SEG = const(2)
 _E_BAD_STATE = const(12)
@@ -67,7 +69,7 @@ def drain(s, final):
     # segment; the decoder stops at the stream's final block, so what it consumed is exact
     # (ring.any() before - after). A segment ending on an erase-sector boundary is a durable
     # checkpoint: (wire offset, image offset).
-    s.buffer = None  # the decoder's room (session.Transfer): its state and window take it now
+    s.buffer = None  # the decoder's room (session.Transfer.claim): its state and window take it
     ring = s.ring
     chunk = s.chunk
     comp = s.comp
@@ -145,6 +147,24 @@ def drain(s, final):
     if final and fill:
         put(s, fill)
         s.fill = 0
+
+
+def final(s):
+    # END's last drain (session.Transfer.end, before slotend.py loads; slotend otherwise): the
+    # ring's rest through the decoder, whose stream must end exactly there (no trailing
+    # output); then the decoder's state and window (~2.4 KiB) leave, so END's code and the
+    # read-back never sit beside them. -> _OK or the stream's error code
+    code = _OK
+    try:
+        drain(s, True)
+        if s.dio is not None and s.t_img == s.t_len and s.dio.readinto(s.cbuf, 1):
+            code = _E_LENGTH_MISMATCH
+    except DeviceError as e:
+        code = e.code
+    except (OSError, EOFError, ValueError):
+        code = _E_DECOMPRESS
+    s.dio = None
+    return code
 
 
 def put(s, k):

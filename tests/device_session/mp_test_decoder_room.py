@@ -1,9 +1,10 @@
 # The decoder's room (device/session.py, Transfer): a deflate transfer on a port with deflate
-# claims two blocks at BEGIN, the sizes of DeflateIO's decoder state and window; the first DATA
-# frees them just before the decoder makes those, so they never need a new hole in the heap
-# BEGIN's code left fragmented. Checked here: the room holds the decoder this port really makes,
-# its lifetime (BEGIN -> first DATA; gone with the transfer), and that a stream without a
-# decoder claims none.
+# claims two blocks at the end of BEGIN, once BEGIN's code has left the heap (Transfer.claim),
+# the sizes of DeflateIO's decoder state and window; the first DATA frees them just before the
+# decoder makes those, so they never need a new hole in the heap BEGIN's code left fragmented.
+# END's last drain drops the decoder before END's module loads. Checked here: the room holds the
+# decoder this port really makes, its lifetime (BEGIN's end -> first DATA; gone with the
+# transfer), that a stream without a decoder claims none, and END's order.
 # mpy-heapsize: 512k
 import gc
 import hashlib
@@ -51,14 +52,17 @@ def _remove(path):
         pass
 
 
-def _begun(path, image, comp, wire):
+def _begun(path, image, comp, wire, on_slice=None):
     # an agent on a port with deflate, after an accepted BEGIN of `image` sent as `wire`
+    # (on_slice(agent): called between BEGIN's slices)
     director = ed25519.SigningKey(bytes(range(32)))
     g = geometry(dict(GEOM, deflate_wbits=WBITS))
     bdev = NorFlash(path, g["size"], g["erase_size"], g["write_size"])
     Slots(bdev, g).boot()
     link = RingLink(16384)
     a = Agent(Cfg(director.public, bytes(32)), link, bdev, g)
+    if on_slice is not None:
+        a.on_slice = lambda: on_slice(a)
     sha = hashlib.sha256(image).digest()
     instr = messages.encode_instruction(
         "bms-1", "hw-1", "2.0.0", 2, len(image), sha, 1000, 2000, "app", 0
@@ -140,4 +144,59 @@ def test_the_decoder_leaves_before_the_read_back_and_the_slots_table_stays_small
         assert a.errors_out == 0 and a.xfer is None
         assert len(seen) >= 2 and seen == [None] * len(seen), seen
     finally:
+        _remove(path)
+
+
+def test_the_room_is_claimed_once_begin_code_has_left():
+    # BEGIN's second stage (slotbegin.py: the Slots, the transfer's modules, the sliced erase)
+    # never holds the room beside its code: at 64k claiming it there ran out of heap. (Its
+    # module left sys.modules when the stage began; its generator holds the code until the end.)
+    path = _flash_path()
+    seen = []
+
+    def during_begin(a):
+        x = a.xfer
+        if x is not None:
+            seen.append(x.slots.buffer is not None)
+
+    try:
+        image = bytes((i * 13) & 0xFF for i in range(20 * 1024))
+        wire = stored_deflate(image)
+        _link, a = _begun(path, image, codes.COMP_DEFLATE, wire, during_begin)
+        assert seen and True not in seen, seen  # the erase's slices, the transfer made
+        assert type(a.xfer.slots.buffer) is tuple  # claimed at BEGIN's end
+    finally:
+        _remove(path)
+
+
+def test_end_drops_the_decoder_before_its_module_loads():
+    # END's last drain runs in the transfer's own modules (slotwrite.final): slotend.py loads
+    # with no decoder state and window beside it (END's peak before this)
+    from otalink.device import agent as agent_mod
+
+    path = _flash_path()
+    lazy = agent_mod._lazy
+    seen = []
+    try:
+        image = bytes((i * 17) & 0xFF for i in range(12 * 1024))
+        wire = stored_deflate(image)
+        link, a = _begun(path, image, codes.COMP_DEFLATE, wire)
+        s = a.xfer.slots
+        for o in range(0, len(wire), 1024):
+            link.ring.write(frame(messages.data(o, wire[o : o + 1024])))
+            a.poll(0)
+        assert a.errors_out == 0 and s.dio is not None
+
+        def spy(name):
+            if name == "otalink.device.slotend":
+                seen.append(s.dio)
+            return lazy(name)
+
+        agent_mod._lazy = spy
+        link.ring.write(frame(messages.end(len(wire))))
+        a.poll(0)
+        assert a.errors_out == 0 and a.xfer is None
+        assert seen == [None], seen
+    finally:
+        agent_mod._lazy = lazy
         _remove(path)
