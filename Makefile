@@ -51,12 +51,17 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Three pytest workers on the 2-core reference machine: the tests wait on real time (ptys, an
+# ECU's boot, timeouts, a browser), so two workers kept the CPUs 65 % busy (make test: 10m27s
+# user + 1m25s sys in 9m11s); three ran the suite in 7m12s instead of 9m04s.
+TEST_WORKERS ?= 3
+
 test: sysdeps $(STAMP) mpy lint
-	$(BIN)/pytest -n 2 -m "not slow" --board unix --port emulate $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not slow" --board unix --port emulate $(PYTEST_ARGS)
 
 # Quicker inner loop: no lint, no browser tests.
 test-fast: $(STAMP) mpy
-	$(BIN)/pytest -n 2 -m "not browser and not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not browser and not slow" $(PYTEST_ARGS)
 
 # ---- the product -------------------------------------------------------------
 demo: sysdeps $(STAMP) mpy
