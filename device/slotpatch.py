@@ -154,7 +154,7 @@ class PatchIO:
         # a length prefix, then one raw-deflate stream pulled 256 bytes at a time while the ring
         # holds the margin or the rest of the segment (the decoder must never run dry mid-symbol)
         s = self.s
-        s.buffer = None  # the decoder's room (session.Transfer): its state and window take it now
+        s.buffer = None  # the decoder's room (session.Transfer.claim): its state and window take it
         ring = s.ring
         obuf = self.obuf
         pat = self.pat
