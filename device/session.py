@@ -10,7 +10,8 @@
 # Only what a running transfer needs stays in the heap with it: BEGIN's and PROBE's second stage
 # (start, probe_start: slotbegin.py, dropped after BEGIN) and END (slotend.end, loaded at END)
 # live in the modules of the transfer's start and end; the write path (slotwrite.py) is loaded
-# by the first DATA (Slots.write), after BEGIN's modules left the heap (a patch never loads it).
+# after BEGIN's modules left the heap: by claim() for a deflate stream, just before its
+# decoder's room, else by the first DATA (Slots.write; a patch never loads it).
 #
 # The per-DATA-frame path allocates nothing: the agent's reader delivers the payload, DataView
 # parses it, RxWindow classifies, Slots.write programs, ack_into writes into the agent's
@@ -18,6 +19,7 @@
 # under heap_lock).
 
 from otalink.device import agent as _a
+from otalink.device import slots as _slots
 from otalink.protocol.errors import ProtocolError
 
 try:
@@ -80,6 +82,12 @@ class Transfer:
         # first DATA makes the decoder without one.
         self.room = False
         s = self.slots
+        if _slots._w is None:
+            # The write path first (slotwrite.py, the first DATA's otherwise): its code takes
+            # the lowest of the holes BEGIN's code left, and the room what is above it. Loaded
+            # at the first DATA it had to fit beside the room (at 64-65k it did not, or the
+            # room could not be claimed and the decoder's window then found no hole).
+            _slots._write()
         if s.buffer is None:
             try:
                 s.buffer = (bytearray(_DEC_STATE), bytearray(1 << s.wbits))

@@ -1,6 +1,7 @@
-# The DATA path of Slots (slots.py), loaded with a transfer and dropped after it (the agent's
-# session.py loads it at BEGIN; slots.drop_write() forgets it), so an idle agent holds none of
-# this code (the transfer's start and end: slotbegin.py, slotend.py):
+# The DATA path of Slots (slots.py), loaded with a transfer and dropped after it (at BEGIN's end
+# for a deflate stream, session.Transfer.claim; else by the first DATA, Slots.write;
+# slots.drop_write() forgets it), so an idle agent holds none of this code (the transfer's start
+# and end: slotbegin.py, slotend.py):
 #   write(s, offset, mv) -> next expected wire offset   (Slots.write; zero heap allocation in
 #                                                         steady state)
 #   drain(s, final)     take what the ring holds (decompress, program)    put(s, k)  program a unit

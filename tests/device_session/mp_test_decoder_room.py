@@ -207,3 +207,61 @@ def test_end_drops_the_decoder_before_its_module_loads():
     finally:
         agent_mod._lazy = lazy
         _remove(path)
+
+
+
+def test_a_deflate_transfer_loads_its_write_path_at_begin_end_before_the_room():
+    # slotwrite.py's code takes the holes BEGIN's code just left, before the room is claimed: at
+    # the first DATA it would have to fit beside the room, and at 64-65k it did not (the first
+    # DATA ran out loading it, or the room could not be claimed and the decoder's window then
+    # found no hole). An uncompressed transfer claims no room: its write path still loads with
+    # the first DATA.
+    import sys
+
+    seen = []  # per load of the write path: was the room still unclaimed?
+    spied = []
+
+    def spy_on(a):
+        # between BEGIN's slices, once the transfer is made: the storage module its session uses
+        # (a request loads that module again, and drops it from sys.modules)
+        if a.xfer is None:
+            return
+        m = getattr(sys.modules["otalink.device.session"], "_slots", None)
+        m = m or sys.modules.get("otalink.device.slots")
+        if m is None:
+            return
+        if not spied or spied[-1] is not m:
+            write = m._write
+
+            def spy():
+                x = a.xfer
+                seen.append(x is not None and x.slots.buffer is None)
+                return write()
+
+            m._write = spy
+            spied.append(m)
+
+    paths = [_flash_path(), _flash_path()]
+    try:
+        image = bytes((i * 19) & 0xFF for i in range(12 * 1024))
+        wire = stored_deflate(image)
+        link, a = _begun(paths[0], image, codes.COMP_DEFLATE, wire, spy_on)
+        m = spied[-1]
+        assert seen == [True], seen  # loaded once, at BEGIN's end, the room not yet claimed
+        assert m._w is not None and type(a.xfer.slots.buffer) is tuple, m._w
+        _send(link, a, wire, 0)
+        link.ring.write(frame(messages.end(len(wire))))
+        a.poll(0)
+        assert a.errors_out == 0 and a.xfer is None and m._w is None
+        assert seen == [True], seen  # the DATA frames loaded nothing more
+        image = bytes((i * 23) & 0xFF for i in range(4096))
+        del seen[:], spied[:]
+        link, a = _begun(paths[1], image, codes.COMP_NONE, image, spy_on)
+        m = spied[-1]
+        assert seen == [] and m._w is None, seen  # not before its first DATA
+        link.ring.write(frame(messages.data(0, image[:1024])))
+        a.poll(0)
+        assert a.errors_out == 0 and len(seen) == 1 and m._w is not None, seen
+    finally:
+        for p in paths:
+            _remove(p)
