@@ -209,7 +209,6 @@ def test_end_drops_the_decoder_before_its_module_loads():
         _remove(path)
 
 
-
 def test_a_deflate_transfer_loads_its_write_path_at_begin_end_before_the_room():
     # slotwrite.py's code takes the holes BEGIN's code just left, before the room is claimed: at
     # the first DATA it would have to fit beside the room, and at 64-65k it did not (the first
