@@ -10,8 +10,8 @@
 #       request (an idle agent holds no storage code or state)
 #   await agent.run()      the line task      agent.tick()   its timers (the supervisor's step)
 #   agent.poll(timeout_ms) one synchronous step without asyncio (tests, benches: drive.py)
-#   agent.wake() -> bool   the engine loaded (engine.py; False: no room yet); tick() puts a
-#                          quiet agent to rest
+#   agent.wake() -> bool   the engine loaded (engine.py, by wake.py; False: no room yet);
+#                          tick() puts a quiet agent to rest
 #
 # The application contract (what main(agent) uses; docs/device.md):
 #   .version .trial .boot_state .last_error .fault .safe_ms
@@ -71,7 +71,7 @@ _NONCE_LEN = const(16)
 _GROUPS = const(
     (
         ("otalink.protocol", ("wire", "cbor")),
-        ("otalink.device", ("auth", "ed25519")),
+        ("otalink.device", ("auth", "ed25519", "ed25519v")),
         ("otalink.protocol", ("command",)),
         ("otalink.device", ("commands", "report", "ops", "begin", "slotbegin")),
         ("otalink.device", ("serve",)),
@@ -90,7 +90,8 @@ _SMALL = const(5)
 _STORE = const(6)
 _XFER = const(7)
 _PATH = const(8)
-_WAKE = const(("otalink.device", ("engine",)))
+_WAKE = const(("otalink.device", ("wake",)))  # (wake.py: loaded for the call)
+_WAKE_E = const(("otalink.device", ("wake", "engine")))
 _WAKE_P = const(("otalink.protocol", ("framing", "errors")))
 
 # The bench's memory hook (config "memtrace": device/memhook.py, set by the loader): _drop calls
@@ -233,17 +234,19 @@ class Agent:
     # ---- awake and at rest ----------------------------------------------------------------
     def wake(self):
         # The engine (engine.py: the frame reader, the reply writer, the methods every request
-        # uses) is loaded on the first byte from the line, and leaves again when the agent
-        # rests (tick()). False when there is no room for it (an application holds the heap):
-        # the agent stays at rest, the bytes wait in the line's buffer, the next step tries
-        # again (the ECU answers late instead of its loop dying of the MemoryError).
+        # uses) is loaded on the first byte from the line by wake.py (loaded for the call), and
+        # leaves again when the agent rests (tick()). False when there is no room for it (an
+        # application holds the heap): the agent stays at rest, the bytes wait in the line's
+        # buffer, the next step tries again (the ECU answers late instead of its loop dying of
+        # the MemoryError).
         if self.parser is None:
             try:
-                _lazy("otalink.device.engine").wake(self)
+                _lazy("otalink.device.wake").wake(self)
             except MemoryError:
-                _drop(_WAKE)  # (an import cut short)
+                _drop(_WAKE_E)  # (an import cut short)
                 _drop(_WAKE_P)
                 return False
+            _drop(_WAKE)
         return True
 
     def _port(self):

@@ -7,7 +7,7 @@
 #                 never blocks the asyncio loop for a whole verification); returns the tuple
 #       keys: trusted Director public keys (32 bytes each); fields: the instruction decoded by
 #       wire.decode_instruction(instr) earlier (or the ProtocolError it raised): the session
-#       decodes while the codec is loaded and drops it before this module and ed25519 load (the
+#       decodes while the codec is loaded and drops it before this module and ed25519(v) load (the
 #       two never share the heap, see device/session.py). Every failure raises
 #       ProtocolError(code, detail) with its own code, in this order (docs/device.md
 #       "Instruction checks"):
@@ -22,7 +22,7 @@
 # unix port its code and names sit in the GC heap while it is loaded.
 import hashlib
 
-from otalink.device import ed25519
+from otalink.device import ed25519, ed25519v
 from otalink.protocol.errors import ProtocolError
 
 try:
@@ -82,7 +82,7 @@ def _sigs(keys, threshold, instr, sigs):
         known += 1
         if kid in good:
             continue
-        if len(sig) == 64 and (yield from ed25519.verify_g(pub, instr, sig)):
+        if len(sig) == 64 and (yield from ed25519v.verify_g(pub, instr, sig)):
             good.append(kid)
             if len(good) >= threshold:
                 return

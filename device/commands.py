@@ -62,7 +62,7 @@ def check(a, p):
 def _checked(a, p, k):
     from otalink.device import agent as _a
 
-    ed = _a._lazy("otalink.device.ed25519")
+    ed = _a._lazy("otalink.device.ed25519v")
     ok = yield from ed.verify_g(k[0], k[1], k[2])
     ed = None
     _a._drop(_CRYPTO)

@@ -1,33 +1,29 @@
-# Ed25519 (RFC 8032) for MicroPython: strict verification and signing, pure Python.
+# Ed25519 (RFC 8032) for MicroPython: signing, and the arithmetic verification shares
+# (verification itself: ed25519v.py), pure Python.
 #
-# verify(pub32, data, sig64) -> bool
-#   Strict per RFC 8032 5.1.7, plus libsodium's extra rejections:
-#   - S must be canonical (S < L), else reject (blocks S+L malleability);
-#   - A and R must decode per 5.1.3: y < p (canonical), a square root exists, and "x = 0 with the
-#     sign bit set" is rejected; so non-canonical point encodings fail;
-#   - A and R of small order (the 8 torsion points) are rejected;
-#   - the cofactorless equation [S]B == R + [k]A is checked, by computing [S]B + [k](-A) and
-#     comparing its canonical encoding with the received R bytes. (Cofactorless matches
-#     libsodium / pynacl, so both sides agree on every signature an honest signer can make.)
 # SigningKey(seed32): .public (32 bytes), .sign(data) -> 64 bytes (deterministic, RFC 8032 5.1.6).
+# verify(pub32, data, sig64) -> bool, verify_g: ed25519v.py's (strict: its header), found here too
+#   (__getattr__ loads it), so a caller that signs never loads verification's code.
 # sha512(data=b""): SHA-512 (below; ed25519 is its only user).
 # Sliced forms for the agent beside an application (issue 11: nothing blocks the asyncio loop
-# for long): verify_g(pub, data, sig), public_g(seed) and sign_g(seed, pub, data) are generators
+# for long): public_g(seed), sign_g(seed, pub, data) (and ed25519v.verify_g) are generators
 # that yield every _SLICE bits of the scalar multiplication and between the other steps of a
 # few ms (a point decode or encode: one modular power each; the message's SHA-512), so no slice
 # holds the loop for more than ~3-5 ms at a 256k heap (bench: app_max_stall_ms); they return
 # the result (bool / public key / signature) as their StopIteration value; run(gen) drives one
 # to its end. The plain functions above are run() of them.
 #
-# Size over speed (the whole module is loaded per HELLO / STATUS_REQ / BEGIN and dropped again, and
-# on the unix port its code sits in the GC heap): field elements are ints reduced mod p after
-# multiplications; points are extended twisted-Edwards coordinates (X, Y, Z, T)
-# [Hisil-Wong-Carter-Dawson 2008] with one doubling and one general addition. Verification is a
+# Size over speed (the module is loaded per HELLO / STATUS_REQ / BEGIN and dropped again, and on
+# the unix port its code sits in the GC heap; a signature, every HELLO's, loads this module
+# alone: ~1.1 KiB less than with verification's code): field elements are ints reduced mod p
+# after multiplications; points are extended twisted-Edwards coordinates (X, Y, Z, T)
+# [Hisil-Wong-Carter-Dawson 2008] with one doubling and one general addition. _mul2 is a
 # Straus / Shamir double-scalar multiplication with one shared doubling chain and the joint sum
-# B - A precomputed: ~256 doublings + ~190 additions, a few small tuples live at a time
-# (`make bench-device`: ed25519_verify_ms). Names: attributes and arguments use names the port
-# has built in (state, buf, n, length, seed, data, encode) where they read as well: every name a
-# loaded module interns costs heap for good (docs/device.md "Interned names").
+# precomputed (verification's [S]B + [k](-A): ~256 doublings + ~190 additions; a signature's
+# [r]B), a few small tuples live at a time (`make bench-device`: ed25519_verify_ms). Names:
+# attributes and arguments use names the port has built in (state, buf, n, length, seed, data,
+# encode) where they read as well: every name a loaded module interns costs heap for good
+# (docs/device.md "Interned names").
 import struct
 
 try:
@@ -277,40 +273,6 @@ def encode(p):
     return (y | ((x & 1) << 255)).to_bytes(32, "little")
 
 
-def _decode(s):
-    # RFC 8032 5.1.3, strict; returns an extended point or None.
-    if len(s) != 32:
-        return None
-    y = int.from_bytes(s, "little")
-    sign = y >> 255
-    y &= (1 << 255) - 1
-    if y >= _P:
-        return None  # non-canonical y
-    yy = y * y % _P
-    u = yy - 1
-    v = _D * yy + 1
-    v3 = v * v % _P * v % _P
-    x = u * v3 % _P * pow(u * v3 % _P * v3 % _P * v % _P, (_P - 5) // 8, _P) % _P
-    vxx = v * x % _P * x % _P
-    if vxx == u % _P:
-        pass
-    elif vxx == (-u) % _P:
-        x = x * _SQRT_M1 % _P
-    else:
-        return None  # not on the curve
-    if x == 0 and sign:
-        return None  # "negative zero": a second encoding of the same point
-    if (x & 1) != sign:
-        x = _P - x
-    return (x, y, 1, x * y % _P)
-
-
-def _small_order(p):
-    # [8]p == identity  <=>  X == 0 and Y == Z after three doublings.
-    q = _dbl(_dbl(_dbl(p)))
-    return q[0] % _P == 0 and (q[1] - q[2]) % _P == 0
-
-
 _SLICE = const(8)  # bits of a scalar multiplication between two yields (~3 ms at a 256k heap)
 
 
@@ -348,37 +310,6 @@ def _h_scalar(*parts):
     for p in parts:
         h.update(p)
     return int.from_bytes(h.digest(), "little") % _L
-
-
-def verify_g(pub, data, sig):
-    # verify() as a generator (it yields between slices; returns the bool)
-    if len(pub) != 32 or len(sig) != 64:
-        return False
-    rb = bytes(sig[:32])
-    s = int.from_bytes(sig[32:], "little")
-    if s >= _L:
-        return False
-    # a slice between the steps that take milliseconds each (a decode and an encode: one modular
-    # power each; the SHA-512 of the message), as between the multiplication's bits
-    a = _decode(pub)
-    if a is None or _small_order(a):
-        return False
-    yield
-    r = _decode(rb)
-    if r is None or _small_order(r):
-        return False
-    yield
-    k = _h_scalar(rb, pub, data)
-    yield
-    # Q = [s]B + [k](-A); -(X, Y, Z, T) = (-X, Y, Z, -T)
-    q = yield from _mul2(_B, s, (_P - a[0], a[1], 1, _P - a[3]), k)
-    yield
-    return encode(q) == rb
-
-
-def verify(pub, data, sig):
-    """True iff sig (64 bytes) is a valid strict ed25519 signature of data by pub (32 bytes)."""
-    return run(verify_g(pub, data, sig))
 
 
 def _secret(seed):
@@ -424,3 +355,11 @@ class SigningKey:
 
     def sign(self, data):
         return run(sign_g(self.seed, self.public, data))
+
+
+def __getattr__(name):
+    # verify / verify_g / _decode / _small_order: verification's code, in ed25519v.py (the agent
+    # loads that module itself, auth.py and commands.py; this serves every other caller)
+    from otalink.device import ed25519v
+
+    return getattr(ed25519v, name)

@@ -2,15 +2,14 @@
 # awake agent needs to serve the line, loaded when the line wakes it (or a call needs it) and
 # dropped again when it rests, so an idle agent holds none of this code and no frame reader:
 #
-#   wake(agent)   the config read again (an agent the loader made drops it at rest: its keys
-#                 and the ECU's seed leave RAM), the frame reader (max_payload) and the reply
-#                 writer made, the methods below installed on the Agent class (agent._error(...)
-#                 etc. for every request module)
-#   rest(agent) -> bool   the reverse, when nothing is in flight: no request in slices, no
+#   rest(agent) -> bool   back to rest when nothing is in flight: no request in slices, no
 #                 transfer loaded, no frame still arriving (a partial frame whose line has
 #                 been silent for 500 ms is dropped), no application request waiting
+#   (waking, and what rest undoes, are wake.py's: loaded for the call, so an awake agent, a
+#   transfer above all, holds only the methods below)
 #
-# Methods (the interface every request module calls, unchanged by where they live):
+# Methods (the interface every request module calls, unchanged by where they live; wake.py
+# installs them on the Agent class):
 #   ._next() ._handle(p) ._trace(p)                         the line task's steps (aloop, drive)
 #   ._small ._error ._result ._send_view ._internal          replies
 #   ._slots() ._done(s) ._op(name, ...) ._code(name, ...)   storage, per request
@@ -22,7 +21,6 @@ import time
 
 from otalink.device import agent as _a
 from otalink.protocol.errors import ProtocolError
-from otalink.protocol.framing import FrameReader, FrameWriter
 from otalink.protocol.hotpath import put_head
 
 try:
@@ -39,22 +37,15 @@ _INTERNAL_NO_MEMORY = const(1)
 _MSG_ERROR = const(0xF)
 _MSG_RESULT = const(0x9)
 _T_REPLY_MS = const(2000)
-_OUT_PAYLOAD = const(64)  # ACK / RESULT / ERROR / PROGRESS (<= 26 bytes)
 _MAX_READS = const(64)  # reads per frame search: a line that never goes quiet still yields
 _NONCE_LEN = const(16)
 
-_ENGINE = const(("otalink.device", ("engine",)))
-_FRAMING = const(("otalink.protocol", ("framing",)))
-_START = const(("otalink.device", ("start", "config")))
-_ERRORS = const(("otalink.protocol", ("errors",)))
-# the config keys the awake agent's requests read (begin.py, commands.py, report.py)
-_AWAKE = const(("ecu_id", "hw_id", "ecu_seed", "director_keys", "command_keys", "threshold",
-                "time_floor"))  # fmt: skip
 _COLD = const(3)  # agent._COLD
 _SERVE = const(4)  # agent._SERVE
 _SMALL = const(5)  # agent._SMALL
 _STORE = const(6)  # agent._STORE
 _IDLE = const(0)  # agent._IDLE
+_WAKE = const(("otalink.device", ("wake",)))
 _RUN_RESET = const(1)  # agent._RUN_RESET
 
 
@@ -226,40 +217,6 @@ def _trace(a, p):
 
 _PARTIAL_MS = const(500)  # a partial frame older than this (no byte since) does not hold rest
 
-# the names wake() installs on the Agent class (one constant tuple: no pairs to allocate)
-_METHODS = const(("_slots", "_done", "_op", "_code", "_unload", "_reset", "_send_view", "_small",
-                  "_error", "_result", "_internal", "_next", "_handle", "_trace"))  # fmt: skip
-
-
-def _reread(a):
-    # What an agent made by the loader dropped at rest: its config (keys, the ECU's seed), read
-    # again (start.py): only the keys its requests read (_AWAKE).
-    st = _a._lazy("otalink.device.start")
-    got = st.settings(a.path, _AWAKE)
-    _a._drop(_START)
-    if got is None:
-        raise ValueError("config")  # (the loader's next boot reports it and stops)
-    a.cfg = got[0]
-
-
-def wake(a):
-    # The config when it was dropped, then the reader (its max_payload buffer is the largest
-    # block: allocated early it lands low), then the methods. No room for all of it (an
-    # application holds the heap): nothing of it stays, the MemoryError goes to agent.wake().
-    try:
-        if a.path is not None and a.cfg is None:
-            _reread(a)
-        a.parser = FrameReader(a.max_payload)
-        a.out = FrameWriter(_OUT_PAYLOAD)
-        a.rx_at = time.ticks_ms()
-        cls = type(a)
-        g = globals()
-        for name in _METHODS:
-            setattr(cls, name, g[name])
-    except MemoryError:
-        strip(a)
-        raise
-
 
 def rest(a):
     # Back to rest when nothing is in flight; False (and nothing changed) otherwise.
@@ -270,29 +227,6 @@ def rest(a):
         return False  # a frame still arriving
     # (a partial frame whose line stayed silent that long is line noise or a host that died
     # mid-frame: it goes with the reader, as a UART's inter-byte timeout would drop it)
-    strip(a)
+    _a._lazy("otalink.device.wake").strip(a)
+    _a._drop(_WAKE)
     return True
-
-
-def strip(a):
-    # The engine leaves (rest, or a wake without room): its methods, reader, writer, modules.
-    cls = type(a)
-    for name in _METHODS:
-        if hasattr(cls, name):
-            # None first: a class attribute deleted alone keeps its value in the class's
-            # table, where the GC still finds it (the engine's code would never leave the heap)
-            setattr(cls, name, None)
-            delattr(cls, name)
-    a.parser = None
-    a.out = None
-    a.cur = None
-    m = a.m  # the shortcut parsers' output may hold views of the reader's buffer
-    m[0] = m[1] = m[2] = m[3] = m[4] = m[5] = m[6] = 0
-    if a.path is not None:
-        a.cfg = None  # (the keys and the ECU's seed leave RAM too; the geometry stays: ops.py)
-    _a._drop_lazy(a)
-    _a._drop(_ENGINE)
-    _a._drop(_FRAMING)
-    # (every module that holds ProtocolError leaves with the engine, or imports it per call:
-    # aloop.drive, drive.finish; the next wake imports one class for all of them again)
-    _a._drop(_ERRORS)

@@ -86,9 +86,12 @@ def init(s, bdev, geom, regions, hooks, buffers=True):
             break
     es = g["erase_size"]
     ws = g["write_size"]
-    # program unit: a multiple of the write size that divides the erase sector; 1 KiB by
-    # default (4x fewer calls than one 256-byte page per program, measured by slotbench)
-    dflt = 1024 if es % 1024 == 0 and 1024 % ws == 0 else max(ws, 256)
+    # program unit: a multiple of the write size that divides the erase sector; by default one
+    # 256-byte NOR page (or the write size if larger): it sits in the heap beside the decoder at
+    # the first DATA, where 64k had no 0.75 KiB to spare for a 1 KiB unit. Its cost is calls:
+    # 4x the program calls of a 1 KiB unit, measured by slotbench (us_per_kib, docs/device.md),
+    # tens of times below what the line takes per KiB.
+    dflt = ws if ws > _STEP else _STEP
     chunk = g.get("program_size", dflt)
     if chunk % ws or es % chunk:
         raise ValueError("program_size")

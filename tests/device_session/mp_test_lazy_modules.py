@@ -27,6 +27,8 @@ LAZY = (
     "otalink.protocol.command",
     "otalink.device.auth",
     "otalink.device.ed25519",
+    "otalink.device.ed25519v",
+    "otalink.device.wake",
     "otalink.device.report",
     "otalink.device.commands",
     "otalink.device.serve",
@@ -93,12 +95,23 @@ def test_codec_and_crypto_leave_after_each_request():
             assert len(out) >= 1, out
             return out[-1]
 
+        # a signature (INFO, STATUS) loads no verification code (ed25519v.py): BEGIN's does
+        verifying = []
+        sess.on_slice = lambda: verifying.append("otalink.device.ed25519v" in sys.modules)
         assert ask(hello)[1] == codes.MSG_INFO
         assert ask(status)[1] == codes.MSG_STATUS
+        assert verifying and True not in verifying, verifying
+        # awake, the agent holds the engine's methods, not the code that wakes and strips it
+        # (wake.py: loaded for those calls only)
+        engine = sys.modules["otalink.device.engine"]
+        assert not hasattr(engine, "wake") and not hasattr(engine, "strip")
+        del verifying[:]
         r = ask(bad_end)
         assert r[1] == codes.MSG_ERROR and r[2] == codes.E_BAD_MESSAGE, bytes(r)
         assert ask(begin)[1] == codes.MSG_ACK
         assert sess.state == RECEIVING
+        assert True in verifying, verifying
+        sess.on_slice = None
         for d in data:
             assert ask(d)[1] == codes.MSG_ACK
         r = ask(end)

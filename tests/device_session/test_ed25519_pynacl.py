@@ -81,3 +81,21 @@ def test_verify_and_sign_match_pynacl(
             si += 1
     # the batch exercised both outcomes often enough to mean something
     assert any(expect_v)
+
+
+def test_verification_module_constants_are_ed25519s() -> None:
+    # ed25519v.py copies the curve constants it uses (private consts are folded into each
+    # module's code on the device, so they cannot be shared); under CPython const() is the
+    # identity and both modules' names are there to compare
+    from otalink.device import ed25519, ed25519v
+
+    for name in ("_P", "_L", "_D", "_SQRT_M1", "_B"):
+        assert getattr(ed25519v, name) == getattr(ed25519, name), name
+    assert ed25519v._L == L
+    # and ed25519.verify (its __getattr__) is ed25519v's: the signer's module alone signs
+    seed = bytes(range(32))
+    sig = ed25519.SigningKey(seed).sign(b"m")
+    pub = bytes(nacl.signing.SigningKey(seed).verify_key)
+    assert sig == nacl.signing.SigningKey(seed).sign(b"m").signature
+    assert ed25519.verify(pub, b"m", sig) and not ed25519.verify(pub, b"n", sig)
+    assert ed25519.verify is ed25519v.verify
