@@ -12,7 +12,7 @@
 #   - the cofactorless equation [S]B == R + [k]A is checked, by computing [S]B + [k](-A) and
 #     comparing its canonical encoding with the received R bytes. (Cofactorless matches
 #     libsodium / pynacl, so both sides agree on every signature an honest signer can make.)
-from otalink.device import ed25519 as _e
+from otalink.device import ed25519
 
 try:
     from micropython import const
@@ -64,7 +64,7 @@ def _decode(s):
 
 def _small_order(p):
     # [8]p == identity  <=>  X == 0 and Y == Z after three doublings.
-    q = _e._dbl(_e._dbl(_e._dbl(p)))
+    q = ed25519._dbl(ed25519._dbl(ed25519._dbl(p)))
     return q[0] % _P == 0 and (q[1] - q[2]) % _P == 0
 
 
@@ -86,14 +86,14 @@ def verify_g(pub, data, sig):
     if r is None or _small_order(r):
         return False
     yield
-    k = _e._h_scalar(rb, pub, data)
+    k = ed25519._h_scalar(rb, pub, data)
     yield
     # Q = [s]B + [k](-A); -(X, Y, Z, T) = (-X, Y, Z, -T)
-    q = yield from _e._mul2(_B, s, (_P - a[0], a[1], 1, _P - a[3]), k)
+    q = yield from ed25519._mul2(_B, s, (_P - a[0], a[1], 1, _P - a[3]), k)
     yield
-    return _e.encode(q) == rb
+    return ed25519.encode(q) == rb
 
 
 def verify(pub, data, sig):
     """True iff sig (64 bytes) is a valid strict ed25519 signature of data by pub (32 bytes)."""
-    return _e.run(verify_g(pub, data, sig))
+    return ed25519.run(verify_g(pub, data, sig))

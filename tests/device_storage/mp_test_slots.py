@@ -277,3 +277,18 @@ def test_same_instruction_other_stream_starts_over():
         assert s.finish() == C.OK
     finally:
         dev.done()
+
+
+def test_program_unit_is_one_page_unless_set():
+    # The default program unit is one 256-byte NOR page (or the write size, if larger): it sits
+    # beside the deflate decoder at the first DATA, where the update alone at 64k had no room
+    # for a 1 KiB one (bench: heap_limit_bytes). A geometry's program_size still wins.
+    d = Dev()
+    try:
+        for ws, want in ((4, 256), (256, 256), (1024, 1024)):
+            s = Slots(d.f, dict(GEOM, write_size=ws))
+            assert s.chunk == want and len(s.cbuf) == want, (ws, s.chunk)
+        s = Slots(d.f, dict(GEOM, write_size=4, program_size=1024))
+        assert s.chunk == 1024 and len(s.cbuf) == 1024, s.chunk
+    finally:
+        d.done()
