@@ -82,11 +82,12 @@ class Transfer:
         # first DATA makes the decoder without one.
         self.room = False
         s = self.slots
-        if _slots._w is None:
-            # The write path first (slotwrite.py, the first DATA's otherwise): its code takes
-            # the lowest of the holes BEGIN's code left, and the room what is above it. Loaded
-            # at the first DATA it had to fit beside the room (at 64-65k it did not, or the
-            # room could not be claimed and the decoder's window then found no hole).
+        if _slots._w is None and s.comp < _COMP_PATCH:
+            # The write path first (slotwrite.py, the first DATA's otherwise; a patch has its
+            # own, slotpatch.py): its code takes the lowest of the holes BEGIN's code left, and
+            # the room what is above it. Loaded at the first DATA it had to fit beside the room
+            # (at 64-65k it did not, or the room could not be claimed and the decoder's window
+            # then found no hole).
             _slots._write()
         if s.buffer is None:
             try:

@@ -154,7 +154,6 @@ class PatchIO:
         # a length prefix, then one raw-deflate stream pulled 256 bytes at a time while the ring
         # holds the margin or the rest of the segment (the decoder must never run dry mid-symbol)
         s = self.s
-        s.buffer = None  # the decoder's room (session.Transfer.claim): its state and window take it
         ring = s.ring
         obuf = self.obuf
         pat = self.pat
@@ -176,8 +175,12 @@ class PatchIO:
                     used += 4
                     if left == 0 or used + left > s.wire_len:
                         raise DeviceError(_E_DECOMPRESS, s.t_img)
-                    s.dio = dio = None
-                    s.dio = dio = deflate.DeflateIO(ring, deflate.RAW, s.wbits)
+                    # the new decoder's object while the previous one (or the room) still holds
+                    # its blocks (slotwrite.drain says why), then they go
+                    d = deflate.DeflateIO(ring, deflate.RAW, s.wbits)
+                    s.buffer = None
+                    s.dio = dio = d
+                    d = None
                     continue
                 if avail < margin and avail < left:
                     break
@@ -200,7 +203,8 @@ class PatchIO:
                 if k < _STEP:  # the segment's stream ended
                     if left:
                         raise DeviceError(_E_DECOMPRESS, s.t_img)
-                    s.dio = dio = None
+                    if used == s.wire_len:
+                        s.dio = dio = None  # the last segment (else kept until the next's object)
                     left = -1
         finally:
             s.seg_left = left

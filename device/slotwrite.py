@@ -70,7 +70,6 @@ def drain(s, final):
     # segment; the decoder stops at the stream's final block, so what it consumed is exact
     # (ring.any() before - after). A segment ending on an erase-sector boundary is a durable
     # checkpoint: (wire offset, image offset).
-    s.buffer = None  # the decoder's room (session.Transfer.claim): its state and window take it
     ring = s.ring
     chunk = s.chunk
     comp = s.comp
@@ -85,6 +84,8 @@ def drain(s, final):
             put(s, k)
         return
     seg = comp == _COMP_DEFLATE_SEG
+    if not seg:
+        s.buffer = None  # the decoder's room (session.Transfer.claim): its state and window take it
     dio = s.dio
     steps = s.steps
     step = len(steps[0])
@@ -107,8 +108,16 @@ def drain(s, final):
                 used += 4
                 if left == 0 or used + left > s.wire_len:
                     raise DeviceError(_E_DECOMPRESS, s.t_img)
-                s.dio = dio = None  # the previous segment's decoder goes first
-                s.dio = dio = deflate.DeflateIO(ring, deflate.RAW, s.wbits)
+                # The new decoder's object first, while the previous decoder (or, for the first
+                # segment, the room session.Transfer.claim keeps) still holds its blocks: a
+                # collection at this small allocation would hand it the start of the hole the
+                # state and window need next (the line bench at 64k: the window then found 31 of
+                # its 32 blocks). Its state and window are made at its first read, once the
+                # previous decoder and the room are garbage (their holes: same sizes).
+                d = deflate.DeflateIO(ring, deflate.RAW, s.wbits)
+                s.buffer = None
+                s.dio = dio = d
+                d = None
                 continue
             elif avail < margin and avail < left:
                 break  # more input needed (final: the wire is short; finish() reports)
@@ -131,7 +140,9 @@ def drain(s, final):
                     break
                 if left:
                     raise DeviceError(_E_DECOMPRESS, s.t_img)
-                s.dio = dio = None
+                if used == s.wire_len:
+                    s.dio = dio = None  # the last segment: END's code never sits beside it
+                # (else the ended decoder stays until the next one's object is made: above)
                 left = -1
                 img = s.t_img
                 if fill:

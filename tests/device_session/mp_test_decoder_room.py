@@ -264,3 +264,32 @@ def test_a_deflate_transfer_loads_its_write_path_at_begin_end_before_the_room():
     finally:
         for p in paths:
             _remove(p)
+
+
+def test_a_patch_in_segments_claims_its_room_without_the_write_path():
+    # A patch (compression 4) decodes too, so it claims the room, but writes through its own
+    # path (slotpatch.py): slotwrite.py is not loaded for it (it was, at BEGIN's end, beside
+    # the patch applier); a deflate stream's transfer loads it there
+    from otalink.device import session
+    from otalink.device import slots as slots_mod
+
+    class Stub:
+        window = 4096
+
+    path = _flash_path()
+    try:
+        g = geometry(dict(GEOM, deflate_wbits=WBITS))
+        s = Slots(NorFlash(path, g["size"], g["erase_size"], g["write_size"]), g)
+        slots_mod.drop_write()
+        for comp, loads in ((codes.COMP_PATCH_DEFLATE_SEG, False), (codes.COMP_DEFLATE_SEG, True)):
+            s.comp = comp
+            s.buffer = None
+            x = session.Transfer(Stub(), s, comp=comp)
+            assert x.room, comp
+            x.claim()
+            assert type(s.buffer) is tuple, comp
+            assert (slots_mod._w is not None) == loads, (comp, slots_mod._w)
+            slots_mod.drop_write()
+    finally:
+        slots_mod.drop_write()
+        _remove(path)
