@@ -42,7 +42,7 @@ _E_DECOMPRESS = const(41)
 _E_BASE_MISMATCH = const(44)
 _SLOT_CONFIRMED = const(5)
 _CK_LEN = const(17)  # delta._CK_LEN: the Patcher's save()
-_STEP = const(256)  # deflate output per pull (store.init's step: the same margin argument)
+_STEP = const(128)  # deflate output per pull (store._STEP: the same margin argument and ring)
 _MAX_P0 = const(0xFFFFFF)
 
 

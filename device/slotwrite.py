@@ -62,7 +62,7 @@ def write(s, offset, mv):
 
 def drain(s, final):
     # Take what the ring holds: whole program units (uncompressed), or deflate output in
-    # steps (quarters of the program unit, filled in place) while the ring holds the margin
+    # steps (halves of the program unit, filled in place) while the ring holds the margin
     # (all of it when final): the decompressor must never run dry mid-symbol (DeflateIO
     # raises EOFError and its state is lost; store.init sizes both). Deflate segments: a
     # length prefix, then one complete raw-deflate stream per segment (a fresh DeflateIO:

@@ -59,7 +59,8 @@ _CK = const(20)  # the codec checkpoint area
 _REC1 = const("<HBBIBBBBIIBBBBII32s32sBBBBII32s32sBxxxIII32s")
 _CAP_DEFLATE_SEG = const(1)  # protocol/codes.py (checked by tests/protocol/test_wire.py)
 _CAP_PATCH = const(2)  # patches applied (device/slotpatch.py)
-_STEP = const(256)
+_PAGE = const(256)  # the default program unit: one NOR page
+_STEP = const(128)  # deflate output per pull (slotpatch._STEP: the same)
 # flashcfg.DEFAULTS's keys (tests/device_storage/test_consts.py): a geometry with all of them
 # needs no merge
 _GEOM = const(("size", "erase_size", "write_size", "state_offset", "state_sectors", "slot_size",
@@ -91,19 +92,20 @@ def init(s, bdev, geom, regions, hooks, buffers=True):
     # the first DATA, where 64k had no 0.75 KiB to spare for a 1 KiB unit. Its cost is calls:
     # 4x the program calls of a 1 KiB unit, measured by slotbench (us_per_kib, docs/device.md),
     # tens of times below what the line takes per KiB.
-    dflt = ws if ws > _STEP else _STEP
+    dflt = ws if ws > _PAGE else _PAGE
     chunk = g.get("program_size", dflt)
     if chunk % ws or es % chunk:
         raise ValueError("program_size")
     wb = g["deflate_wbits"] if deflate else 0
     if wb and not 9 <= wb <= 15:
         raise ValueError("deflate_wbits")
-    # Deflate output steps of 256 bytes, each pulled only while the ring holds `margin` input
+    # Deflate output steps of 128 bytes, each pulled only while the ring holds `margin` input
     # bytes. No deflate code spends more than 16 bits per output byte (a 15-bit literal; a match
     # gives >= 3 bytes for <= 48 bits), and a dynamic block header is <= ~290 bytes, so a
-    # zlib-made stream needs <= 2 * 256 + 290 = 802 input bytes per step: margin 1024. A stream
+    # zlib-made stream needs <= 2 * 128 + 290 = 546 input bytes per step: margin 768. A stream
     # crafted to need more (runs of empty blocks) only fails with E_DECOMPRESS (its output is
-    # hashed and never activated). Small steps keep the margin, and with it the ring, small.
+    # hashed and never activated). Small steps keep the margin, and with it the ring, small
+    # (896 bytes with 128-byte steps: 384 less than with 256, and 64k's update had few to spare).
     # (slotwrite.drain derives step and margin from steps[0].)
     s.chunk = chunk
     s.wbits = wb  # DeflateIO(ring, RAW, wbits) decodes with exactly this window

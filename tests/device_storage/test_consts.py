@@ -95,3 +95,10 @@ def test_store_geometry_keys_are_the_defaults() -> None:
     )
     assert isinstance(defaults, ast.Dict)
     assert sorted(keys) == sorted(ast.literal_eval(k) for k in defaults.keys if k is not None)
+
+
+def test_the_patch_path_pulls_deflate_steps_of_the_rings_size() -> None:
+    # slotpatch.py pulls the decoder in store.py's steps against store.py's ring: a larger step
+    # there would wait for a margin the ring cannot hold
+    assert _consts("slotpatch")["STEP"] == _consts("store")["STEP"] == 128
+    assert _consts("store")["PAGE"] == 256  # the default program unit: one NOR page
