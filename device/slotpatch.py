@@ -151,8 +151,9 @@ class PatchIO:
 
     def _drain(self, final):
         # slotwrite.drain's segment walk, its output fed to the Patcher instead of programmed:
-        # a length prefix, then one raw-deflate stream pulled 256 bytes at a time while the ring
-        # holds the margin or the rest of the segment (the decoder must never run dry mid-symbol)
+        # a length prefix, then one raw-deflate stream pulled 128 bytes (store._STEP) at a time
+        # while the ring holds the margin or the rest of the segment (the decoder must never run
+        # dry mid-symbol)
         s = self.s
         ring = s.ring
         obuf = self.obuf
